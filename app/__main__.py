@@ -1,0 +1,164 @@
+"""Command line: `python -m app serve | init-db | check | domains ... | bans ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import __version__, config, db, embedded, policy
+from .spool import Spool
+
+log = logging.getLogger("app")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+
+
+async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
+    url = settings.database_url or embedded.start(settings.data_dir)
+    conn = await db.connect(url)
+    try:
+        await db.install_schema(conn)
+        return await fn(conn)
+    finally:
+        await conn.close()
+
+
+def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
+    import uvloop
+
+    from .service import serve
+
+    return uvloop.run(serve(settings))
+
+
+def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
+    async def done(conn: Any) -> int:
+        print(f"schema installed from {db.SCHEMA}")
+        return 0
+
+    return asyncio.run(with_connection(settings, done))
+
+
+def cmd_domains(settings: config.Settings, args: argparse.Namespace) -> int:
+    domain = None
+    if args.action != "list":
+        pattern = policy.normalize_pattern(args.domain)
+        if pattern is None:
+            print(f"error: {args.domain!r} is not a valid domain "
+                  "(expected example.com or *.example.com)", file=sys.stderr)
+            return 2
+        domain = ("*." if pattern[1] else "") + pattern[0]
+
+    async def act(conn: Any) -> int:
+        if args.action == "add":
+            await db.add_domain(conn, domain)
+            print(f"added {domain}")
+        elif args.action == "remove":
+            if not await db.remove_domain(conn, domain):
+                print(f"error: {domain} is not in the list", file=sys.stderr)
+                return 1
+            print(f"removed {domain}")
+        else:
+            for row in await db.list_domains(conn):
+                print(row["domain"] + ("" if row["active"] is not False else "  (inactive)"))
+        return 0
+
+    return asyncio.run(with_connection(settings, act))
+
+
+def ban_value(scope: str, value: str) -> str | None:
+    """The stored form of a ban value, or None if it is not valid for `scope`."""
+    if scope == "domain":
+        pattern = policy.normalize_pattern(value)
+        return None if pattern is None else ("*." if pattern[1] else "") + pattern[0]
+    value = value.strip()
+    return value.lower() if value else None
+
+
+def cmd_bans(settings: config.Settings, args: argparse.Namespace) -> int:
+    value = None
+    if args.action != "list":
+        value = ban_value(args.scope, args.value)
+        if value is None:
+            print(f"error: {args.value!r} is not a valid {args.scope} ban value", file=sys.stderr)
+            return 2
+
+    async def act(conn: Any) -> int:
+        if args.action == "add":
+            await db.add_ban(conn, args.scope, value, args.match)
+            print(f"banned {args.scope} {args.match} {value}")
+        elif args.action == "remove":
+            if not await db.remove_ban(conn, args.scope, value):
+                print(f"error: no {args.scope} ban on {value}", file=sys.stderr)
+                return 1
+            print(f"unbanned {args.scope} {value}")
+        else:
+            for row in await db.list_bans(conn):
+                print(f"{row['scope']}\t{row['match_type']}\t{row['status']}\t{row['value']}")
+        return 0
+
+    return asyncio.run(with_connection(settings, act))
+
+
+def cmd_check(settings: config.Settings, args: argparse.Namespace) -> int:
+    from .check import run_checks
+
+    return asyncio.run(run_checks(settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--env-file", default=".env", help="settings file (default: ./.env)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the SMTP service").set_defaults(run=cmd_serve)
+    commands.add_parser("init-db", help="install or upgrade the schema").set_defaults(
+        run=cmd_init_db)
+    commands.add_parser("check", help="validate settings, database, sources, spool").set_defaults(
+        run=cmd_check)
+
+    domains = commands.add_parser("domains", help="manage the domain whitelist")
+    domains.set_defaults(run=cmd_domains)
+    domain_actions = domains.add_subparsers(dest="action", required=True)
+    for action in ("add", "remove"):
+        domain_actions.add_parser(action).add_argument("domain", help="example.com or *.example.com")
+    domain_actions.add_parser("list")
+
+    bans = commands.add_parser("bans", help="manage sender bans")
+    bans.set_defaults(run=cmd_bans)
+    ban_actions = bans.add_subparsers(dest="action", required=True)
+    for action in ("add", "remove"):
+        sub = ban_actions.add_parser(action)
+        sub.add_argument("scope", choices=("email", "domain"))
+        sub.add_argument("value")
+        if action == "add":
+            sub.add_argument("--match", choices=("exact", "contains"), default="exact")
+    ban_actions.add_parser("list")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(env_file=args.env_file)
+    except config.ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        return int(args.run(settings, args))
+    except (OSError, db.asyncpg.PostgresError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

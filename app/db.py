@@ -1,0 +1,185 @@
+"""The only module that speaks SQL: pool, schema, batch insert, list tables.
+
+Errors are sorted by what the caller should do (`is_transient`): connection
+losses, timeouts and server-side trouble are worth retrying; data errors
+(SQLSTATE classes 22 and 23) are tied to a row and never go away.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from .model import Envelope, ParsedMail
+
+SCHEMA = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
+# One advisory lock key so several workers installing at once take turns.
+SCHEMA_LOCK = 0x7E3D_A11
+
+Pool = asyncpg.Pool
+
+
+async def create_pool(url: str, max_size: int = 4) -> asyncpg.Pool:
+    # min_size=0: the pool can be made while the database is down; the
+    # writer's retries then find it once it is back.
+    pool = await asyncpg.create_pool(
+        url, min_size=0, max_size=max_size, command_timeout=60, timeout=5
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(url, timeout=5)
+
+
+async def install_schema(conn: asyncpg.Connection) -> None:
+    sql = SCHEMA.read_text()
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(sql)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True if retrying the same statement later may succeed."""
+    state = getattr(error, "sqlstate", None) or ""
+    if state[:2] in ("22", "23"):
+        return False
+    if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)):
+        return not isinstance(error, asyncpg.DataError)
+    return False
+
+
+# One statement, so one round trip and one implicit transaction per batch.
+# Ids are made before the insert; ON CONFLICT DO NOTHING makes a retried
+# batch that had in fact committed a no-op (idempotent writes).
+INSERT_BATCH = """
+WITH raw AS (
+    INSERT INTO raw_messages (id, raw, received_at)
+    SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::timestamptz[])
+    ON CONFLICT (id) DO NOTHING
+), mail AS (
+    INSERT INTO emails (id, mailbox_owner, subject, body, html, from_addr, to_addrs,
+                        "timestamp", size, received_at, message_id, header_from,
+                        attachments, remote_ip, helo, raw_id)
+    SELECT r.id, r.owner, r.subject, r.body, r.html, r.from_addr,
+           ARRAY(SELECT jsonb_array_elements_text(r.to_addrs::jsonb)),
+           r.received_at, r.size, r.received_at, r.message_id, r.header_from,
+           r.attachments::jsonb, r.remote_ip::inet, r.helo, r.raw_id
+    FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                $10::text[], $11::timestamptz[], $12::bigint[], $13::text[], $14::text[],
+                $15::text[], $16::text[], $17::text[], $18::uuid[])
+         AS r(id, owner, subject, body, html, from_addr, to_addrs, received_at, size,
+              message_id, header_from, attachments, remote_ip, helo, raw_id)
+    ON CONFLICT (id) DO NOTHING
+), box AS (
+    INSERT INTO inbox (email_address)
+    SELECT DISTINCT unnest($5::text[])
+    ON CONFLICT (email_address) DO NOTHING
+)
+UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY($5::text[])
+"""
+
+
+def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
+    """The 18 column arrays of INSERT_BATCH for `batch`."""
+    columns: list[list[Any]] = [[] for _ in range(18)]
+    for envelope, parsed in batch:
+        columns[0].append(envelope.id)
+        columns[1].append(envelope.raw)
+        columns[2].append(envelope.received_at)
+        attachments = json.dumps(
+            [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
+             for a in parsed.attachments]
+        )
+        to_addrs = json.dumps(parsed.to_addrs)
+        for row_id, owner in zip(envelope.row_ids, envelope.recipients):
+            for column, value in zip(
+                columns[3:],
+                (row_id, owner, parsed.subject, parsed.body, parsed.html,
+                 envelope.mail_from, to_addrs, envelope.received_at, len(envelope.raw),
+                 parsed.message_id, parsed.header_from, attachments, envelope.remote_ip,
+                 envelope.helo, envelope.id),
+            ):
+                column.append(value)
+    return columns
+
+
+async def insert_batch(pool: asyncpg.Pool, batch: Sequence[tuple[Envelope, ParsedMail]]) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(INSERT_BATCH, *batch_args(batch))
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+
+
+# List tables ------------------------------------------------------------------
+
+
+# The columns the service reads of each list table (Supabase reads the same).
+LIST_COLUMNS = {
+    "domains": "domain,active",
+    "bans": "scope,value,match_type,status",
+    "private_email": "email",
+}
+
+
+async def fetch_list(pool: asyncpg.Pool, table: str) -> list[dict[str, Any]]:
+    """All rows of one list table (`domains`, `bans` or `private_email`)."""
+    async with pool.acquire() as conn:
+        # `table` is a key of LIST_COLUMNS, never user input.
+        rows = await conn.fetch(f"SELECT {LIST_COLUMNS[table]} FROM {table}")
+        return [dict(r) for r in rows]
+
+
+async def add_domain(conn: asyncpg.Connection, domain: str) -> None:
+    await conn.execute(
+        "INSERT INTO domains (domain, active) VALUES ($1, true) "
+        "ON CONFLICT (domain) DO UPDATE SET active = true",
+        domain,
+    )
+
+
+async def remove_domain(conn: asyncpg.Connection, domain: str) -> bool:
+    return await conn.execute("DELETE FROM domains WHERE domain = $1", domain) != "DELETE 0"
+
+
+async def list_domains(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT domain, active FROM domains ORDER BY domain")
+
+
+async def add_ban(conn: asyncpg.Connection, scope: str, value: str, match_type: str) -> None:
+    async with conn.transaction():
+        exists = await conn.fetchval(
+            "SELECT count(*) FROM bans WHERE scope = $1 AND value = $2 AND match_type = $3",
+            scope, value, match_type,
+        )
+        if exists:
+            await conn.execute(
+                "UPDATE bans SET status = 'active' "
+                "WHERE scope = $1 AND value = $2 AND match_type = $3",
+                scope, value, match_type,
+            )
+        else:
+            await conn.execute(
+                "INSERT INTO bans (scope, value, match_type, status) "
+                "VALUES ($1, $2, $3, 'active')",
+                scope, value, match_type,
+            )
+
+
+async def remove_ban(conn: asyncpg.Connection, scope: str, value: str) -> bool:
+    result = await conn.execute("DELETE FROM bans WHERE scope = $1 AND value = $2", scope, value)
+    return result != "DELETE 0"
+
+
+async def list_bans(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT scope, value, match_type, status FROM bans ORDER BY scope, value"
+    )

@@ -1,0 +1,25 @@
+"""The embedded PostgreSQL (pgserver) used when DATABASE_URL is unset.
+
+pgserver run as root creates a `pgserver` system user and widens the
+permissions of the data directory's parents; run the service as a normal
+user, or set DATABASE_URL, on a shared machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("app.embedded")
+
+
+def start(data_dir: str) -> str:
+    """Start (or reuse) the embedded server under `data_dir`; return its URL."""
+    import pgserver
+
+    path = Path(data_dir).resolve() / "pgdata"
+    path.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(path, cleanup_mode="stop")
+    url: str = server.get_uri()
+    log.warning("[db] DATABASE_URL is unset: using the embedded PostgreSQL in %s", path)
+    return url

@@ -1,0 +1,67 @@
+"""Frozen records passed between the stages of the flow."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+
+
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedMail:
+    """What the website shows of a message; every text is clean UTF-8 without NUL."""
+
+    subject: str
+    body: str
+    html: str | None
+    header_from: str
+    to_addrs: tuple[str, ...]
+    message_id: str | None
+    attachments: tuple[Attachment, ...]
+    parser: str  # "mail-parser", "email" (fallback) or "none" (unparseable)
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """One accepted DATA: what the SMTP session knows, plus the raw bytes.
+
+    `id` is made before the message is queued, so a retried or replayed
+    write is idempotent (the database skips ids it already has).
+    """
+
+    id: uuid.UUID
+    received_at: datetime.datetime
+    mail_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    remote_ip: str | None
+    helo: str | None
+    # One fresh uuid per recipient row, also made up front for idempotence.
+    row_ids: tuple[uuid.UUID, ...]
+
+    @classmethod
+    def new(
+        cls,
+        mail_from: str,
+        recipients: tuple[str, ...],
+        raw: bytes,
+        remote_ip: str | None,
+        helo: str | None,
+    ) -> Envelope:
+        return cls(
+            id=uuid.uuid4(),
+            received_at=datetime.datetime.now(datetime.timezone.utc),
+            mail_from=mail_from,
+            recipients=recipients,
+            raw=raw,
+            remote_ip=remote_ip,
+            helo=helo,
+            row_ids=tuple(uuid.uuid4() for _ in recipients),
+        )

@@ -1,0 +1,145 @@
+"""Parse stage: raw message bytes -> ParsedMail. Pure; never raises.
+
+mail-parser first (fast, decodes RFC 2047 and charsets); when it raises, as
+it does on some real and corrupted mail, the standard library's compat32
+parser; when that fails too, empty fields. The raw bytes are stored apart,
+so a bad parse never loses the message.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.message
+import email.utils
+import logging
+from typing import Any
+
+import mailparser
+
+from .model import Attachment, ParsedMail
+
+# mail-parser logs every defect it meets at WARNING/ERROR: noise, and it can
+# echo header content into our logs.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+
+log = logging.getLogger("app.parse")
+
+
+def clean_text(text: Any) -> str:
+    """A str PostgreSQL accepts: valid UTF-8 (no lone surrogates), no NUL."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        text = str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "")
+
+
+def _decoded_size(payload: Any, transfer_encoding: str | None) -> int:
+    if not isinstance(payload, str):
+        return len(payload or b"")
+    if (transfer_encoding or "").lower() == "base64":
+        stripped = len(payload) - payload.count("\n") - payload.count("\r")
+        return max(0, stripped * 3 // 4 - payload.rstrip().count("=", -2))
+    return len(payload.encode("utf-8", "replace"))
+
+
+def _address(pairs: Any) -> str:
+    if not pairs:
+        return ""
+    name, addr = pairs[0]
+    return email.utils.formataddr((name, addr)) if name else addr
+
+
+def _with_mailparser(raw: bytes) -> ParsedMail:
+    mail = mailparser.parse_from_bytes(raw)
+    attachments = tuple(
+        Attachment(
+            filename=clean_text(part.get("filename")),
+            content_type=clean_text(part.get("mail_content_type")),
+            size=_decoded_size(part.get("payload"), part.get("content_transfer_encoding")),
+        )
+        for part in mail.attachments
+    )
+    return ParsedMail(
+        subject=clean_text(mail.subject),
+        body=clean_text(mail.text_plain[0] if mail.text_plain else ""),
+        html=clean_text(mail.text_html[0]) if mail.text_html else None,
+        header_from=clean_text(_address(mail.from_)),
+        to_addrs=tuple(clean_text(addr) for _, addr in (mail.to or []) + (mail.cc or []) if addr),
+        message_id=clean_text(mail.message_id) or None,
+        attachments=attachments,
+        parser="mail-parser",
+    )
+
+
+def _header(message: email.message.Message, name: str) -> str:
+    value = message.get(name)
+    if value is None:
+        return ""
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return str(value)
+
+
+def _part_text(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
+
+
+def _with_stdlib(raw: bytes) -> ParsedMail:
+    message = email.message_from_bytes(raw)
+    body: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        filename = part.get_filename()
+        content_type = part.get_content_type()
+        if filename or part.get_content_disposition() == "attachment":
+            payload = part.get_payload(decode=True)
+            attachments.append(
+                Attachment(clean_text(filename), content_type, len(payload or b""))
+            )
+        elif content_type == "text/plain" and body is None:
+            body = _part_text(part)
+        elif content_type == "text/html" and html is None:
+            html = _part_text(part)
+    recipients = email.utils.getaddresses(
+        [str(v) for v in message.get_all("to", []) + message.get_all("cc", [])]
+    )
+    return ParsedMail(
+        subject=clean_text(_header(message, "subject")),
+        body=clean_text(body),
+        html=clean_text(html) if html is not None else None,
+        header_from=clean_text(_header(message, "from")),
+        to_addrs=tuple(clean_text(addr) for _, addr in recipients if addr),
+        message_id=clean_text(_header(message, "message-id").strip()) or None,
+        attachments=tuple(attachments),
+        parser="email",
+    )
+
+
+EMPTY = ParsedMail("", "", None, "", (), None, (), "none")
+
+
+def parse(raw: bytes) -> ParsedMail:
+    """Best-effort fields of `raw`; never raises."""
+    for attempt in (_with_mailparser, _with_stdlib):
+        try:
+            return attempt(raw)
+        except (Exception, RecursionError) as error:  # parsers raise anything on bad mail
+            log.debug("[parse] %s failed: %s", attempt.__name__, type(error).__name__)
+    return EMPTY

@@ -1,0 +1,209 @@
+"""Policy stage: who may send, to whom. Pure functions over a Lists snapshot.
+
+Matching rules (DESIGN.md, Cybertemp's documented semantics):
+- whitelist `example.com` matches exactly that domain; `*.example.com` any
+  subdomain at any depth, not the apex. Inactive rows are ignored.
+- bans (status 'active' only): scope 'email' matches the envelope sender,
+  `exact` or `contains` (substring); scope 'domain' matches the sender's
+  domain and its subdomains (`*.example.com`: subdomains only).
+- The null sender `<>` is allowed unless an exact email ban says `<>`.
+- Comparison is case-insensitive, trailing dots and spaces trimmed, IDN in
+  punycode. A malformed row is skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    NOT_LOADED = "lists not loaded"
+    DOMAIN_NOT_ALLOWED = "domain not allowed"
+    SENDER_BANNED = "sender banned"
+    DOMAIN_BANNED = "domain banned"
+
+
+def normalize_domain(text: str | None) -> str | None:
+    """Lower-case punycode form of a domain, or None if it is not one."""
+    if not text:
+        return None
+    domain = text.strip().rstrip(".").lower()
+    if not domain or len(domain) > 255:
+        return None
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    labels = domain.split(".")
+    if any(not label or len(label) > 63 for label in labels):
+        return None
+    if any(not all(c.isalnum() or c in "-_" for c in label) for label in labels):
+        return None
+    return domain
+
+
+def normalize_pattern(text: str | None) -> tuple[str, bool] | None:
+    """('example.com', wildcard?) for a list entry, or None if malformed."""
+    if not text:
+        return None
+    entry = text.strip()
+    wildcard = entry.startswith("*.")
+    domain = normalize_domain(entry[2:] if wildcard else entry)
+    return (domain, wildcard) if domain else None
+
+
+def normalize_address(address: str) -> str:
+    """Lower-case address with its domain in punycode (local part kept)."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at:
+        return address.strip().lower()
+    return f"{local.lower()}@{normalize_domain(domain) or domain.strip().lower()}"
+
+
+def _under(domain: str, suffixes: frozenset[str]) -> bool:
+    """True if a proper parent domain of `domain` is in `suffixes`."""
+    position = domain.find(".")
+    while position != -1:
+        if domain[position + 1 :] in suffixes:
+            return True
+        position = domain.find(".", position + 1)
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainList:
+    exact: frozenset[str] = frozenset()
+    wildcard: frozenset[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.exact) + len(self.wildcard)
+
+    def matches(self, domain: str) -> bool:
+        return domain in self.exact or _under(domain, self.wildcard)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bans:
+    emails: frozenset[str] = frozenset()
+    email_substrings: tuple[str, ...] = ()
+    # `example.com` bans the domain itself and every subdomain;
+    # `*.example.com` bans only the subdomains.
+    domain_apexes: frozenset[str] = frozenset()
+    domain_parents: frozenset[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.emails) + len(self.email_substrings) + len(self.domain_parents)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lists:
+    """One immutable snapshot; refreshes build a new one and swap it whole.
+
+    A None part has not been loaded yet: checks that need it answer
+    NOT_LOADED (451), never accept-all.
+    """
+
+    whitelist_enabled: bool = True
+    bans_enabled: bool = True
+    domains: DomainList | None = None
+    bans: Bans | None = None
+    private: frozenset[str] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return (not self.whitelist_enabled or self.domains is not None) and (
+            not self.bans_enabled or self.bans is not None
+        )
+
+
+def check_sender(lists: Lists, mail_from: str) -> Verdict:
+    """Verdict for MAIL FROM (`mail_from` is '' for the null sender)."""
+    if not lists.bans_enabled:
+        return Verdict.OK
+    if lists.bans is None:
+        return Verdict.NOT_LOADED
+    bans = lists.bans
+    if not mail_from:
+        return Verdict.SENDER_BANNED if "<>" in bans.emails else Verdict.OK
+    address = normalize_address(mail_from)
+    if address in bans.emails or any(part in address for part in bans.email_substrings):
+        return Verdict.SENDER_BANNED
+    domain = address.rpartition("@")[2]
+    if domain in bans.domain_apexes or _under(domain, bans.domain_parents):
+        return Verdict.DOMAIN_BANNED
+    return Verdict.OK
+
+
+def check_recipient(lists: Lists, rcpt: str) -> Verdict:
+    """Verdict for RCPT TO: is the recipient's domain one of ours?"""
+    if not lists.whitelist_enabled:
+        return Verdict.OK
+    if lists.domains is None:
+        return Verdict.NOT_LOADED
+    domain = normalize_domain(rcpt.rpartition("@")[2])
+    if domain is None or not lists.domains.matches(domain):
+        return Verdict.DOMAIN_NOT_ALLOWED
+    return Verdict.OK
+
+
+def is_private(lists: Lists, rcpt: str) -> bool:
+    return lists.private is not None and normalize_address(rcpt) in lists.private
+
+
+# Building snapshots from table rows ------------------------------------------------
+
+
+def build_domains(rows: Iterable[Mapping[str, Any]]) -> tuple[DomainList, list[str]]:
+    """DomainList from `domains` rows, and one problem line per skipped row."""
+    exact: set[str] = set()
+    wildcard: set[str] = set()
+    problems = []
+    for row in rows:
+        if row.get("active") is False:
+            continue
+        pattern = normalize_pattern(row.get("domain"))
+        if pattern is None:
+            problems.append(f"domains: skipped malformed domain {row.get('domain')!r}")
+            continue
+        (wildcard if pattern[1] else exact).add(pattern[0])
+    return DomainList(frozenset(exact), frozenset(wildcard)), problems
+
+
+def build_bans(rows: Iterable[Mapping[str, Any]]) -> tuple[Bans, list[str]]:
+    emails: set[str] = set()
+    substrings: set[str] = set()
+    domains_exact: set[str] = set()
+    domains_wild: set[str] = set()
+    problems = []
+    for row in rows:
+        if (row.get("status") or "").strip().lower() != "active":
+            continue
+        scope = (row.get("scope") or "").strip().lower()
+        value = (row.get("value") or "").strip()
+        match_type = (row.get("match_type") or "exact").strip().lower()
+        if scope == "email" and value and match_type == "exact":
+            emails.add(value if value == "<>" else normalize_address(value))
+        elif scope == "email" and value and match_type == "contains":
+            substrings.add(value.lower())
+        elif scope == "domain" and (pattern := normalize_pattern(value)):
+            (domains_wild if pattern[1] else domains_exact).add(pattern[0])
+        else:
+            problems.append(
+                f"bans: skipped malformed row scope={row.get('scope')!r} "
+                f"value={row.get('value')!r} match_type={row.get('match_type')!r}"
+            )
+    bans = Bans(
+        emails=frozenset(emails),
+        email_substrings=tuple(sorted(substrings)),
+        domain_apexes=frozenset(domains_exact),
+        domain_parents=frozenset(domains_exact | domains_wild),
+    )
+    return bans, problems
+
+
+def build_private(rows: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    return frozenset(normalize_address(r["email"]) for r in rows if r.get("email"))

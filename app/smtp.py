@@ -1,0 +1,318 @@
+"""SMTP stage: aiosmtpd protocol and handler. Translates verbs, nothing else.
+
+`Session` (an aiosmtpd.smtp.SMTP subclass, one per connection) owns what
+aiosmtpd gets wrong for port 25: DATA is read in chunks and ends only at
+CRLF.CRLF (long lines kept intact, memory bounded by the size limit, no
+smuggling), connection limits, and our reply texts. `Handler` answers the
+verbs with policy verdicts and hands accepted mail to the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+from aiosmtpd.smtp import Session as SMTPSession
+
+from . import replies
+from .config import Settings
+from .model import Envelope
+from .policy import Lists, Verdict, check_recipient, check_sender, normalize_address
+from .store import BatchWriter, QueueFull
+
+log = logging.getLogger("app.smtp")
+# aiosmtpd logs every command at INFO ("mail.log"): far too much for port 25.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+CHUNK = 64 * 1024
+TERMINATOR = b"\r\n.\r\n"
+# RFC 5321 4.5.3.1.4: a command line is at most 512 octets; DESIGN.md allows
+# up to 1000 (some clients send long MAIL parameters), CRLF excluded.
+COMMAND_LINE_MAX = 998
+
+VERDICT_REPLIES = {
+    Verdict.NOT_LOADED: replies.LISTS_NOT_LOADED,
+    Verdict.DOMAIN_NOT_ALLOWED: replies.DOMAIN_NOT_ALLOWED,
+    Verdict.SENDER_BANNED: replies.SENDER_BANNED,
+    Verdict.DOMAIN_BANNED: replies.DOMAIN_BANNED,
+}
+
+# aiosmtpd's own texts for limits we also hold, reworded to DESIGN.md's.
+AIOSMTPD_REPLIES = {
+    b"500 Command line too long": replies.LINE_TOO_LONG.encode(),
+    b"552 Error: message size exceeds fixed maximum message size": replies.MESSAGE_TOO_BIG.encode(),
+}
+
+
+class Connections:
+    """Live sessions of this worker, with the total and per-address limits."""
+
+    def __init__(self, max_total: int, max_per_ip: int) -> None:
+        self.max_total = max_total
+        self.max_per_ip = max_per_ip
+        self.sessions: set[Session] = set()
+        # Keys are only addresses with a live session: bounded by max_total.
+        self.per_ip: collections.Counter[str] = collections.Counter()
+        self.closing = False
+
+    def admit(self, session: Session, ip: str) -> str | None:
+        """Register `session`; the refusal reply if a limit is reached."""
+        if self.closing:
+            return replies.SHUTTING_DOWN
+        if len(self.sessions) >= self.max_total:
+            return replies.TOO_MANY_CONNECTIONS
+        if self.per_ip[ip] >= self.max_per_ip:
+            return replies.TOO_MANY_FROM_IP
+        self.sessions.add(session)
+        self.per_ip[ip] += 1
+        return None
+
+    def release(self, session: Session, ip: str) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.per_ip[ip] -= 1
+            if self.per_ip[ip] <= 0:
+                del self.per_ip[ip]
+
+    def close_idle(self) -> None:
+        """Shutdown: say 421 to every session not inside a transaction, and close it."""
+        self.closing = True
+        for session in list(self.sessions):
+            if not session.in_transaction:
+                session.say_goodbye()
+
+
+class Session(SMTP):
+    """One SMTP connection."""
+
+    def __init__(
+        self, handler: Handler, connections: Connections, data_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        # aiosmtpd keeps this dict on the class, shared by all sessions.
+        self.command_size_limits = collections.defaultdict(lambda: COMMAND_LINE_MAX)
+        self.command_size_limit = COMMAND_LINE_MAX
+        self._connections = connections
+        self._data_timeout = data_timeout
+        self._refusal: str | None = None
+        self._ip = ""
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.envelope is not None and self.envelope.mail_from is not None)
+
+    @property
+    def peer_ip(self) -> str:
+        return self._ip
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:  # not the STARTTLS upgrade of the same connection
+            peer = transport.get_extra_info("peername")
+            self._ip = str(peer[0]) if peer else ""
+            self._refusal = self._connections.admit(self, self._ip)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._connections.release(self, self._ip)
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refusal is not None:
+            log.info("[smtp] refused connection from %s: %s", self._ip, self._refusal)
+            await self.push(self._refusal)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    def say_goodbye(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(replies.SHUTTING_DOWN.encode() + b"\r\n")
+            self.transport.close()
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = status.encode("utf-8")
+        await super().push(AIOSMTPD_REPLIES.get(status, status))
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            async with asyncio.timeout(self._data_timeout):
+                content = await self._read_data()
+        except TimeoutError:
+            log.info("[smtp] DATA deadline passed for %s", self._ip)
+            await self.push(replies.DATA_TIMEOUT)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if content is None:
+            self._set_post_data_state()
+            await self.push(replies.MESSAGE_TOO_BIG)
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+        if self._connections.closing:
+            self.say_goodbye()
+
+    async def _read_data(self) -> bytes | None:
+        """The dot-unstuffed message, or None if it exceeded the size limit.
+
+        Reads 64 KiB chunks and looks for CRLF.CRLF only (a bare LF or CR never
+        ends DATA). A leading CRLF stands for the end of the DATA command line,
+        so an empty message ('.' alone) ends the same way. Bytes after the
+        terminator (pipelined commands) go back to the reader.
+        """
+        limit = self.data_size_limit or 0
+        buffer = bytearray(b"\r\n")
+        scan_from = 0
+        oversize = False
+        while True:
+            chunk = await self._reader.read(CHUNK)
+            if not chunk:  # peer closed: aiosmtpd cancels this task at EOF
+                raise asyncio.CancelledError
+            self._reset_timeout()  # SMTP_TIMEOUT counts idleness, also in DATA
+            buffer += chunk
+            end = buffer.find(TERMINATOR, scan_from)
+            if end != -1:
+                rest = buffer[end + len(TERMINATOR) :]
+                if rest:
+                    self._reader._buffer[:0] = rest  # type: ignore[attr-defined]
+                if oversize:
+                    return None
+                # Dot-unstuffing: a line's leading '.' is dropped (RFC 5321 4.5.2).
+                return bytes(buffer[: end + 2].replace(b"\r\n.", b"\r\n")[2:])
+            if limit and len(buffer) > limit + 2:
+                # Too big: keep only a tail that may hold part of the terminator.
+                oversize = True
+                del buffer[: -len(TERMINATOR)]
+            scan_from = max(0, len(buffer) - len(TERMINATOR) + 1)
+
+
+class Handler:
+    """aiosmtpd hooks: each verb is answered from policy, limits and the writer."""
+
+    def __init__(
+        self, settings: Settings, lists: Callable[[], Lists], writer: BatchWriter
+    ) -> None:
+        self._settings = settings
+        self._lists = lists
+        self._writer = writer
+
+    async def handle_EHLO(
+        self,
+        server: Session,
+        session: SMTPSession,
+        envelope: SMTPEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd does not advertise these; it processes pipelined input in order.
+        last = responses.pop()  # "250 HELP"
+        responses += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", last]
+        return responses
+
+    async def handle_MAIL(
+        self,
+        server: Session,
+        session: SMTPSession,
+        envelope: SMTPEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        sender = "" if address == "<>" else address
+        verdict = check_sender(self._lists(), sender)
+        if verdict is not Verdict.OK:
+            log.info("[smtp] refused sender from %s: %s", server.peer_ip, verdict.value)
+            return VERDICT_REPLIES[verdict]
+        envelope.mail_from = sender
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self,
+        server: Session,
+        session: SMTPSession,
+        envelope: SMTPEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self._settings.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        verdict = check_recipient(self._lists(), address)
+        if verdict is not Verdict.OK:
+            return VERDICT_REPLIES[verdict]
+        recipient = normalize_address(address)
+        if recipient not in envelope.rcpt_tos:  # one copy per mailbox
+            envelope.rcpt_tos.append(recipient)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(
+        self, server: Session, session: SMTPSession, envelope: SMTPEnvelope
+    ) -> str:
+        assert envelope.original_content is not None and envelope.mail_from is not None
+        message = Envelope.new(
+            mail_from=envelope.mail_from,
+            recipients=tuple(envelope.rcpt_tos),
+            raw=envelope.original_content,
+            remote_ip=server.peer_ip or None,
+            helo=session.host_name,
+        )
+        try:
+            committed = self._writer.submit(message, wait=self._settings.durable)
+        except QueueFull as why:
+            log.warning("[smtp] 451 for %s: %s", server.peer_ip, why)
+            return replies.QUEUE_FULL
+        if committed is not None:
+            try:
+                await asyncio.wait_for(committed, self._settings.durable_timeout)
+            except TimeoutError:
+                # wait_for cancelled the future: the writer drops the message
+                # unless it is already being written (then the retry duplicates).
+                log.warning("[smtp] commit wait timed out for %s", message.id)
+                return replies.QUEUE_FULL
+        log.info("[smtp] accepted id=%s rcpts=%d size=%d from=%s",
+                 message.id, len(message.recipients), len(message.raw), server.peer_ip)
+        return replies.QUEUED.format(id=message.id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd would answer "500 Error: (Class) text": permanent, and it leaks internals.
+        log.exception("[smtp] unexpected error in a session")
+        return replies.INTERNAL_ERROR
+
+
+def session_factory(
+    settings: Settings, handler: Handler, connections: Connections, **extra: Any
+) -> Callable[[], Session]:
+    def make() -> Session:
+        return Session(
+            handler,
+            connections,
+            settings.data_timeout,
+            data_size_limit=settings.max_message_size,
+            enable_SMTPUTF8=True,
+            hostname=settings.smtp_hostname,
+            ident="ESMTP",
+            timeout=settings.smtp_timeout,
+            **extra,
+        )
+
+    return make

@@ -1,0 +1,251 @@
+"""Store stage: the adaptive batch writer between the queue and PostgreSQL.
+
+The promise behind a 250: a message handed to `submit()` ends in exactly one
+of three places: committed to the database (once; writes are idempotent by
+pre-made ids), spooled to local disk with fsync (shutdown with the database
+down; replayed at the next start), or set aside on disk as a dead letter
+(a row PostgreSQL rejects). In durable mode `submit()` returns a future that
+is resolved only after that COMMIT or fsync, so one commit releases every
+session whose message was in the batch (group commit). A waiter that gives
+up cancels its future, and a message not yet in flight is then dropped:
+its sender got no 250 and will retry.
+
+Batching: the writer takes what is queued, up to BATCH_MAX messages or
+BATCH_BYTES; under light load it flushes at once, under load it lingers up
+to BATCH_DELAY_MS (scaled by how full the last batch was) to fill the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from . import db
+from .model import Envelope, ParsedMail
+from .parse import parse
+from .spool import Spool
+
+log = logging.getLogger("app.store")
+
+BATCH_BYTES = 32 * 1024 * 1024
+# Messages larger than this are parsed in a thread so the event loop keeps
+# answering other sessions (the GIL is released every few milliseconds).
+PARSE_IN_THREAD = 256 * 1024
+BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
+
+
+class QueueFull(Exception):
+    """The writer cannot take this message now; the sender should retry (451)."""
+
+
+@dataclasses.dataclass(eq=False)
+class Item:
+    envelope: Envelope
+    committed: asyncio.Future[None] | None = None
+    spool_path: Path | None = None
+    parsed: ParsedMail | None = None
+    enqueued: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def abandoned(self) -> bool:
+        return self.committed is not None and self.committed.cancelled()
+
+
+@dataclasses.dataclass
+class WriterStats:
+    rows_written: int = 0
+    messages_written: int = 0
+    batches: int = 0
+    retries: int = 0
+    dead_letters: int = 0
+    spooled: int = 0
+    last_batch_seconds: float = 0.0
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        pool: db.Pool,
+        spool: Spool,
+        *,
+        batch_max: int,
+        batch_delay: float,
+        queue_size: int,
+        queue_bytes: int,
+    ) -> None:
+        self._pool = pool
+        self._spool = spool
+        self._batch_max = batch_max
+        self._batch_delay = batch_delay
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
+        self._queue_bytes_max = queue_bytes
+        self._queued_bytes = 0
+        self._in_flight: list[Item] = []
+        self._last_batch_len = 1
+        self.outage = False  # the last write attempt failed for a transient reason
+        self.stats = WriterStats()
+
+    # Producer side -----------------------------------------------------------
+
+    def submit(self, envelope: Envelope, wait: bool) -> asyncio.Future[None] | None:
+        """Queue `envelope`; with `wait`, return a future resolved after its commit."""
+        size = len(envelope.raw)
+        if self._queue.full() or self._queued_bytes + size > self._queue_bytes_max:
+            raise QueueFull("queue full")
+        if wait and self.outage:
+            raise QueueFull("database unreachable")
+        item = Item(envelope, asyncio.get_running_loop().create_future() if wait else None)
+        self._queue.put_nowait(item)
+        self._queued_bytes += size
+        return item.committed
+
+    async def replay(self) -> int:
+        """Queue the spooled messages of an earlier run; files go after their commit."""
+        count = 0
+        for path, envelope in self._spool.pending():
+            await self._queue.put(Item(envelope, spool_path=path))
+            self._queued_bytes += len(envelope.raw)
+            count += 1
+        if count:
+            log.warning("[store] replaying %d spooled messages", count)
+        return count
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() + len(self._in_flight)
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest unwritten message has waited (0 if none)."""
+        oldest = self._in_flight[0] if self._in_flight else None
+        if oldest is None and not self._queue.empty():
+            oldest = self._queue._queue[0]  # type: ignore[attr-defined]
+        return time.monotonic() - oldest.enqueued if oldest else 0.0
+
+    # Consumer side -----------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            # Left set if cancelled mid-write, so drain() can spool the batch.
+            self._in_flight = batch
+            live = [item for item in batch if not item.abandoned]
+            await self._parse(live)
+            if live:
+                await self._write(live)
+            self._in_flight = []
+            for item in batch:
+                self._queued_bytes -= len(item.envelope.raw)
+                self._queue.task_done()
+
+    async def _next_batch(self) -> list[Item]:
+        batch = [await self._queue.get()]
+        if self._batch_delay and self._last_batch_len > 1 and self._queue.qsize() < self._batch_max:
+            # Under load, linger briefly so one commit carries more messages.
+            fill = min(1.0, self._last_batch_len / self._batch_max)
+            await asyncio.sleep(self._batch_delay * fill)
+        size = len(batch[0].envelope.raw)
+        while len(batch) < self._batch_max and size < BATCH_BYTES and not self._queue.empty():
+            item = self._queue.get_nowait()
+            batch.append(item)
+            size += len(item.envelope.raw)
+        self._last_batch_len = len(batch)
+        return batch
+
+    async def _parse(self, items: list[Item]) -> None:
+        for item in items:
+            if item.parsed is not None:
+                continue
+            raw = item.envelope.raw
+            if len(raw) > PARSE_IN_THREAD:
+                item.parsed = await asyncio.to_thread(parse, raw)
+            else:
+                item.parsed = parse(raw)
+                await asyncio.sleep(0)  # let sessions run between parses
+
+    async def _write(self, batch: list[Item]) -> None:
+        """Commit `batch`, retrying transient failures; split it on a bad row."""
+        backoff = BACKOFF_FIRST
+        while True:
+            started = time.perf_counter()
+            try:
+                await db.insert_batch(
+                    self._pool, [(item.envelope, item.parsed) for item in batch]  # type: ignore[misc]
+                )
+            except Exception as error:
+                if db.is_transient(error):
+                    if not self.outage:
+                        log.warning("[store] database write failed, retrying: %r", error)
+                    self.outage = True
+                    self.stats.retries += 1
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                await self._isolate(batch, error)
+                return
+            if self.outage:
+                log.warning("[store] database writes recovered")
+            self.outage = False
+            self.stats.last_batch_seconds = time.perf_counter() - started
+            self._committed(batch)
+            return
+
+    async def _isolate(self, batch: list[Item], error: Exception) -> None:
+        """A row was rejected: halve the batch until the bad message is alone."""
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            await self._write(batch[:middle])
+            await self._write(batch[middle:])
+            return
+        item = batch[0]
+        reason = f"{type(error).__name__}: {error}"
+        path = self._spool.save_dead(item.envelope, reason)
+        log.error("[store] message %s rejected by the database (%s); kept in %s",
+                  item.envelope.id, reason, path)
+        self.stats.dead_letters += 1
+        self._release(item)
+
+    def _committed(self, batch: list[Item]) -> None:
+        self.stats.batches += 1
+        for item in batch:
+            self.stats.messages_written += 1
+            self.stats.rows_written += len(item.envelope.recipients)
+            self._release(item)
+
+    def _release(self, item: Item) -> None:
+        """The message is safe (committed or on disk): tell its waiter, drop its spool file."""
+        if item.committed is not None and not item.committed.done():
+            item.committed.set_result(None)
+        if item.spool_path is not None:
+            item.spool_path.unlink(missing_ok=True)
+
+    # Shutdown ----------------------------------------------------------------
+
+    async def drain(self, task: asyncio.Task[None], timeout: float) -> int:
+        """Write what is queued within `timeout`, spool the rest; stop `task`.
+
+        Returns how many messages were spooled.
+        """
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            pass
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        left = list(self._in_flight)
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        spooled = 0
+        for item in left:
+            if item.abandoned or item.spool_path is not None:
+                continue  # no 250 was given, or it is on disk already
+            self._spool.save_pending(item.envelope)
+            spooled += 1
+            self._release(item)
+        self.stats.spooled += spooled
+        if spooled:
+            log.warning("[store] database unavailable at shutdown: spooled %d messages to %s",
+                        spooled, self._spool.pending_dir)
+        return spooled

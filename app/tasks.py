@@ -1,0 +1,39 @@
+"""The one periodic-task loop: run `fn` every `interval` seconds, with jitter.
+
+A failing run is logged (at most once a minute per task) and counted; the
+loop carries on. Cancel the task to stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("app.tasks")
+
+
+async def run_every(
+    name: str,
+    interval: float,
+    fn: Callable[[], Awaitable[object]],
+    *,
+    jitter: float = 0.1,
+    first_delay: float | None = None,
+) -> None:
+    failures = 0
+    last_logged = 0.0
+    delay = interval if first_delay is None else first_delay
+    while True:
+        await asyncio.sleep(delay * (1 + random.uniform(-jitter, jitter)))
+        delay = interval
+        try:
+            await fn()
+        except Exception as error:  # a periodic task must never die
+            failures += 1
+            now = time.monotonic()
+            if now - last_logged >= 60:
+                log.warning("[%s] run failed (%d failures so far): %r", name, failures, error)
+                last_logged = now
