@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import __version__, config, db, embedded, policy
-from .spool import Spool
 
 log = logging.getLogger("app")
 
@@ -48,12 +47,15 @@ def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_domains(settings: config.Settings, args: argparse.Namespace) -> int:
-    domain = None
+    domain = ""
     if args.action != "list":
         pattern = policy.normalize_pattern(args.domain)
         if pattern is None:
-            print(f"error: {args.domain!r} is not a valid domain "
-                  "(expected example.com or *.example.com)", file=sys.stderr)
+            print(
+                f"error: {args.domain!r} is not a valid domain "
+                "(expected example.com or *.example.com)",
+                file=sys.stderr,
+            )
             return 2
         domain = ("*." if pattern[1] else "") + pattern[0]
 
@@ -84,10 +86,10 @@ def ban_value(scope: str, value: str) -> str | None:
 
 
 def cmd_bans(settings: config.Settings, args: argparse.Namespace) -> int:
-    value = None
+    value = ""
     if args.action != "list":
-        value = ban_value(args.scope, args.value)
-        if value is None:
+        value = ban_value(args.scope, args.value) or ""
+        if not value:
             print(f"error: {args.value!r} is not a valid {args.scope} ban value", file=sys.stderr)
             return 2
 
@@ -121,15 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the SMTP service").set_defaults(run=cmd_serve)
     commands.add_parser("init-db", help="install or upgrade the schema").set_defaults(
-        run=cmd_init_db)
+        run=cmd_init_db
+    )
     commands.add_parser("check", help="validate settings, database, sources, spool").set_defaults(
-        run=cmd_check)
+        run=cmd_check
+    )
 
     domains = commands.add_parser("domains", help="manage the domain whitelist")
     domains.set_defaults(run=cmd_domains)
     domain_actions = domains.add_subparsers(dest="action", required=True)
     for action in ("add", "remove"):
-        domain_actions.add_parser(action).add_argument("domain", help="example.com or *.example.com")
+        domain_actions.add_parser(action).add_argument(
+            "domain", help="example.com or *.example.com"
+        )
     domain_actions.add_parser("list")
 
     bans = commands.add_parser("bans", help="manage sender bans")

@@ -93,17 +93,33 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
         columns[1].append(envelope.raw)
         columns[2].append(envelope.received_at)
         attachments = json.dumps(
-            [{"filename": a.filename, "content_type": a.content_type, "size": a.size}
-             for a in parsed.attachments]
+            [
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                for a in parsed.attachments
+            ]
         )
         to_addrs = json.dumps(parsed.to_addrs)
-        for row_id, owner in zip(envelope.row_ids, envelope.recipients):
+        for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for column, value in zip(
                 columns[3:],
-                (row_id, owner, parsed.subject, parsed.body, parsed.html,
-                 envelope.mail_from, to_addrs, envelope.received_at, len(envelope.raw),
-                 parsed.message_id, parsed.header_from, attachments, envelope.remote_ip,
-                 envelope.helo, envelope.id),
+                (
+                    row_id,
+                    owner,
+                    parsed.subject,
+                    parsed.body,
+                    parsed.html,
+                    envelope.mail_from,
+                    to_addrs,
+                    envelope.received_at,
+                    len(envelope.raw),
+                    parsed.message_id,
+                    parsed.header_from,
+                    attachments,
+                    envelope.remote_ip,
+                    envelope.helo,
+                    envelope.id,
+                ),
+                strict=True,
             ):
                 column.append(value)
     return columns
@@ -158,19 +174,24 @@ async def add_ban(conn: asyncpg.Connection, scope: str, value: str, match_type: 
     async with conn.transaction():
         exists = await conn.fetchval(
             "SELECT count(*) FROM bans WHERE scope = $1 AND value = $2 AND match_type = $3",
-            scope, value, match_type,
+            scope,
+            value,
+            match_type,
         )
         if exists:
             await conn.execute(
                 "UPDATE bans SET status = 'active' "
                 "WHERE scope = $1 AND value = $2 AND match_type = $3",
-                scope, value, match_type,
+                scope,
+                value,
+                match_type,
             )
         else:
             await conn.execute(
-                "INSERT INTO bans (scope, value, match_type, status) "
-                "VALUES ($1, $2, $3, 'active')",
-                scope, value, match_type,
+                "INSERT INTO bans (scope, value, match_type, status) VALUES ($1, $2, $3, 'active')",
+                scope,
+                value,
+                match_type,
             )
 
 

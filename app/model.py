@@ -57,7 +57,7 @@ class Envelope:
     ) -> Envelope:
         return cls(
             id=uuid.uuid4(),
-            received_at=datetime.datetime.now(datetime.timezone.utc),
+            received_at=datetime.datetime.now(datetime.UTC),
             mail_from=mail_from,
             recipients=recipients,
             raw=raw,

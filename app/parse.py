@@ -13,6 +13,7 @@ import email.header
 import email.message
 import email.utils
 import logging
+import re
 from typing import Any
 
 import mailparser
@@ -52,11 +53,18 @@ def _address(pairs: Any) -> str:
     if not pairs:
         return ""
     name, addr = pairs[0]
-    return email.utils.formataddr((name, addr)) if name else addr
+    # A display string, not a wire header (formataddr refuses UTF-8 addresses).
+    return f"{name} <{addr}>" if name else addr
 
 
 def _with_mailparser(raw: bytes) -> ParsedMail:
     mail = mailparser.parse_from_bytes(raw)
+    subject = mail.subject
+    if "\ufffd" in subject:  # mail-parser garbles raw UTF-8 headers
+        subject = _header(mail.message, "subject")
+    header_from = _address(mail.from_)
+    if "\ufffd" in header_from:
+        header_from = _header(mail.message, "from")
     attachments = tuple(
         Attachment(
             filename=clean_text(part.get("filename")),
@@ -66,10 +74,10 @@ def _with_mailparser(raw: bytes) -> ParsedMail:
         for part in mail.attachments
     )
     return ParsedMail(
-        subject=clean_text(mail.subject),
+        subject=clean_text(subject),
         body=clean_text(mail.text_plain[0] if mail.text_plain else ""),
         html=clean_text(mail.text_html[0]) if mail.text_html else None,
-        header_from=clean_text(_address(mail.from_)),
+        header_from=clean_text(header_from),
         to_addrs=tuple(clean_text(addr) for _, addr in (mail.to or []) + (mail.cc or []) if addr),
         message_id=clean_text(mail.message_id) or None,
         attachments=attachments,
@@ -78,13 +86,24 @@ def _with_mailparser(raw: bytes) -> ParsedMail:
 
 
 def _header(message: email.message.Message, name: str) -> str:
-    value = message.get(name)
-    if value is None:
+    """Decoded header text: RFC 2047 encoded words and raw UTF-8 (RFC 6532)."""
+    # raw_items(): compat32 turns 8-bit values into Header objects in get().
+    values = [value for key, value in message.raw_items() if key.lower() == name]
+    if not values:
         return ""
+    text = str(values[0])
+    if not text.isascii():
+        # compat32 keeps 8-bit header bytes as surrogates: get them back as UTF-8.
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    text = re.sub(r"\r?\n(?=[ \t])", "", text)  # unfold
     try:
-        return str(email.header.make_header(email.header.decode_header(str(value))))
+        return str(email.header.make_header(email.header.decode_header(text)))
     except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        return str(value)
+        return text
 
 
 def _part_text(part: email.message.Message) -> str:
@@ -110,9 +129,7 @@ def _with_stdlib(raw: bytes) -> ParsedMail:
         content_type = part.get_content_type()
         if filename or part.get_content_disposition() == "attachment":
             payload = part.get_payload(decode=True)
-            attachments.append(
-                Attachment(clean_text(filename), content_type, len(payload or b""))
-            )
+            attachments.append(Attachment(clean_text(filename), content_type, len(payload or b"")))
         elif content_type == "text/plain" and body is None:
             body = _part_text(part)
         elif content_type == "text/html" and html is None:

@@ -94,7 +94,9 @@ async def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     loop = asyncio.get_running_loop()
     raise_fd_limit()
-    url = settings.database_url or await asyncio.to_thread(embedded.start, settings.data_dir)
+    url = settings.database_url
+    if url is None:
+        url = await asyncio.to_thread(embedded.start, settings.data_dir)
     pool = await db.create_pool(url)
     writer = BatchWriter(
         pool,
@@ -121,8 +123,13 @@ async def serve(settings: Settings) -> int:
         log.error("[smtp] %s", bind_failure(settings, error))
         return 1
     port = server.sockets[0].getsockname()[1]
-    log.info("[smtp] listening on %s:%d as %s, ACK_MODE=%s",
-             settings.smtp_bind, port, settings.smtp_hostname, settings.ack_mode)
+    log.info(
+        "[smtp] listening on %s:%d as %s, ACK_MODE=%s",
+        settings.smtp_bind,
+        port,
+        settings.smtp_hostname,
+        settings.ack_mode,
+    )
 
     writer_task = asyncio.create_task(writer.run(), name="writer")
     side_tasks = [
@@ -134,12 +141,16 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
-    log.info("[service] stopping: draining sessions and queue (up to %.0fs)",
-             settings.drain_timeout)
+    log.info(
+        "[service] stopping: draining sessions and queue (up to %.0fs)", settings.drain_timeout
+    )
     deadline = loop.time() + settings.drain_timeout
     server.close()
     connections.close_idle()
-    await wait_for_sessions(connections, settings.drain_timeout / 2)
+    try:
+        await asyncio.wait_for(connections.all_closed.wait(), settings.drain_timeout / 2)
+    except TimeoutError:
+        log.warning("[service] %d sessions still open: closing them", len(connections.sessions))
     for session in list(connections.sessions):
         session.say_goodbye()
     spooled = await writer.drain(writer_task, max(0.0, deadline - loop.time()))
@@ -150,16 +161,13 @@ async def serve(settings: Settings) -> int:
         await asyncio.wait_for(pool.close(), 5)
     except TimeoutError:
         pool.terminate()
-    log.info("[service] stopped: %d rows written, %d spooled, %d dead letters",
-             writer.stats.rows_written, spooled, writer.stats.dead_letters)
+    log.info(
+        "[service] stopped: %d rows written, %d spooled, %d dead letters",
+        writer.stats.rows_written,
+        spooled,
+        writer.stats.dead_letters,
+    )
     return 0
-
-
-async def wait_for_sessions(connections: Connections, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while connections.sessions and loop.time() < deadline:
-        await asyncio.sleep(0.05)
 
 
 def bind_failure(settings: Settings, error: OSError) -> str:

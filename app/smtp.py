@@ -59,6 +59,7 @@ class Connections:
         # Keys are only addresses with a live session: bounded by max_total.
         self.per_ip: collections.Counter[str] = collections.Counter()
         self.closing = False
+        self.all_closed = asyncio.Event()  # set once closing and no session is left
 
     def admit(self, session: Session, ip: str) -> str | None:
         """Register `session`; the refusal reply if a limit is reached."""
@@ -78,10 +79,14 @@ class Connections:
             self.per_ip[ip] -= 1
             if self.per_ip[ip] <= 0:
                 del self.per_ip[ip]
+        if self.closing and not self.sessions:
+            self.all_closed.set()
 
     def close_idle(self) -> None:
         """Shutdown: say 421 to every session not inside a transaction, and close it."""
         self.closing = True
+        if not self.sessions:
+            self.all_closed.set()
         for session in list(self.sessions):
             if not session.in_transaction:
                 session.say_goodbye()
@@ -133,7 +138,7 @@ class Session(SMTP):
 
     def say_goodbye(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(replies.SHUTTING_DOWN.encode() + b"\r\n")
+            self._writer.write(replies.SHUTTING_DOWN.encode() + b"\r\n")
             self.transport.close()
 
     async def push(self, status: Any) -> None:
@@ -209,9 +214,7 @@ class Session(SMTP):
 class Handler:
     """aiosmtpd hooks: each verb is answered from policy, limits and the writer."""
 
-    def __init__(
-        self, settings: Settings, lists: Callable[[], Lists], writer: BatchWriter
-    ) -> None:
+    def __init__(self, settings: Settings, lists: Callable[[], Lists], writer: BatchWriter) -> None:
         self._settings = settings
         self._lists = lists
         self._writer = writer
@@ -289,8 +292,13 @@ class Handler:
                 # unless it is already being written (then the retry duplicates).
                 log.warning("[smtp] commit wait timed out for %s", message.id)
                 return replies.QUEUE_FULL
-        log.info("[smtp] accepted id=%s rcpts=%d size=%d from=%s",
-                 message.id, len(message.recipients), len(message.raw), server.peer_ip)
+        log.info(
+            "[smtp] accepted id=%s rcpts=%d size=%d from=%s",
+            message.id,
+            len(message.recipients),
+            len(message.raw),
+            server.peer_ip,
+        )
         return replies.QUEUED.format(id=message.id)
 
     async def handle_exception(self, error: Exception) -> str:

@@ -172,7 +172,8 @@ class BatchWriter:
             started = time.perf_counter()
             try:
                 await db.insert_batch(
-                    self._pool, [(item.envelope, item.parsed) for item in batch]  # type: ignore[misc]
+                    self._pool,
+                    [(item.envelope, item.parsed) for item in batch],  # type: ignore[misc]
                 )
             except Exception as error:
                 if db.is_transient(error):
@@ -202,8 +203,12 @@ class BatchWriter:
         item = batch[0]
         reason = f"{type(error).__name__}: {error}"
         path = self._spool.save_dead(item.envelope, reason)
-        log.error("[store] message %s rejected by the database (%s); kept in %s",
-                  item.envelope.id, reason, path)
+        log.error(
+            "[store] message %s rejected by the database (%s); kept in %s",
+            item.envelope.id,
+            reason,
+            path,
+        )
         self.stats.dead_letters += 1
         self._release(item)
 
@@ -246,6 +251,9 @@ class BatchWriter:
             self._release(item)
         self.stats.spooled += spooled
         if spooled:
-            log.warning("[store] database unavailable at shutdown: spooled %d messages to %s",
-                        spooled, self._spool.pending_dir)
+            log.warning(
+                "[store] database unavailable at shutdown: spooled %d messages to %s",
+                spooled,
+                self._spool.pending_dir,
+            )
         return spooled

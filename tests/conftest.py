@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from .helpers import Server, create_database, drop_database, install_schema, url_for
+
+DOMAINS = ("example.com", "*.example.org", "例え.jp")
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    name = create_database()
+    try:
+        yield url_for(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def make_server(database_url: str, tmp_path) -> Iterator[Callable[..., Server]]:
+    """Start the real service on a free port; extra settings as keyword arguments."""
+    servers: list[Server] = []
+
+    def make(domains: tuple[str, ...] = DOMAINS, start: bool = True, **settings: str) -> Server:
+        from app.policy import normalize_pattern
+
+        stored = []
+        for entry in domains:
+            pattern = normalize_pattern(entry)
+            assert pattern is not None
+            stored.append(("*." if pattern[1] else "") + pattern[0])
+        install_schema(database_url, tuple(stored))
+        env = {
+            "DATABASE_URL": database_url,
+            "SPOOL_DIR": str(tmp_path / "spool"),
+            **{k.upper(): str(v) for k, v in settings.items()},
+        }
+        server = Server(env)
+        servers.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in servers:
+        if server.process is not None:
+            server.kill()

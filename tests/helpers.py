@@ -1,0 +1,159 @@
+"""Test helpers: a fresh database per test, and the real service as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def url_for(database: str) -> str:
+    parts = urlsplit(ADMIN_URL)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def create_database() -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    query(ADMIN_URL, f"CREATE DATABASE {name}")
+    return name
+
+
+def drop_database(name: str) -> None:
+    query(ADMIN_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def install_schema(url: str, domains: tuple[str, ...] = ()) -> None:
+    sql = (ROOT / "sql" / "schema.sql").read_text()
+
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+            for domain in domains:
+                await conn.execute("INSERT INTO domains (domain) VALUES ($1)", domain)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`python -m app serve` in a subprocess, on a free port, logs collected."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)},
+            "SMTP_RECEIVE_PORT": str(self.port),
+            "SMTP_BIND": "127.0.0.1",
+            "SMTP_HOSTNAME": "mx.test",
+            "LOG_LEVEL": "info",
+            **env,
+        }
+        self.lines: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, ready: str = r"\[lists\] domains loaded", timeout: float = 30) -> Server:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
+        self.wait_for_log(ready, timeout)
+        return self
+
+    def _collect(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.log):
+                return
+            if self.process is not None and self.process.poll() is not None:
+                time.sleep(0.2)
+                raise AssertionError(f"server exited early:\n{self.log}")
+            time.sleep(0.05)
+        raise AssertionError(f"no log line matching {pattern!r} within {timeout}s:\n{self.log}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        code = self.process.wait(timeout)
+        self.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.close()
+
+    def close(self) -> None:
+        """Read the last lines and close the pipe."""
+        assert self.process is not None and self.process.stdout is not None
+        self._collector.join(10)
+        self.process.stdout.close()
+
+
+def normalised(raw: bytes) -> bytes:
+    """The bytes an MTA sends for `raw`, as smtplib does: CRLF line ends, final CRLF."""
+    data = re.sub(rb"\r\n|\n|\r", b"\r\n", raw)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def queued_id(reply: bytes) -> str:
+    match = re.search(rb"queued as ([0-9a-f-]{36})", reply)
+    assert match, reply
+    return match.group(1).decode()
+
+
+def corpus_files() -> list[Path]:
+    skip = {"README.md", ".gitattributes"}
+    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name not in skip)
