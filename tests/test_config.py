@@ -57,7 +57,11 @@ def test_bad_values_name_the_variable(env, message):
 def test_serve_exits_with_one_line(env):
     result = subprocess.run(
         [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=30,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -67,12 +71,29 @@ def test_serve_exits_with_one_line(env):
 def test_port_25_without_privilege_says_how_to_fix(database_url):
     """Run as `nobody`: binding port 25 fails with one line naming the fixes."""
     result = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-         sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "app",
+            "--env-file",
+            "/nonexistent",
+            "serve",
+        ],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "SMTP_RECEIVE_PORT": "25",
-             "SPOOL_DIR": "/tmp/nobody-spool", "HOME": "/tmp"},
-        capture_output=True, text=True, timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": database_url,
+            "SMTP_RECEIVE_PORT": "25",
+            "SPOOL_DIR": "/tmp/nobody-spool",
+            "HOME": "/tmp",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1, result.stderr
     assert re.search(r"permission denied.*CAP_NET_BIND_SERVICE.*SMTP_RECEIVE_PORT", result.stderr)

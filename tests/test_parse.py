@@ -61,9 +61,22 @@ def test_never_raises_and_text_is_clean(raw):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from([b"Content-Type: multipart/mixed; boundary=x\r\n", b"\r\n",
-                                 b"--x\r\n", b"Subject: =?x?q?\xff?=\r\n", b"\x00", b"\xc3",
-                                 b"Content-Transfer-Encoding: base64\r\n", b"===\r\n"]),
-                max_size=60).map(b"".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"Content-Type: multipart/mixed; boundary=x\r\n",
+                b"\r\n",
+                b"--x\r\n",
+                b"Subject: =?x?q?\xff?=\r\n",
+                b"\x00",
+                b"\xc3",
+                b"Content-Transfer-Encoding: base64\r\n",
+                b"===\r\n",
+            ]
+        ),
+        max_size=60,
+    ).map(b"".join)
+)
 def test_mime_shaped_junk_never_raises(raw):
     assert parse(raw).parser in ("mail-parser", "email", "none")

@@ -86,8 +86,9 @@ def test_sender_bans(sender, verdict):
 
 
 def test_null_sender_banned_explicitly():
-    bans, _ = build_bans([{"scope": "email", "value": "<>", "match_type": "exact",
-                           "status": "active"}])
+    bans, _ = build_bans(
+        [{"scope": "email", "value": "<>", "match_type": "exact", "status": "active"}]
+    )
     assert check_sender(Lists(domains=None, bans=bans, whitelist_enabled=False), "") is (
         Verdict.SENDER_BANNED
     )
