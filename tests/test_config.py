@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -68,14 +69,19 @@ def test_serve_exits_with_one_line(env):
     assert len(lines) == 1 and lines[0].startswith("config error: " + next(iter(env)))
 
 
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
 def test_port_25_without_privilege_says_how_to_fix(database_url):
     """Run as `nobody`: binding port 25 fails with one line naming the fixes."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    reachable = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import app"], cwd=ROOT)
+    if reachable.returncode != 0:
+        pytest.skip("the checkout is not readable by nobody")
     result = subprocess.run(
         [
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
+            *AS_NOBODY,
             sys.executable,
             "-m",
             "app",
