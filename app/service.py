@@ -10,7 +10,7 @@ Stop (SIGTERM/SIGINT), bounded by DRAIN_TIMEOUT in total:
      finish it (up to half the drain time), then the rest are cut;
   2. the writer writes what is queued; what it cannot write in the time left
      is spooled to disk (fsynced) for the next start;
-  3. periodic tasks are cancelled and the pool closed.
+  3. periodic tasks (lists, heartbeat) are cancelled and the pool closed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import resource
 import signal
 from collections.abc import Awaitable, Callable
 
+import httpx
+
 from . import db, embedded
 from .config import Settings
+from .heartbeat import Heartbeat
 from .smtp import Connections, Handler, session_factory
 from .sources import ListsState, make_source, refresh_once
 from .spool import Spool
@@ -136,6 +139,15 @@ async def serve(settings: Settings) -> int:
         asyncio.create_task(prepare_database(pool, writer), name="prepare-db"),
         asyncio.create_task(keep_lists_fresh(lists, settings, pool), name="lists"),
     ]
+    http = httpx.AsyncClient(timeout=5)
+    if settings.heartbeat_url:
+        heartbeat = Heartbeat(settings.heartbeat_url, http, pool, writer, lists)
+        side_tasks.append(
+            asyncio.create_task(
+                run_every("heartbeat", settings.heartbeat_interval, heartbeat.once),
+                name="heartbeat",
+            )
+        )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -157,6 +169,7 @@ async def serve(settings: Settings) -> int:
     for task in side_tasks:
         task.cancel()
     await asyncio.gather(*side_tasks, return_exceptions=True)
+    await http.aclose()
     try:
         await asyncio.wait_for(pool.close(), 5)
     except TimeoutError:

@@ -57,7 +57,9 @@ def install_schema(url: str, domains: tuple[str, ...] = ()) -> None:
         try:
             await conn.execute(sql)
             for domain in domains:
-                await conn.execute("INSERT INTO domains (domain) VALUES ($1)", domain)
+                await conn.execute(
+                    "INSERT INTO domains (domain) VALUES ($1) ON CONFLICT DO NOTHING", domain
+                )
         finally:
             await conn.close()
 
@@ -157,3 +159,38 @@ def queued_id(reply: bytes) -> str:
 def corpus_files() -> list[Path]:
     skip = {"README.md", ".gitattributes"}
     return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name not in skip)
+
+
+def with_port(url: str, port: int) -> str:
+    """`url` pointed at 127.0.0.1:`port` (a proxy in front of the database)."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:{port}"))
+
+
+def db_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
+
+
+def smtp_reply(port: int, sender: str, rcpt: str | None = None) -> tuple[int, bytes]:
+    """The reply to MAIL FROM (or, if `rcpt`, to RCPT TO) in a fresh session."""
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("probe.test")
+        reply = client.mail(sender)
+        if rcpt is None or reply[0] != 250:
+            return reply
+        return client.rcpt(rcpt)
+
+
+def eventually(check: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+    """Poll `check()` until it returns a truthy value; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            assert value, f"not true within {timeout}s"
+            return value
+        time.sleep(interval)

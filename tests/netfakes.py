@@ -1,0 +1,163 @@
+"""Real network peers the tests control: a PostgREST-shaped HTTP server, a
+plain HTTP counter (heartbeat monitor), and a TCP proxy that can be cut."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def reply(self, status: int, body: bytes = b"", content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class HTTPFake:
+    """Base: a ThreadingHTTPServer on a free loopback port, closed by stop()."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.fake = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PostgREST(HTTPFake):
+    """Answers GET /rest/v1/<table>?select=..&offset=..&limit=.. like Supabase does.
+
+    `tables` is edited by the test; `down` makes every request a 503;
+    `requests` records (path, apikey, authorization) of each request.
+    """
+
+    MAX_ROWS = 1000  # PostgREST's max-rows, as Supabase configures it
+
+    def __init__(self, tables: dict[str, list[dict[str, Any]]], key: str) -> None:
+        self.tables = tables
+        self.key = key
+        self.down = False
+        self.requests: list[tuple[str, str | None, str | None]] = []
+        super().__init__(_PostgRESTHandler)
+
+
+class _PostgRESTHandler(_Quiet):
+    def do_GET(self) -> None:
+        fake: PostgREST = self.server.fake  # type: ignore[attr-defined]
+        fake.requests.append(
+            (self.path, self.headers.get("apikey"), self.headers.get("Authorization"))
+        )
+        if fake.down:
+            return self.reply(503, b'{"message":"down"}', "application/json")
+        if self.headers.get("apikey") != fake.key or (
+            self.headers.get("Authorization") != f"Bearer {fake.key}"
+        ):
+            return self.reply(401, b'{"message":"bad key"}', "application/json")
+        url = urlsplit(self.path)
+        table = url.path.removeprefix("/rest/v1/")
+        if table not in fake.tables:
+            return self.reply(404, b'{"message":"no table"}', "application/json")
+        query = parse_qs(url.query)
+        columns = query["select"][0].split(",")
+        offset = int(query.get("offset", ["0"])[0])
+        limit = min(int(query.get("limit", [str(fake.MAX_ROWS)])[0]), fake.MAX_ROWS)
+        rows = [{c: row.get(c) for c in columns} for row in fake.tables[table]]
+        body = json.dumps(rows[offset : offset + limit]).encode()
+        self.reply(200, body, "application/json")
+
+
+class Monitor(HTTPFake):
+    """A heartbeat monitor: counts GETs."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        super().__init__(_MonitorHandler)
+
+
+class _MonitorHandler(_Quiet):
+    def do_GET(self) -> None:
+        self.server.fake.hits += 1  # type: ignore[attr-defined]
+        self.reply(200, b"ok")
+
+
+class TCPProxy:
+    """Forwards 127.0.0.1:<port> to `target`; cut() drops every connection and
+    refuses new ones until restore()."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = False
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.sockets |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                self._close(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.sockets.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        self.cut_off = True
+        with self.lock:
+            victims = list(self.sockets)
+        for sock in victims:
+            self._close(sock)
+
+    def restore(self) -> None:
+        self.cut_off = False
+
+    def stop(self) -> None:
+        self.running = False
+        self.cut()
+        self.listener.close()

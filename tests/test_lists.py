@@ -1,0 +1,184 @@
+"""Live lists from Supabase or PostgreSQL, over real SMTP; heartbeat; list CLI."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .helpers import ROOT, db_address, eventually, query, smtp_reply, with_port
+from .netfakes import Monitor, PostgREST, TCPProxy
+
+KEY = "service-role-key-for-tests"
+FAST = {"domains_refresh": "0.3", "bans_refresh": "0.3", "private_refresh": "0.3"}
+
+
+@pytest.fixture
+def postgrest():
+    tables = {
+        # More rows than one PostgREST page: the service must page past 1000.
+        "domains": [{"domain": f"d{n}.test", "active": True} for n in range(2500)]
+        + [{"domain": "*.wild.test", "active": True}, {"domain": "off.test", "active": False}],
+        "bans": [
+            {"scope": "email", "value": "spam@bad.test", "match_type": "exact", "status": "active"},
+            {"scope": "domain", "value": "evil.test", "match_type": "exact", "status": "active"},
+        ],
+        "private_email": [],
+    }
+    fake = PostgREST(tables, KEY)
+    yield fake
+    fake.stop()
+
+
+def test_supabase_source_pages_and_matches(make_server, postgrest):
+    server = make_server(
+        domains=(),
+        supabase_url=postgrest.url,
+        supabase_key=KEY,
+        domains_refresh="0.3",
+        **{k: v for k, v in FAST.items() if k != "domains_refresh"},
+    )
+    assert smtp_reply(server.port, "a@sender.test", "x@d2499.test")[0] == 250  # third page
+    assert smtp_reply(server.port, "a@sender.test", "x@a.b.wild.test")[0] == 250
+    assert smtp_reply(server.port, "a@sender.test", "x@off.test") == (
+        550,
+        b"5.7.1 Domain not allowed",
+    )
+    assert smtp_reply(server.port, "a@sender.test", "x@d2500.test")[0] == 550
+    assert smtp_reply(server.port, "spam@bad.test") == (550, b"5.7.1 Sender banned")
+    assert smtp_reply(server.port, "x@mail.evil.test") == (550, b"5.7.1 Domain banned")
+    domain_pages = [p for p, _, _ in postgrest.requests if p.startswith("/rest/v1/domains?")]
+    assert any("offset=2000" in p for p in domain_pages), domain_pages
+    assert all("select=domain%2Cactive" in p for p in domain_pages)
+    assert {(k, a) for _, k, a in postgrest.requests} == {(KEY, f"Bearer {KEY}")}
+    # An edit on the website side shows after the next refresh.
+    postgrest.tables["domains"].append({"domain": "new.test", "active": True})
+    eventually(lambda: smtp_reply(server.port, "a@sender.test", "x@new.test")[0] == 250)
+
+
+def test_supabase_down_at_start_then_up_later_down_again(make_server, postgrest):
+    postgrest.down = True
+    server = make_server(
+        domains=(), supabase_url=postgrest.url, supabase_key=KEY, start=False, **FAST
+    ).start(ready=r"listening on")
+    # Never accept-all by accident: 451 until the lists are loaded.
+    assert smtp_reply(server.port, "a@sender.test", "x@d1.test") == (
+        451,
+        b"4.3.0 Mail queue full - please retry later",
+    )
+    postgrest.down = False
+    eventually(lambda: smtp_reply(server.port, "a@sender.test", "x@d1.test")[0] == 250)
+    postgrest.down = True
+    failed_before = len(postgrest.requests)
+    eventually(lambda: len(postgrest.requests) > failed_before + 3)  # refreshes failing
+    assert smtp_reply(server.port, "a@sender.test", "x@d1.test")[0] == 250  # last good lists
+    assert smtp_reply(server.port, "spam@bad.test")[0] == 550
+
+
+def test_postgres_table_edits_change_replies(make_server, database_url):
+    server = make_server(domains=("example.com",), **FAST)
+    port = server.port
+    assert smtp_reply(port, "a@sender.test", "x@later.test")[0] == 550
+    query(database_url, "INSERT INTO domains (domain) VALUES ('later.test')")
+    eventually(lambda: smtp_reply(port, "a@sender.test", "x@later.test")[0] == 250)
+    query(database_url, "UPDATE domains SET active = false WHERE domain = 'example.com'")
+    eventually(lambda: smtp_reply(port, "a@sender.test", "x@example.com")[0] == 550)
+    query(
+        database_url,
+        "INSERT INTO bans (scope, value, match_type) VALUES ('email', 'casino', 'contains')",
+    )
+    eventually(lambda: smtp_reply(port, "vip-CASINO@x.test") == (550, b"5.7.1 Sender banned"))
+    assert smtp_reply(port, "")[0] == 250  # the null sender is not banned by 'contains'
+    query(database_url, "UPDATE bans SET status = 'inactive'")
+    eventually(lambda: smtp_reply(port, "vip-casino@x.test")[0] == 250)
+
+
+def test_banned_sender_never_uploads_a_body(make_server, database_url):
+    server = make_server()
+    query(database_url, "INSERT INTO bans (scope, value) VALUES ('domain', 'evil.test')")
+    server.stop()
+    server = make_server()
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.ehlo("x.test")
+        assert client.mail("a@evil.test") == (550, b"5.7.1 Domain banned")
+        assert client.rcpt("x@example.com")[0] == 503  # no transaction: no DATA possible
+
+
+def test_private_email_stamped_in_the_commit(make_server, database_url):
+    server = make_server(ack_mode="durable")
+    query(database_url, "INSERT INTO private_email (email) VALUES ('Owner@Example.com')")
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.sendmail("a@sender.test", ["owner@example.com"], b"Subject: p\r\n\r\nx\r\n")
+    stamp = query(database_url, "SELECT last_updated_at FROM private_email")[0][0]
+    received = query(database_url, "SELECT received_at FROM emails")[0][0]
+    assert stamp is not None and stamp >= received
+
+
+def test_empty_whitelist_says_how_to_fix(make_server):
+    server = make_server(domains=())
+    assert "whitelist is empty" in server.log and "domains add" in server.log
+    assert smtp_reply(server.port, "a@sender.test", "x@example.com")[0] == 550
+
+
+def test_heartbeat_only_while_healthy(make_server, database_url):
+    monitor = Monitor()
+    proxy = TCPProxy(db_address(database_url))
+    try:
+        server = make_server(
+            database_url=with_port(database_url, proxy.port),
+            heartbeat_url=monitor.url,
+            heartbeat_interval="0.2",
+        )
+        eventually(lambda: monitor.hits >= 3)
+        proxy.cut()  # the database is gone
+        time.sleep(1)  # let a ping that was under way finish
+        stopped_at = monitor.hits
+        time.sleep(1.5)
+        assert monitor.hits == stopped_at, "pinged while the database was unreachable"
+        assert "unhealthy, not pinging: database unreachable" in server.log
+        proxy.restore()
+        eventually(lambda: monitor.hits >= stopped_at + 3)
+    finally:
+        monitor.stop()
+        proxy.stop()
+
+
+def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_domains_and_bans_cli(database_url):
+    assert run_cli(database_url, "domains", "add", " Example.COM. ").stdout == "added example.com\n"
+    assert run_cli(database_url, "domains", "add", "*.Wild.test").returncode == 0
+    assert run_cli(database_url, "domains", "list").stdout == "*.wild.test\nexample.com\n"
+    bad = run_cli(database_url, "domains", "add", "not a domain")
+    assert bad.returncode == 2 and "is not a valid domain" in bad.stderr
+    assert run_cli(database_url, "domains", "remove", "example.com").returncode == 0
+    gone = run_cli(database_url, "domains", "remove", "example.com")
+    assert gone.returncode == 1 and "not in the list" in gone.stderr
+
+    assert (
+        run_cli(database_url, "bans", "add", "email", "promo", "--match", "contains").returncode
+        == 0
+    )
+    assert run_cli(database_url, "bans", "add", "domain", "Evil.test").returncode == 0
+    assert run_cli(database_url, "bans", "list").stdout == (
+        "domain\texact\tactive\tevil.test\nemail\tcontains\tactive\tpromo\n"
+    )
+    scope = run_cli(database_url, "bans", "add", "ip", "1.2.3.4")
+    assert scope.returncode == 2 and "invalid choice: 'ip'" in scope.stderr
+    bad_domain = run_cli(database_url, "bans", "add", "domain", "no such")
+    assert bad_domain.returncode == 2 and "not a valid domain ban value" in bad_domain.stderr
+    assert run_cli(database_url, "bans", "remove", "domain", "evil.test").returncode == 0
