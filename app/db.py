@@ -1,6 +1,6 @@
 """The only module that speaks SQL: pool, schema, batch insert, list tables.
 
-Errors are sorted by what the caller should do (`is_transient`): connection
+Errors are sorted by what the caller should do (`classify`): connection
 losses, timeouts and server-side trouble are worth retrying; data errors
 (SQLSTATE classes 22 and 23) are tied to a row and never go away.
 """
@@ -8,6 +8,7 @@ losses, timeouts and server-side trouble are worth retrying; data errors
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,14 +45,24 @@ async def install_schema(conn: asyncpg.Connection) -> None:
         await conn.execute(sql)
 
 
-def is_transient(error: BaseException) -> bool:
-    """True if retrying the same statement later may succeed."""
+RETRY, REJECT, UNKNOWN = "retry", "reject", "unknown"
+
+
+def classify(error: BaseException) -> str:
+    """What a failed batch write calls for.
+
+    RETRY: the connection or the server failed; the same write will succeed
+    later. REJECT: PostgreSQL refused a value (SQLSTATE classes 22 and 23, or
+    asyncpg could not encode it): a row is bad. UNKNOWN: anything else
+    (asyncpg client states after a broken connection, bugs): worth a few
+    retries before the batch is searched for a bad row.
+    """
     state = getattr(error, "sqlstate", None) or ""
-    if state[:2] in ("22", "23"):
-        return False
+    if state[:2] in ("22", "23") or isinstance(error, asyncpg.DataError):
+        return REJECT
     if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)):
-        return not isinstance(error, asyncpg.DataError)
-    return False
+        return RETRY
+    return UNKNOWN
 
 
 # One statement, so one round trip and one implicit transaction per batch.
@@ -125,9 +136,34 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
     return columns
 
 
-async def insert_batch(pool: asyncpg.Pool, batch: Sequence[tuple[Envelope, ParsedMail]]) -> None:
+async def insert_batch(
+    pool: asyncpg.Pool,
+    batch: Sequence[tuple[Envelope, ParsedMail]],
+    revoke: Sequence[uuid.UUID] = (),
+) -> None:
+    """Insert `batch` in one transaction; first delete the messages in `revoke`.
+
+    `revoke` holds messages whose sender was told 451 after a write that
+    failed ambiguously (it may have committed): the sender will send again,
+    so a copy of ours must not stay.
+    """
     async with pool.acquire() as conn:
-        await conn.execute(INSERT_BATCH, *batch_args(batch))
+        try:
+            async with conn.transaction():
+                if revoke:
+                    await conn.execute(REVOKE, list(revoke))
+                if batch:
+                    await conn.execute(INSERT_BATCH, *batch_args(batch))
+        except BaseException:
+            # Its state is unknown after a failure: the pool makes a new one.
+            conn.terminate()
+            raise
+
+
+REVOKE = """
+WITH gone AS (DELETE FROM emails WHERE raw_id = ANY($1::uuid[]))
+DELETE FROM raw_messages WHERE id = ANY($1::uuid[])
+"""
 
 
 async def ping(pool: asyncpg.Pool) -> None:

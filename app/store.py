@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import uuid
 from pathlib import Path
 
 from . import db
@@ -34,7 +35,12 @@ BATCH_BYTES = 32 * 1024 * 1024
 # Messages larger than this are parsed in a thread so the event loop keeps
 # answering other sessions (the GIL is released every few milliseconds).
 PARSE_IN_THREAD = 256 * 1024
+PARSE_SLICE = 0.005  # seconds of parsing between yields to the event loop
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
+# An error we cannot classify is retried this often before the batch is
+# searched for a bad row (a broken connection can raise odd client errors).
+UNKNOWN_RETRIES = 5
+OUTAGE_PROBE = 0.5  # seconds between database probes while idle in an outage
 
 
 class QueueFull(Exception):
@@ -85,6 +91,8 @@ class BatchWriter:
         self._queued_bytes = 0
         self._in_flight: list[Item] = []
         self._last_batch_len = 1
+        # Abandoned after an ambiguous failed write: delete with the next write.
+        self._revoke: list[uuid.UUID] = []
         self.outage = False  # the last write attempt failed for a transient reason
         self.stats = WriterStats()
 
@@ -141,7 +149,20 @@ class BatchWriter:
                 self._queue.task_done()
 
     async def _next_batch(self) -> list[Item]:
-        batch = [await self._queue.get()]
+        while True:
+            if self.outage or self._revoke:
+                # Nothing may arrive while durable sessions get 451 for the
+                # outage: probe, so the flag (and pending revokes) clear.
+                try:
+                    async with asyncio.timeout(OUTAGE_PROBE):
+                        first = await self._queue.get()
+                    break
+                except TimeoutError:
+                    await self._write([])
+                    continue
+            first = await self._queue.get()
+            break
+        batch = [first]
         if self._batch_delay and self._last_batch_len > 1 and self._queue.qsize() < self._batch_max:
             # Under load, linger briefly so one commit carries more messages.
             fill = min(1.0, self._last_batch_len / self._batch_max)
@@ -155,46 +176,76 @@ class BatchWriter:
         return batch
 
     async def _parse(self, items: list[Item]) -> None:
+        slice_started = time.perf_counter()
         for item in items:
             if item.parsed is not None:
                 continue
             raw = item.envelope.raw
             if len(raw) > PARSE_IN_THREAD:
                 item.parsed = await asyncio.to_thread(parse, raw)
-            else:
-                item.parsed = parse(raw)
-                await asyncio.sleep(0)  # let sessions run between parses
+                continue
+            item.parsed = parse(raw)
+            if time.perf_counter() - slice_started > PARSE_SLICE:
+                # Let sessions run, but in slices: yielding after every message
+                # would let a busy listener starve the writer.
+                await asyncio.sleep(0)
+                slice_started = time.perf_counter()
 
     async def _write(self, batch: list[Item]) -> None:
-        """Commit `batch`, retrying transient failures; split it on a bad row."""
+        """Commit `batch`, retrying transient failures; split it on a bad row.
+
+        An empty batch still runs the pending revokes (and probes the database).
+        """
         backoff = BACKOFF_FIRST
+        unknown_failures = 0
         while True:
             started = time.perf_counter()
+            revoke = list(self._revoke)
             try:
                 await db.insert_batch(
                     self._pool,
                     [(item.envelope, item.parsed) for item in batch],  # type: ignore[misc]
+                    revoke,
                 )
             except Exception as error:
-                if db.is_transient(error):
-                    if not self.outage:
-                        log.warning("[store] database write failed, retrying: %r", error)
-                    self.outage = True
-                    self.stats.retries += 1
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
-                    continue
-                await self._isolate(batch, error)
-                return
+                kind = db.classify(error)
+                if kind == db.UNKNOWN:
+                    unknown_failures += 1
+                if kind == db.REJECT or unknown_failures > UNKNOWN_RETRIES:
+                    await self._isolate(batch, error)
+                    return
+                if not self.outage:
+                    log.warning("[store] database write failed, retrying: %r", error)
+                self.outage = True
+                self.stats.retries += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                batch = self._without_abandoned(batch)
+                continue
             if self.outage:
                 log.warning("[store] database writes recovered")
             self.outage = False
+            del self._revoke[: len(revoke)]
             self.stats.last_batch_seconds = time.perf_counter() - started
             self._committed(batch)
             return
 
+    def _without_abandoned(self, batch: list[Item]) -> list[Item]:
+        """Drop messages whose waiter gave up (451) and revoke them, since the
+        failed attempt may in fact have committed them."""
+        keep = []
+        for item in batch:
+            if item.abandoned:
+                self._revoke.append(item.envelope.id)
+            else:
+                keep.append(item)
+        return keep
+
     async def _isolate(self, batch: list[Item], error: Exception) -> None:
         """A row was rejected: halve the batch until the bad message is alone."""
+        if not batch:
+            log.error("[store] database write failed: %r", error)
+            return
         if len(batch) > 1:
             middle = len(batch) // 2
             await self._write(batch[:middle])
