@@ -132,8 +132,21 @@ KEYS: tuple[Key, ...] = (
         _int(1, 1_000_000),
         "concurrent connections from one client address",
     ),
+    Key(
+        "MAX_MESSAGES_PER_CONNECTION",
+        "100",
+        _int(1, 100_000),
+        "messages one connection may send before it is closed with 421",
+    ),
+    Key(
+        "MAX_ERRORS",
+        "20",
+        _int(1, 10_000),
+        "refused or bad commands one connection may send before it is closed with 421",
+    ),
     Key("SMTP_TIMEOUT", "300", _float(1, 3600), "seconds a client may stay idle between commands"),
     Key("DATA_TIMEOUT", "600", _float(1, 86400), "seconds one DATA transfer may take in total"),
+    Key("SESSION_TIMEOUT", "1800", _float(1, 86400), "seconds one connection may last in total"),
     Key("QUEUE_SIZE", "10000", _int(1, 10_000_000), "messages held in memory before 451"),
     Key("BATCH_MAX", "200", _int(1, 10000), "messages written in one transaction at most"),
     Key(
@@ -209,8 +222,11 @@ class Settings:
     max_recipients: int
     max_connections: int
     max_connections_per_ip: int
+    max_messages_per_connection: int
+    max_errors: int
     smtp_timeout: float
     data_timeout: float
+    session_timeout: float
     queue_size: int
     batch_max: int
     batch_delay_ms: float

@@ -120,6 +120,32 @@ class Lists:
         )
 
 
+# RFC 5321 4.5.3.1: local part 64 octets, domain 255, path 256 (with the <>).
+LOCAL_PART_MAX, DOMAIN_MAX, PATH_MAX = 64, 255, 256
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` (as parsed from MAIL/RCPT) is not a usable mailbox, or None.
+
+    Quoted local parts are fine (aiosmtpd parsed them); IP literals are valid
+    syntax here (RCPT refuses them by policy: they are never our domains).
+    """
+    if len(address.encode("utf-8", "surrogateescape")) + 2 > PATH_MAX:
+        return "too long"
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "syntax"
+    if len(local.encode("utf-8", "surrogateescape")) > LOCAL_PART_MAX:
+        return "too long"
+    if len(domain) > DOMAIN_MAX:
+        return "too long"
+    if any(ord(c) < 32 or c == "\x7f" for c in address):
+        return "syntax"
+    if domain.startswith("[") and domain.endswith("]"):
+        return None
+    return None if normalize_domain(domain) else "syntax"
+
+
 def check_sender(lists: Lists, mail_from: str) -> Verdict:
     """Verdict for MAIL FROM (`mail_from` is '' for the null sender)."""
     if not lists.bans_enabled:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +24,14 @@ from aiosmtpd.smtp import Session as SMTPSession
 from . import replies
 from .config import Settings
 from .model import Envelope
-from .policy import Lists, Verdict, check_recipient, check_sender, normalize_address
+from .policy import (
+    Lists,
+    Verdict,
+    address_problem,
+    check_recipient,
+    check_sender,
+    normalize_address,
+)
 from .store import BatchWriter, QueueFull
 
 log = logging.getLogger("app.smtp")
@@ -46,7 +55,71 @@ VERDICT_REPLIES = {
 AIOSMTPD_REPLIES = {
     b"500 Command line too long": replies.LINE_TOO_LONG.encode(),
     b"552 Error: message size exceeds fixed maximum message size": replies.MESSAGE_TOO_BIG.encode(),
+    b"553 5.1.3 Error: malformed address": replies.BAD_ADDRESS_SYNTAX.encode(),
+    b"502 5.5.1 Too many unrecognized commands, goodbye.": replies.TOO_MANY_UNKNOWN.encode(),
 }
+
+
+# RFC 2034: with ENHANCEDSTATUSCODES every error reply carries one. aiosmtpd's
+# own error texts do not: add the usual code for the reply code.
+ENHANCED = re.compile(rb"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}( |$)")
+DEFAULT_ENHANCED = {
+    b"421": b"4.3.0",
+    b"451": b"4.3.0",
+    b"452": b"4.3.1",
+    b"454": b"4.7.0",
+    b"500": b"5.5.2",
+    b"501": b"5.5.4",
+    b"502": b"5.5.1",
+    b"503": b"5.5.1",
+    b"504": b"5.5.4",
+    b"530": b"5.7.0",
+    b"550": b"5.0.0",
+    b"552": b"5.3.4",
+    b"553": b"5.1.3",
+    b"554": b"5.0.0",
+    b"555": b"5.5.4",
+}
+
+
+def with_enhanced_code(status: bytes) -> bytes:
+    if status[:1] not in (b"4", b"5") or ENHANCED.match(status):
+        return status
+    code = status[:3]
+    default = DEFAULT_ENHANCED.get(code, code[:1] + b".0.0")
+    return (
+        code + status[3:4] + default + b" " + status[4:]
+        if len(status) > 4
+        else (code + b" " + default)
+    )
+
+
+class RefusalLog:
+    """One line per refused or cut session, at most `per_minute` a minute.
+
+    A flood cannot fill the disk: past the budget lines are only counted,
+    and the count is logged when the minute is over.
+    """
+
+    def __init__(self, per_minute: int = 60) -> None:
+        self.per_minute = per_minute
+        self._window_start = time.monotonic()
+        self._logged = 0
+        self.suppressed = 0
+        self.total = 0
+
+    def note(self, ip: str, reason: str) -> None:
+        self.total += 1
+        now = time.monotonic()
+        if now - self._window_start >= 60:
+            if self.suppressed:
+                log.warning("[smtp] %d more refused sessions were not logged", self.suppressed)
+            self._window_start, self._logged, self.suppressed = now, 0, 0
+        if self._logged < self.per_minute:
+            self._logged += 1
+            log.warning("[smtp] refused %s: %s", ip or "?", reason)
+        else:
+            self.suppressed += 1
 
 
 class Connections:
@@ -59,6 +132,7 @@ class Connections:
         # Keys are only addresses with a live session: bounded by max_total.
         self.per_ip: collections.Counter[str] = collections.Counter()
         self.closing = False
+        self.refusals = RefusalLog()
         self.all_closed = asyncio.Event()  # set once closing and no session is left
 
     def admit(self, session: Session, ip: str) -> str | None:
@@ -96,16 +170,18 @@ class Session(SMTP):
     """One SMTP connection."""
 
     def __init__(
-        self, handler: Handler, connections: Connections, data_timeout: float, **kwargs: Any
+        self, handler: Handler, connections: Connections, settings: Settings, **kwargs: Any
     ) -> None:
         super().__init__(handler, **kwargs)
         # aiosmtpd keeps this dict on the class, shared by all sessions.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LINE_MAX)
         self.command_size_limit = COMMAND_LINE_MAX
         self._connections = connections
-        self._data_timeout = data_timeout
+        self._settings = settings
         self._refusal: str | None = None
         self._ip = ""
+        self._errors = 0
+        self._deadline: asyncio.TimerHandle | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -122,14 +198,29 @@ class Session(SMTP):
             peer = transport.get_extra_info("peername")
             self._ip = str(peer[0]) if peer else ""
             self._refusal = self._connections.admit(self, self._ip)
+            self._deadline = self.loop.call_later(
+                self._settings.session_timeout,
+                self._close_with,
+                replies.SESSION_TIMEOUT,
+                "session time limit",
+            )
 
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.release(self, self._ip)
+        if self._deadline is not None:
+            self._deadline.cancel()
         super().connection_lost(error)
+
+    def _close_with(self, reply: str, reason: str) -> None:
+        """Say `reply` (a 421) and close: for limits hit outside a command."""
+        self._connections.refusals.note(self._ip, reason)
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(reply.encode() + b"\r\n")
+            self.transport.close()
 
     async def _handle_client(self) -> None:
         if self._refusal is not None:
-            log.info("[smtp] refused connection from %s: %s", self._ip, self._refusal)
+            self._connections.refusals.note(self._ip, self._refusal)
             await self.push(self._refusal)
             assert self.transport is not None
             self.transport.close()
@@ -144,7 +235,14 @@ class Session(SMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = status.encode("utf-8")
-        await super().push(AIOSMTPD_REPLIES.get(status, status))
+        status = with_enhanced_code(AIOSMTPD_REPLIES.get(status, status))
+        await super().push(status)
+        if status[:1] == b"5":
+            # Refused or malformed commands: a client that keeps failing is
+            # probing or broken; do not let it spin the server.
+            self._errors += 1
+            if self._errors >= self._settings.max_errors:
+                self._close_with(replies.TOO_MANY_ERRORS, "too many errors")
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed():
@@ -158,13 +256,10 @@ class Session(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            async with asyncio.timeout(self._data_timeout):
+            async with asyncio.timeout(self._settings.data_timeout):
                 content = await self._read_data()
         except TimeoutError:
-            log.info("[smtp] DATA deadline passed for %s", self._ip)
-            await self.push(replies.DATA_TIMEOUT)
-            assert self.transport is not None
-            self.transport.close()
+            self._close_with(replies.DATA_TIMEOUT, "DATA time limit")
             return
         if content is None:
             self._set_post_data_state()
@@ -200,7 +295,7 @@ class Session(SMTP):
                 rest = buffer[end + len(TERMINATOR) :]
                 if rest:
                     self._reader._buffer[:0] = rest  # type: ignore[attr-defined]
-                if oversize:
+                if oversize or (limit and end > limit):  # `end` is the stuffed size
                     return None
                 # Dot-unstuffing: a line's leading '.' is dropped (RFC 5321 4.5.2).
                 return bytes(buffer[: end + 2].replace(b"\r\n.", b"\r\n")[2:])
@@ -242,6 +337,9 @@ class Handler:
         mail_options: list[str],
     ) -> str:
         sender = "" if address == "<>" else address
+        problem = sender and address_problem(sender)
+        if problem:
+            return replies.ADDRESS_TOO_LONG if problem == "too long" else replies.BAD_SENDER_SYNTAX
         verdict = check_sender(self._lists(), sender)
         if verdict is not Verdict.OK:
             log.info("[smtp] refused sender from %s: %s", server.peer_ip, verdict.value)
@@ -260,6 +358,11 @@ class Handler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
+        problem = address_problem(address)
+        if problem:
+            return (
+                replies.ADDRESS_TOO_LONG if problem == "too long" else replies.BAD_RECIPIENT_SYNTAX
+            )
         verdict = check_recipient(self._lists(), address)
         if verdict is not Verdict.OK:
             return VERDICT_REPLIES[verdict]
@@ -310,11 +413,29 @@ class Handler:
 def session_factory(
     settings: Settings, handler: Handler, connections: Connections, **extra: Any
 ) -> Callable[[], Session]:
+    messages = settings.max_messages_per_connection
+    # Per-connection budgets: past one, aiosmtpd answers 421 and closes.
+    call_limits = {
+        "MAIL": messages,
+        "DATA": messages,
+        "RCPT": messages * min(settings.max_recipients, 100) + settings.max_errors,
+        "RSET": messages + 10,
+        "NOOP": 20,
+        "EHLO": 5,
+        "HELO": 5,
+        "HELP": 5,
+        "VRFY": 5,
+        "EXPN": 5,
+        "STARTTLS": 2,
+        "*": 50,
+    }
+
     def make() -> Session:
         return Session(
             handler,
             connections,
-            settings.data_timeout,
+            settings,
+            command_call_limit=call_limits,
             data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,
             hostname=settings.smtp_hostname,
