@@ -31,11 +31,16 @@ async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitab
 
 
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
+    from . import workers
+
+    if settings.workers > 1 and workers.worker_index() is None:
+        return workers.Supervisor(settings, sys.argv[1:]).run()
+
     import uvloop
 
     from .service import serve
 
-    return uvloop.run(serve(settings))
+    return uvloop.run(serve(settings, replay_spool=workers.worker_index() in (None, 0)))
 
 
 def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:

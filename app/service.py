@@ -84,16 +84,17 @@ async def keep_lists_fresh(state: ListsState, settings: Settings, pool: db.Pool)
     await asyncio.gather(*(keep(table, interval) for table, interval in tables))
 
 
-async def prepare_database(pool: db.Pool, writer: BatchWriter) -> None:
+async def prepare_database(pool: db.Pool, writer: BatchWriter, replay_spool: bool) -> None:
     async def install() -> None:
         async with pool.acquire() as conn:
             await db.install_schema(conn)
 
     await retry_until_done("db", install)
-    await writer.replay()
+    if replay_spool:  # one worker replays; the others would only repeat it
+        await writer.replay()
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, replay_spool: bool = True) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     loop = asyncio.get_running_loop()
     raise_fd_limit()
@@ -136,7 +137,7 @@ async def serve(settings: Settings) -> int:
 
     writer_task = asyncio.create_task(writer.run(), name="writer")
     side_tasks = [
-        asyncio.create_task(prepare_database(pool, writer), name="prepare-db"),
+        asyncio.create_task(prepare_database(pool, writer, replay_spool), name="prepare-db"),
         asyncio.create_task(keep_lists_fresh(lists, settings, pool), name="lists"),
     ]
     http = httpx.AsyncClient(timeout=5)

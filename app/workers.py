@@ -1,0 +1,88 @@
+"""WORKERS>1: a supervisor running N `serve` processes on one port.
+
+Each worker binds the port with SO_REUSEPORT (the kernel spreads
+connections), has its own pool and writer, and drains on SIGTERM. The
+supervisor starts the embedded PostgreSQL once (if DATABASE_URL is unset),
+restarts a worker that dies (backing off if it keeps dying), and forwards
+SIGTERM/SIGINT to all workers and waits for them to drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import embedded
+from .config import Settings
+
+log = logging.getLogger("app.workers")
+
+WORKER_ENV = "APP_WORKER_INDEX"  # set in each worker: the worker's number
+RESTART_BACKOFF_MAX = 30.0
+
+
+def worker_index() -> int | None:
+    value = os.environ.get(WORKER_ENV)
+    return int(value) if value is not None else None
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, argv: list[str]) -> None:
+        self.settings = settings
+        self.argv = argv
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
+        self.started_at: dict[int, float] = {}
+        self.backoff: dict[int, float] = {}
+        self.stopping = False
+
+    def spawn(self, index: int) -> None:
+        env = {**os.environ, WORKER_ENV: str(index)}
+        if self.settings.database_url is None:
+            env["DATABASE_URL"] = self.database_url
+        self.workers[index] = subprocess.Popen([sys.executable, "-m", "app", *self.argv], env=env)
+        self.started_at[index] = time.monotonic()
+        log.info("[workers] worker %d started (pid %d)", index, self.workers[index].pid)
+
+    def stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+        for process in self.workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        self.database_url = self.settings.database_url or embedded.start(self.settings.data_dir)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        for index in range(self.settings.workers):
+            self.spawn(index)
+        while not self.stopping:
+            time.sleep(0.2)
+            for index, process in list(self.workers.items()):
+                if process.poll() is None or self.stopping:
+                    continue
+                self.restart(index, process.returncode)
+        deadline = time.monotonic() + self.settings.drain_timeout + 10
+        codes = []
+        for process in self.workers.values():
+            try:
+                codes.append(process.wait(max(0.1, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes.append(process.wait())
+        log.info("[workers] all workers stopped")
+        # -SIGTERM: a worker still starting up, with nothing to drain yet.
+        return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
+
+    def restart(self, index: int, code: int) -> None:
+        # A worker that lived a while is restarted at once; a crash loop backs off.
+        lived = time.monotonic() - self.started_at[index]
+        delay = 0.0 if lived > 60 else min(self.backoff.get(index, 0.5) * 2, RESTART_BACKOFF_MAX)
+        self.backoff[index] = delay
+        log.error("[workers] worker %d exited with %s; restarting in %.1fs", index, code, delay)
+        time.sleep(delay)
+        if not self.stopping:
+            self.spawn(index)
