@@ -1,0 +1,1 @@
+"""Benchmarks: our service against an aiosmtpd null sink in the same run."""

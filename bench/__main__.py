@@ -1,0 +1,411 @@
+"""`python -m bench`: our service against an aiosmtpd null sink, same run, one table.
+
+Scenarios (each target started fresh, each service on a fresh database):
+  throughput   saturating load: 50 sessions of 4 KB messages (and a corpus mix)
+  paced        200 msg/s: DATA-end-to-250 latency and 250-to-committed-row lag
+  memory       1,000 idle connections plus a steady load; 10,000 connections
+  large        10 x 20 MB messages while 20 small sessions run
+`--smoke` runs tiny versions of the first two, for CI (no thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import uvloop
+
+from . import procstat
+from .client import Pacer, Sent, idle_connections, percentile, session, stuffed, typical
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def admin_url() -> str:
+    for name in ("BENCH_DATABASE_URL", "TEST_DATABASE_URL", "DATABASE_URL"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def sql(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+@dataclasses.dataclass
+class Target:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    database_url: str | None = None
+
+    def pids(self) -> list[int]:
+        return procstat.family(self.process.pid)
+
+    async def stored(self) -> int:
+        if self.database_url is None:
+            return -1
+        return (await sql(self.database_url, "SELECT count(*) FROM emails"))[0][0]
+
+    async def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.process.wait, 60)
+        if self.database_url is not None:
+            name = self.database_url.rsplit("/", 1)[1]
+            await sql(admin_url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"target exited with {process.returncode}")
+        results: list[Sent] = []
+        try:
+            if await session(port, [("ready", stuffed(b"Subject: ready\r\n\r\nx"))], results) == 0:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("target not ready in 30 s")
+
+
+async def start_sink(workers: int) -> Target:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.nullsink", str(port), str(workers)], cwd=ROOT
+    )
+    await wait_ready(port, process)
+    return Target(f"null sink x{workers}", port, process)
+
+
+async def start_service(ack_mode: str, workers: int, **settings: str) -> Target:
+    name = "bench_" + uuid.uuid4().hex[:10]
+    await sql(admin_url(), f"CREATE DATABASE {name}")
+    url = admin_url().rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute((ROOT / "sql" / "schema.sql").read_text())
+    finally:
+        await conn.close()
+    await sql(url, "INSERT INTO domains (domain) VALUES ('example.com')")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)},
+        "DATABASE_URL": url,
+        "SMTP_RECEIVE_PORT": str(port),
+        "SMTP_BIND": "127.0.0.1",
+        "SMTP_HOSTNAME": "mx.bench",
+        "ACK_MODE": ack_mode,
+        "WORKERS": str(workers),
+        "LOG_LEVEL": "warning",
+        "SPOOL_DIR": tempfile.mkdtemp(prefix="bench-spool-"),
+        "MAX_CONNECTIONS": "20000",
+        "MAX_CONNECTIONS_PER_IP": "20000",
+        "MAX_MESSAGES_PER_CONNECTION": "100000",
+        "USE_BANS": "false",
+        **{k.upper(): v for k, v in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"], cwd=ROOT, env=env
+    )
+    await wait_ready(port, process)
+    label = f"ours {ack_mode} x{workers}"
+    return Target(label, port, process, url)
+
+
+@dataclasses.dataclass
+class Row:
+    run: str
+    accepted_rate: float = float("nan")
+    stored_rate: float = float("nan")
+    ratio: float = float("nan")
+    cpu_ms: float = float("nan")
+    pg_cpu_ms: float = float("nan")
+    p50: float = float("nan")
+    p99: float = float("nan")
+    p999: float = float("nan")
+    lag50: float = float("nan")
+    lag99: float = float("nan")
+    rss_mib: str = ""
+    errors: int = 0
+
+
+def rss_text(target: Target, field: str = "VmHWM") -> str:
+    return "/".join(str(procstat.memory_kib(pid, field) // 1024) for pid in target.pids())
+
+
+async def load(
+    target: Target, bodies: list[tuple[str, bytes]], sessions: int, rate: float | None = None
+) -> tuple[list[Sent], int, float]:
+    """Send `bodies` over `sessions` connections; (results, errors, seconds)."""
+    results: list[Sent] = []
+    pacer = Pacer(rate) if rate else None
+    shares = [bodies[n::sessions] for n in range(sessions)]
+    started = time.perf_counter()
+    errors = await asyncio.gather(*(session(target.port, s, results, pacer) for s in shares))
+    return results, sum(errors), time.perf_counter() - started
+
+
+async def wait_stored(target: Target, expected: int, started: float) -> float:
+    """Seconds from `started` (perf_counter) until `expected` rows are committed."""
+    deadline = time.perf_counter() + 120
+    while await target.stored() < expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.02)
+    return time.perf_counter() - started
+
+
+def corpus_bodies(count: int) -> list[tuple[str, bytes]]:
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix != ".md")
+    files = [f for f in files if f.name != ".gitattributes" and f.stat().st_size < 200_000]
+    rng = random.Random(5)
+    picked = [rng.choice(files) for _ in range(count)]
+    return [(f"c{n}", stuffed(_crlf(p.read_bytes()))) for n, p in enumerate(picked)]
+
+
+def _crlf(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+async def throughput(
+    target: Target, bodies: list[tuple[str, bytes]], sessions: int, label: str = ""
+) -> Row:
+    pg_before = procstat.total_cpu(procstat.postgres_pids())
+    ours_before = procstat.total_cpu(target.pids())
+    stored_before = await target.stored()
+    started = time.perf_counter()
+    results, errors, seconds = await load(target, bodies, sessions)
+    accepted = sum(r.code == 250 for r in results)
+    if target.database_url is not None:
+        stored_seconds = await wait_stored(target, stored_before + accepted, started)
+    else:
+        stored_seconds = seconds
+    cpu = procstat.cpu_delta(ours_before, target.pids())
+    pg_cpu = procstat.cpu_delta(pg_before, procstat.postgres_pids())
+    latencies = [r.latency * 1000 for r in results]
+    return Row(
+        run=f"{target.name} {label}".strip(),
+        accepted_rate=accepted / seconds,
+        stored_rate=accepted / stored_seconds,
+        cpu_ms=cpu * 1000 / max(accepted, 1),
+        pg_cpu_ms=pg_cpu * 1000 / max(accepted, 1) if target.database_url else float("nan"),
+        p50=percentile(latencies, 0.5),
+        p99=percentile(latencies, 0.99),
+        p999=percentile(latencies, 0.999),
+        rss_mib=rss_text(target),
+        errors=errors,
+    )
+
+
+async def paced(target: Target, rate: float, seconds: float, sessions: int = 20) -> Row:
+    count = int(rate * seconds)
+    tag = uuid.uuid4().hex[:6]
+    bodies = [(f"p{tag}-{n}", stuffed(typical(f"p{tag}-{n}"))) for n in range(count)]
+    results, errors, _ = await load(target, bodies, sessions, rate)
+    latencies = [r.latency * 1000 for r in results]
+    row = Row(
+        run=f"{target.name} paced {rate:.0f}/s",
+        p50=percentile(latencies, 0.5),
+        p99=percentile(latencies, 0.99),
+        p999=percentile(latencies, 0.999),
+        rss_mib=rss_text(target),
+        errors=errors,
+    )
+    if target.database_url is not None:
+        acked = {r.marker: r.acked_at for r in results if r.code == 250}
+        await wait_stored(target, await target.stored() + 0, time.perf_counter())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = await sql(
+                target.database_url,
+                "SELECT subject, extract(epoch FROM created_at) FROM emails WHERE subject LIKE $1",
+                f"p{tag}-%",
+            )
+            if len(rows) >= len(acked):
+                break
+            await asyncio.sleep(0.1)
+        # created_at is the batch transaction's start: the commit follows within
+        # the batch time, so this lag is slightly early.
+        lags = [(float(r[1]) - acked[r[0]]) * 1000 for r in rows if r[0] in acked]
+        row.lag50, row.lag99 = percentile(lags, 0.5), percentile(lags, 0.99)
+    return row
+
+
+async def memory(target: Target, idle: int, steady_rate: float = 100) -> Row:
+    writers, failures = await idle_connections(target.port, idle)
+    tag = uuid.uuid4().hex[:6]
+    bodies = [(f"m{tag}-{n}", stuffed(typical(f"m{tag}-{n}"))) for n in range(int(steady_rate * 3))]
+    results, errors, _ = await load(target, bodies, 10, steady_rate)
+    latencies = [r.latency * 1000 for r in results]
+    row = Row(
+        run=f"{target.name} +{idle} idle",
+        p50=percentile(latencies, 0.5),
+        p99=percentile(latencies, 0.99),
+        p999=percentile(latencies, 0.999),
+        rss_mib=rss_text(target, "VmRSS"),
+        errors=errors + failures,
+    )
+    for writer in writers:
+        writer.close()
+    await asyncio.sleep(0.5)
+    return row
+
+
+async def large(target: Target) -> Row:
+    big = stuffed(b"Subject: big\r\n\r\n" + (b"B" * 76 + b"\r\n") * (20 * 1024 * 1024 // 78))
+    tag = uuid.uuid4().hex[:6]
+    small = [(f"s{tag}-{n}", stuffed(typical(f"s{tag}-{n}"))) for n in range(400)]
+    small_results: list[Sent] = []
+    pacer = Pacer(100)
+
+    async def small_sessions() -> None:
+        await asyncio.gather(
+            *(session(target.port, small[n::20], small_results, pacer) for n in range(20))
+        )
+
+    big_results: list[Sent] = []
+    started = time.perf_counter()
+    await asyncio.gather(
+        small_sessions(),
+        *(session(target.port, [(f"big{n}", big)], big_results) for n in range(10)),
+    )
+    latencies = [r.latency * 1000 for r in small_results]
+    errors = sum(r.code != 250 for r in small_results + big_results)
+    return Row(
+        run=f"{target.name} small during 10x20MB",
+        p50=percentile(latencies, 0.5),
+        p99=percentile(latencies, 0.99),
+        p999=percentile(latencies, 0.999),
+        accepted_rate=len(small_results) / (time.perf_counter() - started),
+        rss_mib=rss_text(target),
+        errors=errors,
+    )
+
+
+async def many_connections(target: Target, count: int) -> Row:
+    writers, failures = await idle_connections(target.port, count)
+    row = Row(
+        run=f"{target.name} {len(writers)} of {count} connections open",
+        rss_mib=rss_text(target, "VmRSS"),
+        errors=failures,
+    )
+    for writer in writers:
+        writer.close()
+    await asyncio.sleep(1)
+    return row
+
+
+def table(rows: list[Row]) -> str:
+    def f(value: float, digits: int = 1) -> str:
+        return "" if value != value else f"{value:.{digits}f}"
+
+    lines = [
+        "| run | msg/s accepted | msg/s stored | stored / null sink | CPU ms/msg ours | "
+        "CPU ms/msg PostgreSQL | 250 p50 ms | p99 ms | p99.9 ms | lag p50 ms | lag p99 ms | "
+        "RSS MiB | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.run} | {f(r.accepted_rate, 0)} | {f(r.stored_rate, 0)} | {f(r.ratio, 2)} | "
+            f"{f(r.cpu_ms, 2)} | {f(r.pg_cpu_ms, 2)} | {f(r.p50, 2)} | {f(r.p99, 2)} | "
+            f"{f(r.p999, 2)} | {f(r.lag50, 1)} | {f(r.lag99, 1)} | {r.rss_mib} | {r.errors} |"
+        )
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    count, sessions = args.messages, args.sessions
+    typical_bodies = [(f"t{n}", stuffed(typical(f"t{n}"))) for n in range(count)]
+    mix = corpus_bodies(count // 2) if CORPUS.is_dir() and not args.smoke else []
+    worker_counts = [1] if args.smoke else [1, 2]
+    for workers in worker_counts:
+        sink = await start_sink(workers)
+        baseline = await throughput(sink, typical_bodies, sessions, "4KB")
+        rows.append(baseline)
+        if mix:
+            mix_baseline = await throughput(sink, mix, sessions, "corpus mix")
+            rows.append(mix_baseline)
+        if workers == 1:
+            rows.append(await paced(sink, args.rate, args.seconds))
+            if not args.smoke:
+                rows.append(await memory(sink, 1000))
+                rows.append(await large(sink))
+        await sink.stop()
+        for ack_mode in ("instant", "durable"):
+            if workers > 1 and ack_mode == "durable":
+                continue
+            service = await start_service(ack_mode, workers)
+            row = await throughput(service, typical_bodies, sessions, "4KB")
+            row.ratio = row.stored_rate / baseline.accepted_rate
+            rows.append(row)
+            if mix and ack_mode == "instant":
+                mix_row = await throughput(service, mix, sessions, "corpus mix")
+                mix_row.ratio = mix_row.stored_rate / mix_baseline.accepted_rate
+                rows.append(mix_row)
+            if workers == 1:
+                rows.append(await paced(service, args.rate, args.seconds))
+                if not args.smoke and ack_mode == "instant":
+                    rows.append(await memory(service, 1000))
+                    rows.append(await large(service))
+                    rows.append(await many_connections(service, 10_000))
+            await service.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI, seconds")
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=200, help="paced run, msg/s")
+    parser.add_argument("--seconds", type=float, default=10, help="paced run length")
+    args = parser.parse_args()
+    if args.smoke:
+        args.messages, args.sessions, args.rate, args.seconds = 300, 10, 100, 1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    load_avg = os.getloadavg()
+    rows = uvloop.run(run(args))
+    text = table(rows)
+    header = (
+        f"cores: {os.cpu_count()}, load before: {load_avg[0]:.2f}, "
+        f"messages: {args.messages}, sessions: {args.sessions}, "
+        f"paced: {args.rate:.0f}/s for {args.seconds:.0f}s"
+    )
+    print(header)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.md").write_text(header + "\n\n" + text + "\n")
+    if any(r.errors for r in rows if "connections open" not in r.run):
+        print("errors in the run: see the table", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

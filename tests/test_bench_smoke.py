@@ -1,0 +1,31 @@
+"""The bench must not rot: a tiny run, no thresholds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .helpers import ROOT
+
+
+def test_bench_smoke_runs_and_prints_the_table():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("| run | msg/s accepted | msg/s stored")
+    runs = [line.split("|")[1].strip() for line in lines[3:]]
+    assert runs == [
+        "null sink x1 4KB",
+        "null sink x1 paced 100/s",
+        "ours instant x1 4KB",
+        "ours instant x1 paced 100/s",
+        "ours durable x1 4KB",
+        "ours durable x1 paced 100/s",
+    ]
+    assert all(line.rstrip().endswith("| 0 |") for line in lines[3:]), result.stdout
