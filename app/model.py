@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import uuid
 
 
@@ -46,6 +47,12 @@ class Envelope:
     # One fresh uuid per recipient row, also made up front for idempotence.
     row_ids: tuple[uuid.UUID, ...]
 
+    @staticmethod
+    def make_ids(count: int) -> list[uuid.UUID]:
+        """`count` random (version 4) uuids from one system call."""
+        data = os.urandom(16 * count)
+        return [uuid.UUID(bytes=data[i : i + 16], version=4) for i in range(0, len(data), 16)]
+
     @classmethod
     def new(
         cls,
@@ -55,13 +62,14 @@ class Envelope:
         remote_ip: str | None,
         helo: str | None,
     ) -> Envelope:
+        ids = cls.make_ids(1 + len(recipients))
         return cls(
-            id=uuid.uuid4(),
+            id=ids[0],
             received_at=datetime.datetime.now(datetime.UTC),
             mail_from=mail_from,
             recipients=recipients,
             raw=raw,
             remote_ip=remote_ip,
             helo=helo,
-            row_ids=tuple(uuid.uuid4() for _ in recipients),
+            row_ids=tuple(ids[1:]),
         )

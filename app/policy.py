@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ class Verdict(enum.Enum):
     DOMAIN_BANNED = "domain banned"
 
 
+@functools.lru_cache(maxsize=4096)  # pure, bounded: recipient domains repeat
 def normalize_domain(text: str | None) -> str | None:
     """Lower-case punycode form of a domain, or None if it is not one."""
     if not text:

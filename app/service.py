@@ -97,6 +97,10 @@ async def prepare_database(pool: db.Pool, writer: BatchWriter, replay_spool: boo
 async def serve(settings: Settings, replay_spool: bool = True) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM during start-up still means a clean stop.
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     raise_fd_limit()
     url = settings.database_url
     if url is None:
@@ -149,9 +153,6 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
                 name="heartbeat",
             )
         )
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
     log.info(

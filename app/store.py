@@ -40,6 +40,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
 # An error we cannot classify is retried this often before the batch is
 # searched for a bad row (a broken connection can raise odd client errors).
 UNKNOWN_RETRIES = 5
+STALLED_AFTER = 1.0  # seconds without a commit before backpressure gives up waiting
 OUTAGE_PROBE = 0.5  # seconds between database probes while idle in an outage
 
 
@@ -87,6 +88,12 @@ class BatchWriter:
         self._batch_max = batch_max
         self._batch_delay = batch_delay
         self._queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
+        # Past the high-water mark new messages wait for room (backpressure)
+        # rather than being refused at once; the room event is set below it.
+        self._high_water = max(1, queue_size * 8 // 10)
+        self._room = asyncio.Event()
+        self._room.set()
+        self._last_commit = time.monotonic()
         self._queue_bytes_max = queue_bytes
         self._queued_bytes = 0
         self._in_flight: list[Item] = []
@@ -108,7 +115,23 @@ class BatchWriter:
         item = Item(envelope, asyncio.get_running_loop().create_future() if wait else None)
         self._queue.put_nowait(item)
         self._queued_bytes += size
+        if self._queue.qsize() >= self._high_water:
+            self._room.clear()
         return item.committed
+
+    async def wait_for_room(self, timeout: float) -> None:
+        """Wait (up to `timeout`) while the queue is past its high-water mark.
+
+        Slows senders to the rate the database takes, instead of 451s; during
+        an outage, or while no batch commits, there is no point waiting.
+        """
+        stalled = time.monotonic() - self._last_commit > STALLED_AFTER
+        if self._room.is_set() or self.outage or stalled:
+            return
+        try:
+            await asyncio.wait_for(self._room.wait(), timeout)
+        except TimeoutError:
+            pass
 
     async def replay(self) -> int:
         """Queue the spooled messages of an earlier run; files go after their commit."""
@@ -147,6 +170,8 @@ class BatchWriter:
             for item in batch:
                 self._queued_bytes -= len(item.envelope.raw)
                 self._queue.task_done()
+            if self._queue.qsize() < self._high_water:
+                self._room.set()
 
     async def _next_batch(self) -> list[Item]:
         while True:
@@ -264,6 +289,7 @@ class BatchWriter:
         self._release(item)
 
     def _committed(self, batch: list[Item]) -> None:
+        self._last_commit = time.monotonic()
         self.stats.batches += 1
         for item in batch:
             self.stats.messages_written += 1

@@ -70,7 +70,7 @@ def test_database_unreachable_for_10s(make_server, database_url, proxy, ack_mode
         queue_size="50",
         durable_timeout="2",
     )
-    load = Load(server.port, sessions=5, per_session=1000, pause=0.01).start()
+    load = Load(server.port, sessions=5, per_session=100_000, pause=0.01).start()
     load.wait_for(250, at_least=50)
     proxy.cut()
     cut_at = time.monotonic()

@@ -255,7 +255,7 @@ def test_sigterm_with_200_in_flight_loses_nothing(make_server, database_url):
 
 
 def test_corpus_every_message_stored_raw_intact(make_server, database_url):
-    server = make_server(max_message_size=str(8 * 1024 * 1024))
+    server = make_server(max_message_size=str(8 * 1024 * 1024), max_messages_per_connection="2000")
     files = corpus_files()
     assert len(files) == 1368
     sent: dict[str, bytes] = {}
