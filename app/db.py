@@ -76,16 +76,16 @@ WITH raw AS (
 ), mail AS (
     INSERT INTO emails (id, mailbox_owner, subject, body, html, from_addr, to_addrs,
                         "timestamp", size, received_at, message_id, header_from,
-                        attachments, remote_ip, helo, raw_id)
+                        attachments, remote_ip, helo, raw_id, tls)
     SELECT r.id, r.owner, r.subject, r.body, r.html, r.from_addr,
            ARRAY(SELECT jsonb_array_elements_text(r.to_addrs::jsonb)),
            r.received_at, r.size, r.received_at, r.message_id, r.header_from,
-           r.attachments::jsonb, r.remote_ip::inet, r.helo, r.raw_id
+           r.attachments::jsonb, r.remote_ip::inet, r.helo, r.raw_id, r.tls
     FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                 $10::text[], $11::timestamptz[], $12::bigint[], $13::text[], $14::text[],
-                $15::text[], $16::text[], $17::text[], $18::uuid[])
+                $15::text[], $16::text[], $17::text[], $18::uuid[], $19::bool[])
          AS r(id, owner, subject, body, html, from_addr, to_addrs, received_at, size,
-              message_id, header_from, attachments, remote_ip, helo, raw_id)
+              message_id, header_from, attachments, remote_ip, helo, raw_id, tls)
     ON CONFLICT (id) DO NOTHING
 ), box AS (
     INSERT INTO inbox (email_address)
@@ -97,8 +97,8 @@ UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY($5::te
 
 
 def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
-    """The 18 column arrays of INSERT_BATCH for `batch`."""
-    columns: list[list[Any]] = [[] for _ in range(18)]
+    """The 19 column arrays of INSERT_BATCH for `batch`."""
+    columns: list[list[Any]] = [[] for _ in range(19)]
     for envelope, parsed in batch:
         columns[0].append(envelope.id)
         columns[1].append(envelope.raw)
@@ -129,6 +129,7 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
                     envelope.remote_ip,
                     envelope.helo,
                     envelope.id,
+                    envelope.tls,
                 ),
                 strict=True,
             ):

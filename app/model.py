@@ -46,6 +46,7 @@ class Envelope:
     helo: str | None
     # One fresh uuid per recipient row, also made up front for idempotence.
     row_ids: tuple[uuid.UUID, ...]
+    tls: bool = False  # received over STARTTLS
 
     @staticmethod
     def make_ids(count: int) -> list[uuid.UUID]:
@@ -61,6 +62,7 @@ class Envelope:
         raw: bytes,
         remote_ip: str | None,
         helo: str | None,
+        tls: bool = False,
     ) -> Envelope:
         ids = cls.make_ids(1 + len(recipients))
         return cls(
@@ -72,4 +74,5 @@ class Envelope:
             remote_ip=remote_ip,
             helo=helo,
             row_ids=tuple(ids[1:]),
+            tls=tls,
         )

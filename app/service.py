@@ -20,6 +20,7 @@ import errno
 import logging
 import resource
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -32,10 +33,12 @@ from .sources import ListsState, make_source, refresh_once
 from .spool import Spool
 from .store import BatchWriter
 from .tasks import run_every
+from .tls import CertificateHolder
 
 log = logging.getLogger("app.service")
 
 QUEUE_BYTES = 512 * 1024 * 1024
+CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
 STARTUP_BACKOFF_MAX = 10.0
 
 
@@ -117,9 +120,17 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
     lists = ListsState(settings)
     connections = Connections(settings.max_connections, settings.max_connections_per_ip)
     handler = Handler(settings, lists.get, writer)
+    certificates = None
+    if settings.tls_cert and settings.tls_key:
+        certificates = CertificateHolder(settings.tls_cert, settings.tls_key)
+        loop.add_signal_handler(signal.SIGHUP, certificates.reload)
+
+    def tls_context() -> ssl.SSLContext | None:
+        return certificates.context if certificates else None
+
     try:
         server = await loop.create_server(
-            session_factory(settings, handler, connections),
+            session_factory(settings, handler, connections, tls_context),
             settings.smtp_bind,
             settings.smtp_receive_port,
             # Only shared on purpose: otherwise a stale instance would silently split the port.
@@ -144,6 +155,12 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
         asyncio.create_task(prepare_database(pool, writer, replay_spool), name="prepare-db"),
         asyncio.create_task(keep_lists_fresh(lists, settings, pool), name="lists"),
     ]
+    if certificates is not None:
+        side_tasks.append(
+            asyncio.create_task(
+                run_every("tls", CERT_CHECK_INTERVAL, certificates.reload_if_changed), name="tls"
+            )
+        )
     http = httpx.AsyncClient(timeout=5)
     if settings.heartbeat_url:
         heartbeat = Heartbeat(settings.heartbeat_url, http, pool, writer, lists)

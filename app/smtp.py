@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import datetime
+import email.utils
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -104,6 +108,27 @@ PLAIN_PATH = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>(.*)\Z",
     re.S,
 )
+
+
+def _printable(text: str) -> str:
+    return "".join(c if 33 <= ord(c) <= 126 else "?" for c in text[:255])
+
+
+def received_header(
+    helo: str | None,
+    ip: str | None,
+    hostname: str,
+    message_id: str,
+    tls: bool,
+    when: datetime.datetime,
+) -> bytes:
+    """Our one-line trace field (RFC 5321 4.4), prepended to the stored message."""
+    address = f"IPv6:{ip}" if ip and ":" in ip else (ip or "unknown")
+    protocol = "ESMTPS" if tls else "ESMTP"  # RFC 3848
+    return (
+        f"Received: from {_printable(helo or 'unknown')} ([{address}]) by {hostname} "
+        f"with {protocol} id {message_id}; {email.utils.format_datetime(when)}\r\n"
+    ).encode()
 
 
 class RefusalLog:
@@ -402,7 +427,17 @@ class Handler:
             raw=envelope.original_content,
             remote_ip=server.peer_ip or None,
             helo=session.host_name,
+            tls=session.ssl is not None,
         )
+        trace = received_header(
+            message.helo,
+            message.remote_ip,
+            self._settings.smtp_hostname,
+            str(message.id),
+            message.tls,
+            message.received_at,
+        )
+        message = dataclasses.replace(message, raw=trace + message.raw)
         await self._writer.wait_for_room(BACKPRESSURE_WAIT)
         try:
             committed = self._writer.submit(message, wait=self._settings.durable)
@@ -433,8 +468,12 @@ class Handler:
 
 
 def session_factory(
-    settings: Settings, handler: Handler, connections: Connections, **extra: Any
+    settings: Settings,
+    handler: Handler,
+    connections: Connections,
+    tls_context: Callable[[], ssl.SSLContext | None] = lambda: None,
 ) -> Callable[[], Session]:
+    """Sessions for loop.create_server; each new one gets the current TLS context."""
     messages = settings.max_messages_per_connection
     # Per-connection budgets: past one, aiosmtpd answers 421 and closes.
     call_limits = {
@@ -463,7 +502,8 @@ def session_factory(
             hostname=settings.smtp_hostname,
             ident="ESMTP",
             timeout=settings.smtp_timeout,
-            **extra,
+            tls_context=tls_context(),
+            loop=asyncio.get_running_loop(),
         )
 
     return make

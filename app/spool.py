@@ -34,6 +34,7 @@ def _encode(envelope: Envelope, reason: str | None) -> bytes:
         "row_ids": [str(r) for r in envelope.row_ids],
         "remote_ip": envelope.remote_ip,
         "helo": envelope.helo,
+        "tls": envelope.tls,
         "reason": reason,
     }
     return MAGIC + json.dumps(header).encode() + b"\n" + envelope.raw
@@ -53,6 +54,7 @@ def _decode(data: bytes) -> tuple[Envelope, str | None]:
         remote_ip=header["remote_ip"],
         helo=header["helo"],
         row_ids=tuple(uuid.UUID(r) for r in header["row_ids"]),
+        tls=bool(header.get("tls")),
     )
     return envelope, header.get("reason")
 

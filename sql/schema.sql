@@ -44,6 +44,7 @@ ALTER TABLE emails ADD COLUMN IF NOT EXISTS attachments  jsonb;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS remote_ip    inet;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS helo         text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS raw_id       uuid;
+ALTER TABLE emails ADD COLUMN IF NOT EXISTS tls          boolean;
 
 -- The website lists one mailbox newest first; retention scans by age.
 CREATE INDEX IF NOT EXISTS emails_owner_received_idx ON emails (mailbox_owner, received_at DESC);

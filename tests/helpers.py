@@ -194,3 +194,15 @@ def eventually(check: Any, timeout: float = 10, interval: float = 0.05) -> Any:
             assert value, f"not true within {timeout}s"
             return value
         time.sleep(interval)
+
+
+TRACE = re.compile(
+    rb"Received: from \S+ \(\[[^\]]+\]\) by \S+ with ESMTPS? id [0-9a-f-]{36}; [^\r\n]+\r\n"
+)
+
+
+def as_sent(raw: bytes) -> bytes:
+    """A stored raw message without the one trace line the service prepends."""
+    match = TRACE.match(raw)
+    assert match, raw[:200]
+    return raw[match.end() :]
