@@ -185,6 +185,7 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
     for session in list(connections.sessions):
         session.say_goodbye()
     spooled = await writer.drain(writer_task, max(0.0, deadline - loop.time()))
+    writer.close()
     for task in side_tasks:
         task.cancel()
     await asyncio.gather(*side_tasks, return_exceptions=True)

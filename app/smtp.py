@@ -344,7 +344,11 @@ class Session(SMTP):
                 if oversize or (limit and end > limit):  # `end` is the stuffed size
                     return None
                 # Dot-unstuffing: a line's leading '.' is dropped (RFC 5321 4.5.2).
-                return bytes(buffer[: end + 2].replace(b"\r\n.", b"\r\n")[2:])
+                # Copies are few: a big message costs a millisecond per copy.
+                body = buffer[: end + 2]
+                if b"\r\n." in body:
+                    body = body.replace(b"\r\n.", b"\r\n")
+                return bytes(memoryview(body)[2:])
             if limit and len(buffer) > limit + 2:
                 # Too big: keep only a tail that may hold part of the terminator.
                 oversize = True

@@ -18,8 +18,10 @@ to BATCH_DELAY_MS (scaled by how full the last batch was) to fill the next.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
+import multiprocessing
 import time
 import uuid
 from pathlib import Path
@@ -31,10 +33,11 @@ from .spool import Spool
 
 log = logging.getLogger("app.store")
 
-BATCH_BYTES = 32 * 1024 * 1024
-# Messages larger than this are parsed in a thread so the event loop keeps
-# answering other sessions (the GIL is released every few milliseconds).
-PARSE_IN_THREAD = 256 * 1024
+BATCH_BYTES = 8 * 1024 * 1024
+# Messages larger than this are parsed in a separate process: parsing 20 MB
+# takes seconds of CPU, and in a thread it would hold the GIL against the
+# event loop that answers every other session.
+PARSE_ELSEWHERE = 1024 * 1024
 PARSE_SLICE = 0.005  # seconds of parsing between yields to the event loop
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
 # An error we cannot classify is retried this often before the batch is
@@ -98,6 +101,7 @@ class BatchWriter:
         self._queued_bytes = 0
         self._in_flight: list[Item] = []
         self._last_batch_len = 1
+        self._parser_pool: concurrent.futures.ProcessPoolExecutor | None = None
         # Abandoned after an ambiguous failed write: delete with the next write.
         self._revoke: list[uuid.UUID] = []
         self.outage = False  # the last write attempt failed for a transient reason
@@ -206,8 +210,8 @@ class BatchWriter:
             if item.parsed is not None:
                 continue
             raw = item.envelope.raw
-            if len(raw) > PARSE_IN_THREAD:
-                item.parsed = await asyncio.to_thread(parse, raw)
+            if len(raw) > PARSE_ELSEWHERE:
+                item.parsed = await self._parse_elsewhere(raw)
                 continue
             item.parsed = parse(raw)
             if time.perf_counter() - slice_started > PARSE_SLICE:
@@ -215,6 +219,23 @@ class BatchWriter:
                 # would let a busy listener starve the writer.
                 await asyncio.sleep(0)
                 slice_started = time.perf_counter()
+
+    async def _parse_elsewhere(self, raw: bytes) -> ParsedMail:
+        """Parse in the parser process (started on first use); a thread if it broke."""
+        if self._parser_pool is None:
+            self._parser_pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._parser_pool, parse, raw)
+        except concurrent.futures.BrokenExecutor:
+            log.error("[store] the parser process died; parsing in a thread")
+            self._parser_pool = None
+            return await asyncio.to_thread(parse, raw)
+
+    def close(self) -> None:
+        if self._parser_pool is not None:
+            self._parser_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _write(self, batch: list[Item]) -> None:
         """Commit `batch`, retrying transient failures; split it on a bad row.

@@ -339,43 +339,66 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+SCENARIOS = ("throughput", "paced", "memory", "large", "connections", "workers")
+
+
+async def fresh(kind: str, scenario, *args: object) -> Row:  # type: ignore[no-untyped-def]
+    """Run `scenario` on a target started for it alone (memory is not shared)."""
+    target = await (start_sink(1) if kind == "sink" else start_service("instant", 1))
+    try:
+        return await scenario(target, *args)
+    finally:
+        await target.stop()
+
+
 async def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
+    chosen = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    if args.smoke:
+        chosen &= {"throughput", "paced"}
     count, sessions = args.messages, args.sessions
     typical_bodies = [(f"t{n}", stuffed(typical(f"t{n}"))) for n in range(count)]
     mix = corpus_bodies(count // 2) if CORPUS.is_dir() and not args.smoke else []
-    worker_counts = [1] if args.smoke else [1, 2]
-    for workers in worker_counts:
-        sink = await start_sink(workers)
-        baseline = await throughput(sink, typical_bodies, sessions, "4KB")
-        rows.append(baseline)
-        if mix:
-            mix_baseline = await throughput(sink, mix, sessions, "corpus mix")
-            rows.append(mix_baseline)
-        if workers == 1:
+    baselines: dict[tuple[int, str], float] = {}
+
+    async def measure(target: Target, workers: int) -> None:
+        for label, bodies in (("4KB", typical_bodies), ("corpus mix", mix)):
+            if not bodies or (label == "corpus mix" and "durable" in target.name):
+                continue
+            row = await throughput(target, bodies, sessions, label)
+            if target.database_url is None:
+                baselines[workers, label] = row.accepted_rate
+            elif (workers, label) in baselines:
+                row.ratio = row.stored_rate / baselines[workers, label]
+            rows.append(row)
+
+    if chosen & {"throughput", "paced"}:
+        sink = await start_sink(1)
+        if "throughput" in chosen:
+            await measure(sink, 1)
+        if "paced" in chosen:
             rows.append(await paced(sink, args.rate, args.seconds))
-            if not args.smoke:
-                rows.append(await memory(sink, 1000))
-                rows.append(await large(sink))
         await sink.stop()
         for ack_mode in ("instant", "durable"):
-            if workers > 1 and ack_mode == "durable":
-                continue
-            service = await start_service(ack_mode, workers)
-            row = await throughput(service, typical_bodies, sessions, "4KB")
-            row.ratio = row.stored_rate / baseline.accepted_rate
-            rows.append(row)
-            if mix and ack_mode == "instant":
-                mix_row = await throughput(service, mix, sessions, "corpus mix")
-                mix_row.ratio = mix_row.stored_rate / mix_baseline.accepted_rate
-                rows.append(mix_row)
-            if workers == 1:
+            service = await start_service(ack_mode, 1)
+            if "throughput" in chosen:
+                await measure(service, 1)
+            if "paced" in chosen:
                 rows.append(await paced(service, args.rate, args.seconds))
-                if not args.smoke and ack_mode == "instant":
-                    rows.append(await memory(service, 1000))
-                    rows.append(await large(service))
-                    rows.append(await many_connections(service, 10_000))
             await service.stop()
+    if "memory" in chosen:
+        rows += [await fresh(kind, memory, 1000) for kind in ("sink", "service")]
+    if "large" in chosen:
+        rows += [await fresh(kind, large) for kind in ("sink", "service")]
+    if "connections" in chosen:
+        rows += [await fresh(kind, many_connections, 10_000) for kind in ("sink", "service")]
+    if "workers" in chosen:
+        sink = await start_sink(2)
+        await measure(sink, 2)
+        await sink.stop()
+        service = await start_service("instant", 2)
+        await measure(service, 2)
+        await service.stop()
     return rows
 
 
@@ -386,6 +409,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--rate", type=float, default=200, help="paced run, msg/s")
     parser.add_argument("--seconds", type=float, default=10, help="paced run length")
+    parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     args = parser.parse_args()
     if args.smoke:
         args.messages, args.sessions, args.rate, args.seconds = 300, 10, 100, 1
