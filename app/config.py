@@ -195,6 +195,7 @@ KEYS: tuple[Key, ...] = (
     Key("TLS_KEY", "", _optional, "PEM private key file for TLS_CERT"),
     Key("PROXY_PROTOCOL", "off", _bool, "expect a PROXY v1/v2 header on every connection"),
     Key("METRICS_PORT", "", _optional_port, "port for /metrics, /healthz, /readyz; empty: off"),
+    Key("METRICS_BIND", "127.0.0.1", _text, "address the metrics and health port binds"),
     Key(
         "AUTH_CHECKS",
         "record",
@@ -249,6 +250,7 @@ class Settings:
     tls_key: str | None
     proxy_protocol: bool
     metrics_port: int | None
+    metrics_bind: str
     auth_checks: str
     dns_resolver: str | None
     log_level: str
@@ -311,3 +313,35 @@ def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".e
         raise ConfigError("TLS_CERT and TLS_KEY must be set together")
     values["log_level"] = values["log_level"].upper()
     return Settings(**values)
+
+
+def env_example() -> str:
+    """The text of .env.example: every key with its default and description."""
+    lines = [
+        "# Settings of the receive-only SMTP service. Copy to .env and edit.",
+        "# The environment wins over this file. Every value below is the default.",
+        "",
+    ]
+    for key in KEYS:
+        alias = f" (alias: {', '.join(key.aliases)})" if key.aliases else ""
+        lines += [f"# {key.doc}{alias}", f"{key.env}={key.default}", ""]
+    return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown)."""
+    rows = ["| setting | default | what it does |", "|---|---|---|"]
+    for key in KEYS:
+        alias = f" (alias `{'`, `'.join(key.aliases)}`)" if key.aliases else ""
+        default = f"`{key.default}`" if key.default else "*(empty)*"
+        rows.append(f"| `{key.env}`{alias} | {default} | {key.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m app.config: rewrite .env.example and the README table
+    root = Path(__file__).resolve().parent.parent
+    (root / ".env.example").write_text(env_example())
+    readme = (root / "README.md").read_text()
+    start = readme.index("| setting | default | what it does |")
+    end = readme.index("\n\n", start)
+    (root / "README.md").write_text(readme[:start] + settings_table() + readme[end:])

@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from . import db, embedded
+from . import db, embedded, metrics
 from .config import Settings
-from .heartbeat import Heartbeat
+from .heartbeat import Heartbeat, check_health
 from .smtp import Connections, Handler, session_factory
 from .sources import ListsState, make_source, refresh_once
 from .spool import Spool
@@ -170,6 +170,16 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
                 name="heartbeat",
             )
         )
+    metrics_server = None
+    if settings.metrics_port:
+
+        async def ready() -> tuple[bool, list[str]]:
+            health = await check_health(pool, writer, lists)
+            return health.ok, list(health.problems)
+
+        metrics_server = await metrics.start_http(
+            settings.metrics_bind, settings.metrics_port, ready, shared=settings.workers > 1
+        )
     await stop.wait()
 
     log.info(
@@ -177,6 +187,8 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
     )
     deadline = loop.time() + settings.drain_timeout
     server.close()
+    if metrics_server is not None:
+        metrics_server.close()
     connections.close_idle()
     try:
         await asyncio.wait_for(connections.all_closed.wait(), settings.drain_timeout / 2)

@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiosmtpd.proxy_protocol import V2_CMD, ProxyData
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 
-from . import replies
+from . import metrics, replies
 from .config import Settings
 from .model import Envelope
 from .policy import (
@@ -44,6 +45,7 @@ log = logging.getLogger("app.smtp")
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 CHUNK = 64 * 1024
+PROXY_TIMEOUT = 10.0  # seconds to wait for the PROXY header
 BACKPRESSURE_WAIT = 5.0  # seconds a DATA reply may wait for room in a crowded queue
 TERMINATOR = b"\r\n.\r\n"
 # RFC 5321 4.5.3.1.4: a command line is at most 512 octets; DESIGN.md allows
@@ -146,6 +148,7 @@ class RefusalLog:
         self.total = 0
 
     def note(self, ip: str, reason: str) -> None:
+        metrics.REFUSED.labels(reason).inc()
         self.total += 1
         now = time.monotonic()
         if now - self._window_start >= 60:
@@ -172,24 +175,32 @@ class Connections:
         self.refusals = RefusalLog()
         self.all_closed = asyncio.Event()  # set once closing and no session is left
 
-    def admit(self, session: Session, ip: str) -> str | None:
-        """Register `session`; the refusal reply if a limit is reached."""
+    def admit(self, session: Session) -> str | None:
+        """Register `session` (total limit); the refusal reply if it is reached."""
         if self.closing:
             return replies.SHUTTING_DOWN
         if len(self.sessions) >= self.max_total:
             return replies.TOO_MANY_CONNECTIONS
+        self.sessions.add(session)
+        return None
+
+    def count_address(self, ip: str) -> str | None:
+        """Count one more session from `ip` (per-address limit); the refusal if over.
+
+        Called at connect, or after the PROXY header when the real client
+        address is behind a load balancer.
+        """
         if self.per_ip[ip] >= self.max_per_ip:
             return replies.TOO_MANY_FROM_IP
-        self.sessions.add(session)
         self.per_ip[ip] += 1
         return None
 
-    def release(self, session: Session, ip: str) -> None:
-        if session in self.sessions:
-            self.sessions.discard(session)
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+    def release(self, session: Session, counted_ip: str | None) -> None:
+        self.sessions.discard(session)
+        if counted_ip is not None:
+            self.per_ip[counted_ip] -= 1
+            if self.per_ip[counted_ip] <= 0:
+                del self.per_ip[counted_ip]
         if self.closing and not self.sessions:
             self.all_closed.set()
 
@@ -217,6 +228,7 @@ class Session(SMTP):
         self._settings = settings
         self._refusal: str | None = None
         self._ip = ""
+        self._counted_ip: str | None = None  # the key this session holds in per_ip
         self._errors = 0
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -232,9 +244,12 @@ class Session(SMTP):
         first = self.transport is None
         super().connection_made(transport)
         if first:  # not the STARTTLS upgrade of the same connection
+            metrics.CONNECTIONS.inc()
             peer = transport.get_extra_info("peername")
             self._ip = str(peer[0]) if peer else ""
-            self._refusal = self._connections.admit(self, self._ip)
+            self._refusal = self._connections.admit(self)
+            if self._refusal is None and not self._settings.proxy_protocol:
+                self._refusal = self._count_address(self._ip)
             self._deadline = self.loop.call_later(
                 self._settings.session_timeout,
                 self._close_with,
@@ -243,10 +258,27 @@ class Session(SMTP):
             )
 
     def connection_lost(self, error: Exception | None) -> None:
-        self._connections.release(self, self._ip)
+        self._connections.release(self, self._counted_ip)
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
+
+    def _count_address(self, ip: str) -> str | None:
+        refusal = self._connections.count_address(ip)
+        if refusal is None:
+            self._counted_ip = ip
+        return refusal
+
+    def accept_proxy(self, proxy: ProxyData) -> bool:
+        """PROXY header read: the client is the address it names (LOCAL: the balancer)."""
+        if proxy.src_addr is not None and proxy.command is not V2_CMD.LOCAL:
+            self._ip = str(proxy.src_addr)
+        refusal = self._count_address(self._ip)
+        if refusal is not None:
+            self.note_refusal(refusal)
+            self._writer.write(refusal.encode() + b"\r\n")
+            return False
+        return True
 
     def note_refusal(self, reason: str) -> None:
         self._connections.refusals.note(self._ip, reason)
@@ -364,6 +396,12 @@ class Handler:
         self._lists = lists
         self._writer = writer
 
+    async def handle_PROXY(
+        self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, proxy: ProxyData
+    ) -> bool:
+        # aiosmtpd closes the connection when the header is missing or invalid.
+        return bool(proxy.valid) and server.accept_proxy(proxy)
+
     async def handle_EHLO(
         self,
         server: Session,
@@ -392,6 +430,7 @@ class Handler:
             return replies.ADDRESS_TOO_LONG if problem == "too long" else replies.BAD_SENDER_SYNTAX
         verdict = check_sender(self._lists(), sender)
         if verdict is not Verdict.OK:
+            metrics.REFUSED.labels(verdict.value).inc()
             log.info("[smtp] refused sender from %s: %s", server.peer_ip, verdict.value)
             return VERDICT_REPLIES[verdict]
         envelope.mail_from = sender
@@ -415,6 +454,7 @@ class Handler:
             )
         verdict = check_recipient(self._lists(), address)
         if verdict is not Verdict.OK:
+            metrics.REFUSED.labels(verdict.value).inc()
             return VERDICT_REPLIES[verdict]
         recipient = normalize_address(address)
         if recipient not in envelope.rcpt_tos:  # one copy per mailbox
@@ -425,6 +465,7 @@ class Handler:
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope
     ) -> str:
         assert envelope.original_content is not None and envelope.mail_from is not None
+        started = time.perf_counter()
         message = Envelope.new(
             mail_from=envelope.mail_from,
             recipients=tuple(envelope.rcpt_tos),
@@ -456,6 +497,8 @@ class Handler:
                 # unless it is already being written (then the retry duplicates).
                 log.warning("[smtp] commit wait timed out for %s", message.id)
                 return replies.QUEUE_FULL
+        metrics.ACCEPTED.inc()
+        metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         log.info(
             "[smtp] accepted id=%s rcpts=%d size=%d from=%s",
             message.id,
@@ -507,6 +550,7 @@ def session_factory(
             ident="ESMTP",
             timeout=settings.smtp_timeout,
             tls_context=tls_context(),
+            proxy_protocol_timeout=PROXY_TIMEOUT if settings.proxy_protocol else None,
             loop=asyncio.get_running_loop(),
         )
 

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from . import db
+from . import db, metrics
 from .config import Settings
 from .policy import Lists, build_bans, build_domains, build_private
 
@@ -117,3 +117,4 @@ async def refresh_once(state: ListsState, source: Source, table: str) -> None:
     if table not in state.loaded_at:
         log.info("[lists] %s loaded from %s: %d rows", table, source.name, len(rows))
     state.loaded_at[table] = time.monotonic()
+    metrics.LIST_LOADED.labels(table).set(time.time())

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from . import db
+from . import db, metrics
 from .model import Envelope, ParsedMail
 from .parse import parse
 from .spool import Spool
@@ -119,6 +119,7 @@ class BatchWriter:
         item = Item(envelope, asyncio.get_running_loop().create_future() if wait else None)
         self._queue.put_nowait(item)
         self._queued_bytes += size
+        metrics.QUEUE_DEPTH.set(self._queue.qsize())
         if self._queue.qsize() >= self._high_water:
             self._room.clear()
         return item.committed
@@ -176,6 +177,7 @@ class BatchWriter:
                 self._queue.task_done()
             if self._queue.qsize() < self._high_water:
                 self._room.set()
+            metrics.QUEUE_DEPTH.set(self._queue.qsize())
 
     async def _next_batch(self) -> list[Item]:
         while True:
@@ -273,6 +275,7 @@ class BatchWriter:
             self.outage = False
             del self._revoke[: len(revoke)]
             self.stats.last_batch_seconds = time.perf_counter() - started
+            metrics.COMMIT_SECONDS.observe(self.stats.last_batch_seconds)
             self._committed(batch)
             return
 
@@ -307,11 +310,16 @@ class BatchWriter:
             path,
         )
         self.stats.dead_letters += 1
+        metrics.DEAD_LETTERS.inc()
         self._release(item)
 
     def _committed(self, batch: list[Item]) -> None:
         self._last_commit = time.monotonic()
         self.stats.batches += 1
+        if batch:
+            metrics.BATCHES.inc()
+            metrics.BATCH_SIZE.observe(len(batch))
+            metrics.ROWS.inc(sum(len(item.envelope.recipients) for item in batch))
         for item in batch:
             self.stats.messages_written += 1
             self.stats.rows_written += len(item.envelope.recipients)
@@ -348,6 +356,7 @@ class BatchWriter:
             spooled += 1
             self._release(item)
         self.stats.spooled += spooled
+        metrics.SPOOLED.inc(spooled)
         if spooled:
             log.warning(
                 "[store] database unavailable at shutdown: spooled %d messages to %s",

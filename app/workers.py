@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from . import embedded
@@ -55,6 +56,9 @@ class Supervisor:
 
     def run(self) -> int:
         self.database_url = self.settings.database_url or embedded.start(self.settings.data_dir)
+        if self.settings.metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # One directory per run: stale files of an earlier run would count twice.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tempmail-metrics-")
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         for index in range(self.settings.workers):
@@ -83,6 +87,10 @@ class Supervisor:
         delay = 0.0 if lived > 60 else min(self.backoff.get(index, 0.5) * 2, RESTART_BACKOFF_MAX)
         self.backoff[index] = delay
         log.error("[workers] worker %d exited with %s; restarting in %.1fs", index, code, delay)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(self.workers[index].pid)
         time.sleep(delay)
         if not self.stopping:
             self.spawn(index)

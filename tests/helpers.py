@@ -97,6 +97,7 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            start_new_session=True,  # its own process group: kill() reaches the workers too
         )
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
@@ -132,9 +133,12 @@ class Server:
         return code
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
         self.close()
 
     def close(self) -> None:
