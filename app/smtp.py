@@ -482,7 +482,7 @@ class Handler:
             message.tls,
             message.received_at,
         )
-        message = dataclasses.replace(message, raw=trace + message.raw)
+        message = dataclasses.replace(message, raw=trace + message.raw, trace_length=len(trace))
         await self._writer.wait_for_room(BACKPRESSURE_WAIT)
         try:
             committed = self._writer.submit(message, wait=self._settings.durable)

@@ -35,6 +35,7 @@ def _encode(envelope: Envelope, reason: str | None) -> bytes:
         "remote_ip": envelope.remote_ip,
         "helo": envelope.helo,
         "tls": envelope.tls,
+        "trace_length": envelope.trace_length,
         "reason": reason,
     }
     return MAGIC + json.dumps(header).encode() + b"\n" + envelope.raw
@@ -55,6 +56,7 @@ def _decode(data: bytes) -> tuple[Envelope, str | None]:
         helo=header["helo"],
         row_ids=tuple(uuid.UUID(r) for r in header["row_ids"]),
         tls=bool(header.get("tls")),
+        trace_length=int(header.get("trace_length", 0)),
     )
     return envelope, header.get("reason")
 

@@ -211,7 +211,7 @@ class BatchWriter:
         for item in items:
             if item.parsed is not None:
                 continue
-            raw = item.envelope.raw
+            raw = item.envelope.as_received
             if len(raw) > PARSE_ELSEWHERE:
                 item.parsed = await self._parse_elsewhere(raw)
                 continue
