@@ -45,7 +45,7 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
     async def done(conn: Any) -> int:
-        print(f"schema installed from {db.SCHEMA}")
+        print(f"schema at version {await db.schema_version(conn)} ({db.SCHEMA.parent})")
         return 0
 
     return asyncio.run(with_connection(settings, done))

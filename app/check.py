@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+
 from . import db, embedded
 from .config import Settings
 from .sources import make_source
 from .spool import Spool
+from .tls import certificate_expiry
+
+CERT_WARN_DAYS = 14
 
 
 async def run_checks(settings: Settings) -> int:
@@ -24,6 +29,14 @@ async def run_checks(settings: Settings) -> int:
         pool = await db.create_pool(url)
         await db.ping(pool)
         report(True, "database reachable")
+        async with pool.acquire() as conn:
+            version, latest = await db.schema_version(conn), db.migrations()[-1][0]
+        report(
+            version == latest,
+            f"schema version {version} (this release: {latest}"
+            + ("" if version == latest else "; run `python -m app init-db`")
+            + ")",
+        )
     except Exception as error:
         report(False, f"database unreachable: {error!r}")
         pool = None
@@ -36,6 +49,17 @@ async def run_checks(settings: Settings) -> int:
             except Exception as error:
                 report(False, f"{source.name} {table} unreadable: {error!r}")
         await pool.close()
+    if settings.tls_cert:
+        try:
+            expires = certificate_expiry(settings.tls_cert)
+            left = expires - datetime.datetime.now(datetime.UTC)
+            report(
+                left.days >= CERT_WARN_DAYS,
+                f"TLS certificate {settings.tls_cert} expires {expires:%Y-%m-%d} "
+                f"({left.days} days)",
+            )
+        except (OSError, ValueError) as error:
+            report(False, f"TLS certificate {settings.tls_cert} unreadable: {error}")
     spool = Spool(settings.spool_dir)
     pending, dead = spool.counts()
     report(pending == 0, f"spool: {pending} messages waiting for replay in {spool.pending_dir}")

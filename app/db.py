@@ -18,6 +18,7 @@ import asyncpg
 from .model import Envelope, ParsedMail
 
 SCHEMA = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
+MIGRATIONS = SCHEMA.parent / "migrations"
 # One advisory lock key so several workers installing at once take turns.
 SCHEMA_LOCK = 0x7E3D_A11
 
@@ -38,11 +39,45 @@ async def connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url, timeout=5)
 
 
-async def install_schema(conn: asyncpg.Connection) -> None:
-    sql = SCHEMA.read_text()
+def migrations() -> list[tuple[int, str, Path]]:
+    """(version, name, path) of sql/migrations/NNN_name.sql, in order; schema.sql is 1."""
+    found = [(1, "schema.sql", SCHEMA)]
+    for path in sorted(MIGRATIONS.glob("[0-9][0-9][0-9]_*.sql")):
+        found.append((int(path.name[:3]), path.name, path))
+    return found
+
+
+async def install_schema(conn: asyncpg.Connection) -> int:
+    """Install or upgrade the schema in place; return its version.
+
+    schema.sql is idempotent and runs every time (it also upgrades a
+    Cybertemp database by adding our columns); later migrations run once.
+    """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-        await conn.execute(sql)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, path in migrations():
+            if version == 1 or version not in applied:
+                await conn.execute(path.read_text())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2) "
+                    "ON CONFLICT DO NOTHING",
+                    version,
+                    name,
+                )
+        return await schema_version(conn)
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    """The highest applied migration, 0 if the schema was never installed."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
 
 
 RETRY, REJECT, UNKNOWN = "retry", "reject", "unknown"

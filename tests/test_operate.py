@@ -1,0 +1,136 @@
+"""Operating it: schema upgrades (also from Cybertemp), `check`, the systemd unit."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import smtplib
+import subprocess
+import sys
+
+import pytest
+
+from app import __version__, config
+
+from .helpers import ROOT, eventually, query
+from .test_tls import make_certificate
+
+CYBERTEMP_SCHEMA = """
+CREATE TABLE inbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    email_address text UNIQUE NOT NULL, user_id uuid, fingerprint text,
+    created_at timestamptz DEFAULT now());
+CREATE TABLE emails (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), mailbox_owner text NOT NULL,
+    mailbox text DEFAULT 'INBOX', subject text NOT NULL, body text NOT NULL, html text,
+    from_addr text NOT NULL, to_addrs text[], "timestamp" timestamptz DEFAULT now(),
+    flags text[], size bigint, created_at timestamptz DEFAULT now(), encrypted boolean,
+    key_version int);
+CREATE TABLE domains (domain text UNIQUE NOT NULL, active boolean DEFAULT true);
+INSERT INTO inbox (email_address) VALUES ('old@example.com');
+INSERT INTO emails (mailbox_owner, subject, body, from_addr) VALUES
+    ('old@example.com', 'kept 1', 'b', 'a@x.test'), ('old@example.com', 'kept 2', 'b', 'a@x.test');
+INSERT INTO domains (domain) VALUES ('example.com');
+"""
+
+
+def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cybertemp_database_upgraded_in_place(make_server, database_url):
+    for statement in CYBERTEMP_SCHEMA.strip().split(";\n"):
+        query(database_url, statement)
+    for _ in range(2):  # idempotent
+        result = app_command("init-db", DATABASE_URL=database_url)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("schema at version 1")
+    assert [r[0] for r in query(database_url, "SELECT subject FROM emails ORDER BY 1")] == [
+        "kept 1",
+        "kept 2",
+    ]
+    columns = {
+        r[0]
+        for r in query(
+            database_url,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'emails'",
+        )
+    }
+    assert {"received_at", "raw_id", "attachments", "remote_ip", "tls", "spf"} <= columns
+    server = make_server(start=False)
+    server.start()
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.sendmail("a@sender.test", ["old@example.com"], b"Subject: new\r\n\r\nx\r\n")
+    eventually(lambda: len(query(database_url, "SELECT 1 FROM emails")) == 3)
+    assert query(database_url, "SELECT count(*) FROM inbox")[0][0] == 1
+
+
+def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
+    cert, key = make_certificate(tmp_path, "check.test")
+    secret_url = database_url.replace("postgres@", "postgres:hunter2@")
+    query(database_url, "SELECT 1")
+    app_command("init-db", DATABASE_URL=database_url)
+    result = app_command(
+        "check",
+        DATABASE_URL=secret_url,
+        SUPABASE_KEY="sekrit-key-123",
+        TLS_CERT=cert,
+        TLS_KEY=key,
+        SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    assert "hunter2" not in result.stdout and "sekrit-key-123" not in result.stdout
+    assert re.search(r"DATABASE_URL=postgresql://\*\*\*@", result.stdout)
+    assert "ok:    database reachable" in result.stdout
+    assert "ok:    schema version 1 (this release: 1)" in result.stdout
+    assert re.search(
+        r"error: TLS certificate .* expires \d{4}-\d\d-\d\d \(\d days\)", result.stdout
+    )  # a 3-day certificate: renew soon
+    assert "ok:    postgres domains: 0 rows" in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_fails_on_unreachable_database(tmp_path):
+    result = app_command(
+        "check", DATABASE_URL="postgresql://postgres@127.0.0.1:1/x", SPOOL_DIR=str(tmp_path)
+    )
+    assert result.returncode == 1 and "error: database unreachable" in result.stdout
+
+
+def test_version():
+    result = app_command("--version")
+    assert result.stdout.strip() == f"python -m app {__version__}"
+
+
+UNIT = ROOT / "deploy" / "systemd" / "tempmail-smtp.service"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_systemd_unit_verifies_and_is_hardened(tmp_path):
+    text = UNIT.read_text()
+    for line in (
+        "User=tempmail",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "ReadWritePaths=/var/spool/tempmail-smtp",
+        "Restart=on-failure",
+        "EnvironmentFile=/opt/tempmail-smtp/.env",
+        "LimitNOFILE=65536",
+    ):
+        assert re.search(rf"^{re.escape(line)}$", text, re.M), line
+    stop_timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M).group(1))
+    assert stop_timeout > config.load({}, env_file=None).drain_timeout + 10
+    local = tmp_path / UNIT.name  # the same unit, pointed at this checkout
+    local.write_text(text.replace("/opt/tempmail-smtp", str(ROOT)))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
