@@ -191,6 +191,7 @@ KEYS: tuple[Key, ...] = (
     Key("SPOOL_DIR", "./spool", _text, "directory for unwritten and dead-letter messages"),
     Key("DATA_DIR", "./data", _text, "directory of the embedded PostgreSQL"),
     Key("RETENTION_HOURS", "24", _float(0, 1_000_000), "hours mail is kept; 0 keeps it forever"),
+    Key("RETENTION_INTERVAL", "300", _float(0.05, 86400), "seconds between expiry runs"),
     Key("TLS_CERT", "", _optional, "PEM certificate file; with TLS_KEY enables STARTTLS"),
     Key("TLS_KEY", "", _optional, "PEM private key file for TLS_CERT"),
     Key("PROXY_PROTOCOL", "off", _bool, "expect a PROXY v1/v2 header on every connection"),
@@ -246,6 +247,7 @@ class Settings:
     spool_dir: str
     data_dir: str
     retention_hours: float
+    retention_interval: float
     tls_cert: str | None
     tls_key: str | None
     proxy_protocol: bool

@@ -7,6 +7,7 @@ losses, timeouts and server-side trouble are worth retrying; data errors
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections.abc import Sequence
@@ -200,6 +201,35 @@ REVOKE = """
 WITH gone AS (DELETE FROM emails WHERE raw_id = ANY($1::uuid[]))
 DELETE FROM raw_messages WHERE id = ANY($1::uuid[])
 """
+
+
+# Expiry in small batches, each its own short transaction: rows being read are
+# skipped (SKIP LOCKED), and no lock is held for long.
+EXPIRE_BATCH = """
+WITH old AS (
+    SELECT id FROM raw_messages WHERE received_at < $1
+    ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), mail AS (
+    DELETE FROM emails WHERE raw_id IN (SELECT id FROM old)
+)
+DELETE FROM raw_messages WHERE id IN (SELECT id FROM old)
+"""
+# Rows without a raw message (written by Cybertemp before the upgrade).
+EXPIRE_LEGACY_BATCH = """
+DELETE FROM emails WHERE ctid IN (
+    SELECT ctid FROM emails WHERE raw_id IS NULL AND coalesce(received_at, created_at) < $1
+    LIMIT $2 FOR UPDATE SKIP LOCKED)
+"""
+
+
+async def expire_batch(pool: asyncpg.Pool, cutoff: datetime.datetime, limit: int) -> int:
+    """Delete up to `limit` messages received before `cutoff`; return how many."""
+    deleted = 0
+    async with pool.acquire() as conn:
+        for statement in (EXPIRE_BATCH, EXPIRE_LEGACY_BATCH):
+            status = await conn.execute(statement, cutoff, limit)
+            deleted += int(status.rsplit(" ", 1)[1])
+    return deleted
 
 
 async def ping(pool: asyncpg.Pool) -> None:

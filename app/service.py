@@ -10,12 +10,14 @@ Stop (SIGTERM/SIGINT), bounded by DRAIN_TIMEOUT in total:
      finish it (up to half the drain time), then the rest are cut;
   2. the writer writes what is queued; what it cannot write in the time left
      is spooled to disk (fsynced) for the next start;
-  3. periodic tasks (lists, heartbeat) are cancelled and the pool closed.
+  3. periodic tasks (lists, heartbeat, retention, certificates) are
+     cancelled and the pool closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import logging
 import resource
@@ -38,7 +40,10 @@ from .tls import CertificateHolder
 log = logging.getLogger("app.service")
 
 QUEUE_BYTES = 512 * 1024 * 1024
-CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
+CERT_CHECK_INTERVAL = 60.0
+EXPIRE_BATCH = (
+    5000  # messages deleted per short transaction  # seconds between looks at the certificate files
+)
 STARTUP_BACKOFF_MAX = 10.0
 
 
@@ -95,6 +100,18 @@ async def prepare_database(pool: db.Pool, writer: BatchWriter, replay_spool: boo
     await retry_until_done("db", install)
     if replay_spool:  # one worker replays; the others would only repeat it
         await writer.replay()
+
+
+async def expire_old_mail(pool: db.Pool, hours: float) -> int:
+    """Delete mail older than `hours`, batch by batch, yielding between batches."""
+    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=hours)
+    total = 0
+    while (deleted := await db.expire_batch(pool, cutoff, EXPIRE_BATCH)) > 0:
+        total += deleted
+        await asyncio.sleep(0.01)  # let writes in between
+    if total:
+        log.info("[retention] expired %d messages older than %.0f hours", total, hours)
+    return total
 
 
 async def serve(settings: Settings, replay_spool: bool = True) -> int:
@@ -162,6 +179,17 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
             )
         )
     http = httpx.AsyncClient(timeout=5)
+    if settings.retention_hours > 0:
+        side_tasks.append(
+            asyncio.create_task(
+                run_every(
+                    "retention",
+                    settings.retention_interval,
+                    lambda: expire_old_mail(pool, settings.retention_hours),
+                ),
+                name="retention",
+            )
+        )
     if settings.heartbeat_url:
         heartbeat = Heartbeat(settings.heartbeat_url, http, pool, writer, lists)
         side_tasks.append(

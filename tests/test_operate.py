@@ -134,3 +134,28 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path):
         ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_retention_expires_old_mail_and_keeps_new(make_server, database_url):
+    server = make_server(start=False, retention_hours="24", retention_interval="0.3")
+    query(
+        database_url,
+        "INSERT INTO raw_messages (id, raw, received_at) SELECT gen_random_uuid(),"
+        " 'x', now() - interval '48 hours' FROM generate_series(1, 12000)",
+    )
+    query(
+        database_url,
+        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, raw_id,"
+        " received_at) SELECT 'o@example.com', 'old', '', '', id, received_at FROM raw_messages",
+    )
+    query(
+        database_url,
+        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, created_at)"
+        " VALUES ('o@example.com', 'legacy', '', '', now() - interval '3 days')",
+    )
+    server.start()
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.sendmail("a@sender.test", ["n@example.com"], b"Subject: new\r\n\r\nx\r\n")
+    eventually(lambda: query(database_url, "SELECT subject FROM emails") == [("new",)], timeout=30)
+    assert query(database_url, "SELECT count(*) FROM raw_messages")[0][0] == 1
+    server.wait_for_log(r"\[retention\] expired 12001 messages")
