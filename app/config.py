@@ -21,26 +21,24 @@ class ConfigError(ValueError):
     """A setting has a value we cannot use; str() is the one line to print."""
 
 
-def _int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text.strip())
+def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
+    def parse(text: str) -> int | float:
+        value = kind(text.strip())
         if not low <= value <= high:
             raise ValueError
         return value
 
-    parse.allowed = f"an integer from {low} to {high}"  # type: ignore[attr-defined]
+    noun = "an integer" if kind is int else "a number"
+    parse.allowed = f"{noun} from {low:g} to {high:g}"  # type: ignore[attr-defined]
     return parse
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    return _number(int, low, high)
 
 
 def _float(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text.strip())
-        if not low <= value <= high:
-            raise ValueError
-        return value
-
-    parse.allowed = f"a number from {low:g} to {high:g}"  # type: ignore[attr-defined]
-    return parse
+    return _number(float, low, high)
 
 
 def _choice(*choices: str) -> Callable[[str], str]:

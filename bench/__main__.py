@@ -160,6 +160,21 @@ def rss_text(target: Target, field: str = "VmHWM") -> str:
     return "/".join(str(procstat.memory_kib(pid, field) // 1024) for pid in target.pids())
 
 
+def latency_row(
+    run: str, results: list[Sent], target: Target, errors: int, rss_field: str = "VmHWM"
+) -> Row:
+    """A table row with the 250 latency percentiles of `results`, in ms."""
+    latencies = [r.latency * 1000 for r in results]
+    return Row(
+        run=run,
+        p50=percentile(latencies, 0.5),
+        p99=percentile(latencies, 0.99),
+        p999=percentile(latencies, 0.999),
+        rss_mib=rss_text(target, rss_field),
+        errors=errors,
+    )
+
+
 async def load(
     target: Target, bodies: list[tuple[str, bytes]], sessions: int, rate: float | None = None
 ) -> tuple[list[Sent], int, float]:
@@ -207,19 +222,13 @@ async def throughput(
         stored_seconds = seconds
     cpu = procstat.cpu_delta(ours_before, target.pids())
     pg_cpu = procstat.cpu_delta(pg_before, procstat.postgres_pids())
-    latencies = [r.latency * 1000 for r in results]
-    return Row(
-        run=f"{target.name} {label}".strip(),
-        accepted_rate=accepted / seconds,
-        stored_rate=accepted / stored_seconds,
-        cpu_ms=cpu * 1000 / max(accepted, 1),
-        pg_cpu_ms=pg_cpu * 1000 / max(accepted, 1) if target.database_url else float("nan"),
-        p50=percentile(latencies, 0.5),
-        p99=percentile(latencies, 0.99),
-        p999=percentile(latencies, 0.999),
-        rss_mib=rss_text(target),
-        errors=errors,
-    )
+    row = latency_row(f"{target.name} {label}".strip(), results, target, errors)
+    row.accepted_rate = accepted / seconds
+    row.stored_rate = accepted / stored_seconds
+    row.cpu_ms = cpu * 1000 / max(accepted, 1)
+    if target.database_url:
+        row.pg_cpu_ms = pg_cpu * 1000 / max(accepted, 1)
+    return row
 
 
 async def paced(target: Target, rate: float, seconds: float, sessions: int = 20) -> Row:
@@ -227,18 +236,9 @@ async def paced(target: Target, rate: float, seconds: float, sessions: int = 20)
     tag = uuid.uuid4().hex[:6]
     bodies = [(f"p{tag}-{n}", stuffed(typical(f"p{tag}-{n}"))) for n in range(count)]
     results, errors, _ = await load(target, bodies, sessions, rate)
-    latencies = [r.latency * 1000 for r in results]
-    row = Row(
-        run=f"{target.name} paced {rate:.0f}/s",
-        p50=percentile(latencies, 0.5),
-        p99=percentile(latencies, 0.99),
-        p999=percentile(latencies, 0.999),
-        rss_mib=rss_text(target),
-        errors=errors,
-    )
+    row = latency_row(f"{target.name} paced {rate:.0f}/s", results, target, errors)
     if target.database_url is not None:
         acked = {r.marker: r.acked_at for r in results if r.code == 250}
-        await wait_stored(target, await target.stored() + 0, time.perf_counter())
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             rows = await sql(
@@ -261,15 +261,7 @@ async def memory(target: Target, idle: int, steady_rate: float = 100) -> Row:
     tag = uuid.uuid4().hex[:6]
     bodies = [(f"m{tag}-{n}", stuffed(typical(f"m{tag}-{n}"))) for n in range(int(steady_rate * 3))]
     results, errors, _ = await load(target, bodies, 10, steady_rate)
-    latencies = [r.latency * 1000 for r in results]
-    row = Row(
-        run=f"{target.name} +{idle} idle",
-        p50=percentile(latencies, 0.5),
-        p99=percentile(latencies, 0.99),
-        p999=percentile(latencies, 0.999),
-        rss_mib=rss_text(target, "VmRSS"),
-        errors=errors + failures,
-    )
+    row = latency_row(f"{target.name} +{idle} idle", results, target, errors + failures, "VmRSS")
     for writer in writers:
         writer.close()
     await asyncio.sleep(0.5)
@@ -294,17 +286,10 @@ async def large(target: Target) -> Row:
         small_sessions(),
         *(session(target.port, [(f"big{n}", big)], big_results) for n in range(10)),
     )
-    latencies = [r.latency * 1000 for r in small_results]
     errors = sum(r.code != 250 for r in small_results + big_results)
-    return Row(
-        run=f"{target.name} small during 10x20MB",
-        p50=percentile(latencies, 0.5),
-        p99=percentile(latencies, 0.99),
-        p999=percentile(latencies, 0.999),
-        accepted_rate=len(small_results) / (time.perf_counter() - started),
-        rss_mib=rss_text(target),
-        errors=errors,
-    )
+    row = latency_row(f"{target.name} small during 10x20MB", small_results, target, errors)
+    row.accepted_rate = len(small_results) / (time.perf_counter() - started)
+    return row
 
 
 async def many_connections(target: Target, count: int) -> Row:
