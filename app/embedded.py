@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("app.embedded")
+# pgserver logs every command it runs, with its output, at INFO.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 def start(data_dir: str) -> str:

@@ -74,8 +74,12 @@ async def retry_until_done(name: str, step: Callable[[], Awaitable[object]]) -> 
         return
 
 
-async def keep_lists_fresh(state: ListsState, settings: Settings, pool: db.Pool) -> None:
+async def keep_lists_fresh(
+    state: ListsState, settings: Settings, pool: db.Pool, schema_ready: asyncio.Event
+) -> None:
     source = make_source(settings, pool)
+    if source.name == "postgres":
+        await schema_ready.wait()  # the tables exist only once the schema is installed
     tables = [("private_email", settings.private_refresh)]
     if settings.use_domain_whitelist:
         tables.append(("domains", settings.domains_refresh))
@@ -92,12 +96,15 @@ async def keep_lists_fresh(state: ListsState, settings: Settings, pool: db.Pool)
     await asyncio.gather(*(keep(table, interval) for table, interval in tables))
 
 
-async def prepare_database(pool: db.Pool, writer: BatchWriter, replay_spool: bool) -> None:
+async def prepare_database(
+    pool: db.Pool, writer: BatchWriter, replay_spool: bool, schema_ready: asyncio.Event
+) -> None:
     async def install() -> None:
         async with pool.acquire() as conn:
             await db.install_schema(conn)
 
     await retry_until_done("db", install)
+    schema_ready.set()
     if replay_spool:  # one worker replays; the others would only repeat it
         await writer.replay()
 
@@ -168,9 +175,12 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
     )
 
     writer_task = asyncio.create_task(writer.run(), name="writer")
+    schema_ready = asyncio.Event()
     side_tasks = [
-        asyncio.create_task(prepare_database(pool, writer, replay_spool), name="prepare-db"),
-        asyncio.create_task(keep_lists_fresh(lists, settings, pool), name="lists"),
+        asyncio.create_task(
+            prepare_database(pool, writer, replay_spool, schema_ready), name="prepare-db"
+        ),
+        asyncio.create_task(keep_lists_fresh(lists, settings, pool, schema_ready), name="lists"),
     ]
     if certificates is not None:
         side_tasks.append(

@@ -159,3 +159,26 @@ def test_retention_expires_old_mail_and_keeps_new(make_server, database_url):
     eventually(lambda: query(database_url, "SELECT subject FROM emails") == [("new",)], timeout=30)
     assert query(database_url, "SELECT count(*) FROM raw_messages")[0][0] == 1
     server.wait_for_log(r"\[retention\] expired 12001 messages")
+
+
+def test_zero_setup_uses_the_embedded_postgresql(tmp_path):
+    """No DATABASE_URL: serve starts pgserver under DATA_DIR, installs the schema, stores."""
+    from .helpers import Server
+
+    server = Server(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "SPOOL_DIR": str(tmp_path / "spool"),
+            "USE_DOMAIN_WHITELIST": "false",
+        }
+    )
+    server.env.pop("DATABASE_URL", None)
+    server.start(ready=r"\[lists\] bans loaded", timeout=60)
+    try:
+        assert "DATABASE_URL is unset: using the embedded PostgreSQL" in server.log
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.sendmail("a@sender.test", ["z@zero.test"], b"Subject: zero\r\n\r\nx\r\n")
+        assert server.stop() == 0
+        assert "stopped: 1 rows written" in server.log
+    finally:
+        server.kill()
