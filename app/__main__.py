@@ -54,15 +54,14 @@ def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_domains(settings: config.Settings, args: argparse.Namespace) -> int:
     domain = ""
     if args.action != "list":
-        pattern = policy.normalize_pattern(args.domain)
-        if pattern is None:
+        domain = policy.canonical_pattern(args.domain) or ""
+        if not domain:
             print(
                 f"error: {args.domain!r} is not a valid domain "
                 "(expected example.com or *.example.com)",
                 file=sys.stderr,
             )
             return 2
-        domain = ("*." if pattern[1] else "") + pattern[0]
 
     async def act(conn: Any) -> int:
         if args.action == "add":
@@ -84,8 +83,7 @@ def cmd_domains(settings: config.Settings, args: argparse.Namespace) -> int:
 def ban_value(scope: str, value: str) -> str | None:
     """The stored form of a ban value, or None if it is not valid for `scope`."""
     if scope == "domain":
-        pattern = policy.normalize_pattern(value)
-        return None if pattern is None else ("*." if pattern[1] else "") + pattern[0]
+        return policy.canonical_pattern(value)
     value = value.strip()
     return value.lower() if value else None
 

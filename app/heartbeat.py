@@ -63,8 +63,6 @@ class Heartbeat:
         self._writer = writer
         self._lists = lists
         self._last_logged = 0.0
-        self.sent = 0
-        self.skipped = 0
 
     def _log(self, text: str) -> None:
         now = time.monotonic()
@@ -76,7 +74,6 @@ class Heartbeat:
         """Ping if healthy; True if a ping was sent and answered 2xx."""
         health = await check_health(self._pool, self._writer, self._lists)
         if not health.ok:
-            self.skipped += 1
             self._log("unhealthy, not pinging: " + "; ".join(health.problems))
             return False
         try:
@@ -87,5 +84,4 @@ class Heartbeat:
         except Exception as error:
             self._log(f"ping failed: {error!r}")
             return False
-        self.sent += 1
         return True

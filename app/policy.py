@@ -58,6 +58,12 @@ def normalize_pattern(text: str | None) -> tuple[str, bool] | None:
     return (domain, wildcard) if domain else None
 
 
+def canonical_pattern(text: str | None) -> str | None:
+    """A list entry as stored: `example.com` or `*.example.com`, or None if malformed."""
+    pattern = normalize_pattern(text)
+    return None if pattern is None else ("*." if pattern[1] else "") + pattern[0]
+
+
 def normalize_address(address: str) -> str:
     """Lower-case address with its domain in punycode (local part kept)."""
     local, at, domain = address.strip().rpartition("@")
@@ -176,10 +182,6 @@ def check_recipient(lists: Lists, rcpt: str) -> Verdict:
     if domain is None or not lists.domains.matches(domain):
         return Verdict.DOMAIN_NOT_ALLOWED
     return Verdict.OK
-
-
-def is_private(lists: Lists, rcpt: str) -> bool:
-    return lists.private is not None and normalize_address(rcpt) in lists.private
 
 
 # Building snapshots from table rows ------------------------------------------------

@@ -3,7 +3,6 @@
 Texts marked in DESIGN.md are interfaces: websites and tests match them.
 """
 
-OK = "250 2.0.0 OK"
 QUEUED = "250 2.0.0 OK: queued as {id}"
 DOMAIN_NOT_ALLOWED = "550 5.7.1 Domain not allowed"
 SENDER_BANNED = "550 5.7.1 Sender banned"

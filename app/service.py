@@ -40,10 +40,8 @@ from .tls import CertificateHolder
 log = logging.getLogger("app.service")
 
 QUEUE_BYTES = 512 * 1024 * 1024
-CERT_CHECK_INTERVAL = 60.0
-EXPIRE_BATCH = (
-    5000  # messages deleted per short transaction  # seconds between looks at the certificate files
-)
+CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
+EXPIRE_BATCH = 5000  # messages deleted per short transaction
 STARTUP_BACKOFF_MAX = 10.0
 
 

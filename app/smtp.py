@@ -275,27 +275,24 @@ class Session(SMTP):
             self._ip = str(proxy.src_addr)
         refusal = self._count_address(self._ip)
         if refusal is not None:
-            self.note_refusal(refusal)
-            self._writer.write(refusal.encode() + b"\r\n")
+            self._close_with(refusal, refusal)
             return False
         return True
 
     def note_refusal(self, reason: str) -> None:
         self._connections.refusals.note(self._ip, reason)
 
-    def _close_with(self, reply: str, reason: str) -> None:
-        """Say `reply` (a 421) and close: for limits hit outside a command."""
-        self._connections.refusals.note(self._ip, reason)
+    def _close_with(self, reply: str, reason: str | None) -> None:
+        """Say `reply` (a 421) and close; log `reason` as a refusal unless None."""
+        if reason is not None:
+            self.note_refusal(reason)
         if self.transport is not None and not self.transport.is_closing():
             self._writer.write(reply.encode() + b"\r\n")
             self.transport.close()
 
     async def _handle_client(self) -> None:
         if self._refusal is not None:
-            self._connections.refusals.note(self._ip, self._refusal)
-            await self.push(self._refusal)
-            assert self.transport is not None
-            self.transport.close()
+            self._close_with(self._refusal, self._refusal)
             return
         await super()._handle_client()
 
@@ -306,9 +303,8 @@ class Session(SMTP):
         return super()._getaddr(arg)
 
     def say_goodbye(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(replies.SHUTTING_DOWN.encode() + b"\r\n")
-            self.transport.close()
+        """Shutdown: 421 and close (not a refusal of this client)."""
+        self._close_with(replies.SHUTTING_DOWN, None)
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):

@@ -73,35 +73,29 @@ def make_source(settings: Settings, pool: db.Pool) -> Source:
 
 
 class ListsState:
-    """The current snapshot and when each part was last loaded."""
+    """The current snapshot, and which tables have been loaded at least once."""
 
     def __init__(self, settings: Settings) -> None:
         self.current = Lists(
             whitelist_enabled=settings.use_domain_whitelist, bans_enabled=settings.use_bans
         )
-        self.loaded_at: dict[str, float] = {}
-        self.failures = 0
+        self.loaded: set[str] = set()
 
     def get(self) -> Lists:
         return self.current
 
-    def age(self, table: str) -> float | None:
-        loaded = self.loaded_at.get(table)
-        return None if loaded is None else time.monotonic() - loaded
-
 
 async def refresh_once(state: ListsState, source: Source, table: str) -> None:
-    """Load one table from `source` and swap it into the snapshot."""
-    try:
-        rows = await source.fetch(table)
-    except Exception:
-        state.failures += 1
-        raise
+    """Load one table from `source` and swap it into the snapshot.
+
+    A failure raises and leaves the snapshot as it was (run_every counts it).
+    """
+    rows = await source.fetch(table)
     problems: list[str] = []
     if table == "domains":
         domains, problems = build_domains(rows)
         state.current = dataclasses.replace(state.current, domains=domains)
-        if not domains and state.current.whitelist_enabled and table not in state.loaded_at:
+        if not domains and state.current.whitelist_enabled and table not in state.loaded:
             log.warning(
                 "[lists] the domain whitelist is empty: every recipient gets 550. "
                 "Add one with `python -m app domains add example.com`, "
@@ -114,7 +108,7 @@ async def refresh_once(state: ListsState, source: Source, table: str) -> None:
         state.current = dataclasses.replace(state.current, private=build_private(rows))
     for problem in problems[:20]:
         log.warning("[lists] %s", problem)
-    if table not in state.loaded_at:
+    if table not in state.loaded:
         log.info("[lists] %s loaded from %s: %d rows", table, source.name, len(rows))
-    state.loaded_at[table] = time.monotonic()
+    state.loaded.add(table)
     metrics.LIST_LOADED.labels(table).set(time.time())

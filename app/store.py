@@ -66,13 +66,10 @@ class Item:
 
 @dataclasses.dataclass
 class WriterStats:
+    """Totals for the shutdown log line; the metrics carry the rest."""
+
     rows_written: int = 0
-    messages_written: int = 0
-    batches: int = 0
-    retries: int = 0
     dead_letters: int = 0
-    spooled: int = 0
-    last_batch_seconds: float = 0.0
 
 
 class BatchWriter:
@@ -148,10 +145,6 @@ class BatchWriter:
         if count:
             log.warning("[store] replaying %d spooled messages", count)
         return count
-
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize() + len(self._in_flight)
 
     def oldest_age(self) -> float:
         """Seconds the oldest unwritten message has waited (0 if none)."""
@@ -265,7 +258,6 @@ class BatchWriter:
                 if not self.outage:
                     log.warning("[store] database write failed, retrying: %r", error)
                 self.outage = True
-                self.stats.retries += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 batch = self._without_abandoned(batch)
@@ -274,8 +266,7 @@ class BatchWriter:
                 log.warning("[store] database writes recovered")
             self.outage = False
             del self._revoke[: len(revoke)]
-            self.stats.last_batch_seconds = time.perf_counter() - started
-            metrics.COMMIT_SECONDS.observe(self.stats.last_batch_seconds)
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             self._committed(batch)
             return
 
@@ -315,14 +306,13 @@ class BatchWriter:
 
     def _committed(self, batch: list[Item]) -> None:
         self._last_commit = time.monotonic()
-        self.stats.batches += 1
         if batch:
+            rows = sum(len(item.envelope.recipients) for item in batch)
+            self.stats.rows_written += rows
+            metrics.ROWS.inc(rows)
             metrics.BATCHES.inc()
             metrics.BATCH_SIZE.observe(len(batch))
-            metrics.ROWS.inc(sum(len(item.envelope.recipients) for item in batch))
         for item in batch:
-            self.stats.messages_written += 1
-            self.stats.rows_written += len(item.envelope.recipients)
             self._release(item)
 
     def _release(self, item: Item) -> None:
@@ -355,7 +345,6 @@ class BatchWriter:
             self._spool.save_pending(item.envelope)
             spooled += 1
             self._release(item)
-        self.stats.spooled += spooled
         metrics.SPOOLED.inc(spooled)
         if spooled:
             log.warning(

@@ -24,14 +24,11 @@ def make_server(database_url: str, tmp_path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def make(domains: tuple[str, ...] = DOMAINS, start: bool = True, **settings: str) -> Server:
-        from app.policy import normalize_pattern
+        from app.policy import canonical_pattern
 
-        stored = []
-        for entry in domains:
-            pattern = normalize_pattern(entry)
-            assert pattern is not None
-            stored.append(("*." if pattern[1] else "") + pattern[0])
-        install_schema(database_url, tuple(stored))
+        stored = tuple(canonical_pattern(entry) for entry in domains)
+        assert None not in stored
+        install_schema(database_url, stored)  # type: ignore[arg-type]
         env = {
             "DATABASE_URL": database_url,
             "SPOOL_DIR": str(tmp_path / "spool"),
