@@ -108,7 +108,7 @@ INSERT_BATCH = """
 WITH raw AS (
     INSERT INTO raw_messages (id, raw, received_at)
     SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::timestamptz[])
-    ON CONFLICT (id) DO NOTHING
+    ON CONFLICT (id, received_at) DO NOTHING
 ), mail AS (
     INSERT INTO emails (id, mailbox_owner, subject, body, html, from_addr, to_addrs,
                         "timestamp", size, received_at, message_id, header_from,
@@ -122,7 +122,7 @@ WITH raw AS (
                 $15::text[], $16::text[], $17::text[], $18::uuid[], $19::bool[])
          AS r(id, owner, subject, body, html, from_addr, to_addrs, received_at, size,
               message_id, header_from, attachments, remote_ip, helo, raw_id, tls)
-    ON CONFLICT (id) DO NOTHING
+    ON CONFLICT (id, received_at) DO NOTHING
 ), box AS (
     INSERT INTO inbox (email_address)
     SELECT DISTINCT unnest($5::text[])
@@ -203,33 +203,97 @@ DELETE FROM raw_messages WHERE id = ANY($1::uuid[])
 """
 
 
-# Expiry in small batches, each its own short transaction: rows being read are
-# skipped (SKIP LOCKED), and no lock is held for long.
-EXPIRE_BATCH = """
-WITH old AS (
-    SELECT id FROM raw_messages WHERE received_at < $1
-    ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED
-), mail AS (
-    DELETE FROM emails WHERE raw_id IN (SELECT id FROM old)
-)
-DELETE FROM raw_messages WHERE id IN (SELECT id FROM old)
-"""
-# Rows without a raw message (written by Cybertemp before the upgrade).
-EXPIRE_LEGACY_BATCH = """
-DELETE FROM emails WHERE ctid IN (
-    SELECT ctid FROM emails WHERE raw_id IS NULL AND coalesce(received_at, created_at) < $1
-    LIMIT $2 FOR UPDATE SKIP LOCKED)
-"""
+# Partitions ---------------------------------------------------------------------
+
+# How long DDL on the mail tables waits for a lock before giving up until the
+# next run: an insert queued behind a waiting DROP waits at most this long.
+LOCK_TIMEOUT = "100ms"
 
 
-async def expire_batch(pool: asyncpg.Pool, cutoff: datetime.datetime, limit: int) -> int:
-    """Delete up to `limit` messages received before `cutoff`; return how many."""
-    deleted = 0
-    async with pool.acquire() as conn:
-        for statement in (EXPIRE_BATCH, EXPIRE_LEGACY_BATCH):
-            status = await conn.execute(statement, cutoff, limit)
-            deleted += int(status.rsplit(" ", 1)[1])
-    return deleted
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_time(moment: datetime.datetime) -> str:
+    return "'" + moment.isoformat() + "'"
+
+
+async def partitions(pool: asyncpg.Pool, table: str) -> list[tuple[str, str]]:
+    """(name, bound expression) of each partition of `table`, bounds printed in UTC."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL TimeZone = 'UTC'")
+        rows = await conn.fetch(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass",
+            table,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+async def create_partition(
+    pool: asyncpg.Pool,
+    table: str,
+    name: str,
+    lower: datetime.datetime,
+    upper: datetime.datetime,
+    default: str | None,
+) -> bool:
+    """Add partition `name` of `table` for [lower, upper); False if it exists.
+
+    Made as a plain table, then attached: ATTACH takes a weaker lock on the
+    parent than CREATE ... PARTITION OF, so inserts go on meanwhile. Rows of
+    the range already in the DEFAULT partition move into it first (otherwise
+    PostgreSQL refuses the new range).
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        # Workers make the same partitions at start: one at a time, once.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", quote_ident(name)):
+            return False
+        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        await conn.execute(
+            f"CREATE TABLE {quote_ident(name)} "
+            f"(LIKE {quote_ident(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
+        if default is not None:
+            await conn.execute(
+                f"WITH moved AS (DELETE FROM {quote_ident(default)} "
+                "WHERE received_at >= $1 AND received_at < $2 RETURNING *) "
+                f"INSERT INTO {quote_ident(name)} SELECT * FROM moved",
+                lower,
+                upper,
+            )
+        await conn.execute(
+            f"ALTER TABLE {quote_ident(table)} ATTACH PARTITION {quote_ident(name)} "
+            f"FOR VALUES FROM ({quote_time(lower)}) TO ({quote_time(upper)})"
+        )
+        return True
+
+
+async def drop_partition(pool: asyncpg.Pool, name: str) -> int:
+    """Drop partition `name`; return how many rows it held."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = int(await conn.fetchval(f"SELECT count(*) FROM {quote_ident(name)}"))
+        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        await conn.execute(f"DROP TABLE {quote_ident(name)}")
+        return rows
+
+
+async def delete_older(
+    pool: asyncpg.Pool, partition: str, cutoff: datetime.datetime, limit: int
+) -> int:
+    """Delete up to `limit` rows of `partition` received before `cutoff`; return how many.
+
+    Used on the small DEFAULT partitions only. Rows being read are skipped.
+    """
+    status = await pool.execute(
+        f"DELETE FROM {quote_ident(partition)} WHERE ctid IN ("
+        f"SELECT ctid FROM {quote_ident(partition)} WHERE received_at < $1 "
+        "LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        cutoff,
+        limit,
+    )
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def ping(pool: asyncpg.Pool) -> None:

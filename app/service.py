@@ -17,7 +17,6 @@ Stop (SIGTERM/SIGINT), bounded by DRAIN_TIMEOUT in total:
 from __future__ import annotations
 
 import asyncio
-import datetime
 import errno
 import logging
 import resource
@@ -27,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from . import db, embedded, metrics
+from . import db, embedded, metrics, retention
 from .config import Settings
 from .heartbeat import Heartbeat, check_health
 from .smtp import Connections, Handler, session_factory
@@ -41,7 +40,6 @@ log = logging.getLogger("app.service")
 
 QUEUE_BYTES = 512 * 1024 * 1024
 CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
-EXPIRE_BATCH = 5000  # messages deleted per short transaction
 STARTUP_BACKOFF_MAX = 10.0
 
 
@@ -95,28 +93,26 @@ async def keep_lists_fresh(
 
 
 async def prepare_database(
-    pool: db.Pool, writer: BatchWriter, replay_spool: bool, schema_ready: asyncio.Event
+    pool: db.Pool,
+    writer: BatchWriter,
+    replay_spool: bool,
+    schema_ready: asyncio.Event,
+    retention_hours: float,
 ) -> None:
     async def install() -> None:
         async with pool.acquire() as conn:
             await db.install_schema(conn)
 
     await retry_until_done("db", install)
+    try:
+        # Partitions for the coming hours, before the first write. Not fatal:
+        # without them rows go to the DEFAULT partition, and the task retries.
+        await retention.maintain(pool, retention_hours, expire=False)
+    except Exception as error:
+        log.warning("[retention] could not create partitions yet: %r", error)
     schema_ready.set()
     if replay_spool:  # one worker replays; the others would only repeat it
         await writer.replay()
-
-
-async def expire_old_mail(pool: db.Pool, hours: float) -> int:
-    """Delete mail older than `hours`, batch by batch, yielding between batches."""
-    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=hours)
-    total = 0
-    while (deleted := await db.expire_batch(pool, cutoff, EXPIRE_BATCH)) > 0:
-        total += deleted
-        await asyncio.sleep(0.01)  # let writes in between
-    if total:
-        log.info("[retention] expired %d messages older than %.0f hours", total, hours)
-    return total
 
 
 async def serve(settings: Settings, replay_spool: bool = True) -> int:
@@ -176,7 +172,8 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
     schema_ready = asyncio.Event()
     side_tasks = [
         asyncio.create_task(
-            prepare_database(pool, writer, replay_spool, schema_ready), name="prepare-db"
+            prepare_database(pool, writer, replay_spool, schema_ready, settings.retention_hours),
+            name="prepare-db",
         ),
         asyncio.create_task(keep_lists_fresh(lists, settings, pool, schema_ready), name="lists"),
     ]
@@ -187,17 +184,17 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
             )
         )
     http = httpx.AsyncClient(timeout=5)
-    if settings.retention_hours > 0:
-        side_tasks.append(
-            asyncio.create_task(
-                run_every(
-                    "retention",
-                    settings.retention_interval,
-                    lambda: expire_old_mail(pool, settings.retention_hours),
-                ),
-                name="retention",
-            )
+    # Also when mail is kept forever: it makes the partitions ahead.
+    side_tasks.append(
+        asyncio.create_task(
+            run_every(
+                "retention",
+                settings.retention_interval,
+                lambda: retention.maintain(pool, settings.retention_hours),
+            ),
+            name="retention",
         )
+    )
     if settings.heartbeat_url:
         heartbeat = Heartbeat(settings.heartbeat_url, http, pool, writer, lists)
         side_tasks.append(

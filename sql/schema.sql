@@ -46,11 +46,10 @@ ALTER TABLE emails ADD COLUMN IF NOT EXISTS helo         text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS raw_id       uuid;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS tls          boolean;
 
--- The website lists one mailbox newest first; retention scans by age.
+-- The website lists one mailbox newest first (migration 002 partitions
+-- emails and raw_messages by received_at and keeps these indexes).
 CREATE INDEX IF NOT EXISTS emails_owner_received_idx ON emails (mailbox_owner, received_at DESC);
-CREATE INDEX IF NOT EXISTS emails_received_at_idx ON emails (received_at);
 CREATE INDEX IF NOT EXISTS emails_raw_id_idx ON emails (raw_id);
-CREATE INDEX IF NOT EXISTS raw_messages_received_at_idx ON raw_messages (received_at);
 
 CREATE TABLE IF NOT EXISTS domains (
     domain text UNIQUE NOT NULL,

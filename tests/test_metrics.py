@@ -86,7 +86,7 @@ def test_readyz_follows_the_database(make_server, database_url):
 def test_metrics_cover_all_workers(make_server):
     metrics_port = free_port()
     server = make_server(workers="2", metrics_port=str(metrics_port))
-    server.wait_for_log(r"(?s)listening on.*listening on")
+    server.wait_for_log(r"(?s)domains loaded.*domains loaded")  # both workers
     for _ in range(4):  # several connections, spread over both workers
         send_many(server.port, 10)
     eventually(lambda: samples(metrics_port).get("tempmail_rows_written_total") == 80)

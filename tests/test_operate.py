@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import smtplib
 import subprocess
 import sys
+import threading
+import time
 
+import asyncpg
 import pytest
 
 from app import __version__, config
@@ -50,11 +54,16 @@ def test_cybertemp_database_upgraded_in_place(make_server, database_url):
     for _ in range(2):  # idempotent
         result = app_command("init-db", DATABASE_URL=database_url)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith("schema at version 1")
+        assert result.stdout.startswith("schema at version 2")
     assert [r[0] for r in query(database_url, "SELECT subject FROM emails ORDER BY 1")] == [
         "kept 1",
         "kept 2",
     ]
+    # Partitioned by received_at; the Cybertemp rows are in the legacy partition.
+    assert query(database_url, "SELECT relkind::text FROM pg_class WHERE relname = 'emails'") == [
+        ("p",)
+    ]
+    assert query(database_url, "SELECT count(*) FROM emails_legacy")[0][0] == 2
     columns = {
         r[0]
         for r in query(
@@ -87,7 +96,7 @@ def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
     assert "hunter2" not in result.stdout and "sekrit-key-123" not in result.stdout
     assert re.search(r"DATABASE_URL=postgresql://\*\*\*@", result.stdout)
     assert "ok:    database reachable" in result.stdout
-    assert "ok:    schema version 1 (this release: 1)" in result.stdout
+    assert "ok:    schema version 2 (this release: 2)" in result.stdout
     assert re.search(
         r"error: TLS certificate .* expires \d{4}-\d\d-\d\d \(\d days\)", result.stdout
     )  # a 3-day certificate: renew soon
@@ -136,8 +145,47 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_retention_expires_old_mail_and_keeps_new(make_server, database_url):
-    server = make_server(start=False, retention_hours="24", retention_interval="0.3")
+class InsertProbe(threading.Thread):
+    """Inserts one emails row every 2 ms on its own connection; keeps the slowest."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.done = threading.Event()
+        self.worst = 0.0
+        self.inserts = 0
+
+    def run(self) -> None:
+        async def go() -> None:
+            conn = await asyncpg.connect(self.url)
+            while not self.done.is_set():
+                began = time.perf_counter()
+                await conn.execute(
+                    "INSERT INTO emails (mailbox_owner, subject, body, from_addr) "
+                    "VALUES ('probe@example.com', 'probe', '', '')"
+                )
+                self.worst = max(self.worst, time.perf_counter() - began)
+                self.inserts += 1
+                await asyncio.sleep(0.002)
+            await conn.close()
+
+        asyncio.run(go())
+
+
+def partition_names(url: str, table: str) -> set[str]:
+    rows = query(
+        url,
+        "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = $1::regclass",
+        table,
+    )
+    return {r[0] for r in rows}
+
+
+def test_retention_drops_old_partitions_and_keeps_new(make_server, database_url):
+    """Mail older than RETENTION_HOURS goes by whole partitions; inserts are not held up."""
+    server = make_server(start=False, retention_hours="24", retention_interval="1.5")
+    # Written before the upgrade to partitions: migration 002 moves these
+    # rows into one legacy partition ending 47 hours ago.
     query(
         database_url,
         "INSERT INTO raw_messages (id, raw, received_at) SELECT gen_random_uuid(),"
@@ -151,14 +199,54 @@ def test_retention_expires_old_mail_and_keeps_new(make_server, database_url):
     query(
         database_url,
         "INSERT INTO emails (mailbox_owner, subject, body, from_addr, created_at)"
-        " VALUES ('o@example.com', 'legacy', '', '', now() - interval '3 days')",
+        " VALUES ('o@example.com', 'cybertemp', '', '', now() - interval '3 days')",
     )
     server.start()
+    assert "emails_legacy" in partition_names(database_url, "emails")
+    probe = InsertProbe(database_url)
+    probe.start()
+    assert "dropped partition" not in server.log, "the probe must run while retention does"
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
         client.sendmail("a@sender.test", ["n@example.com"], b"Subject: new\r\n\r\nx\r\n")
-    eventually(lambda: query(database_url, "SELECT subject FROM emails") == [("new",)], timeout=30)
+    server.wait_for_log(r"\[retention\] dropped partition emails_legacy \(12001 rows\)")
+    server.wait_for_log(r"\[retention\] dropped partition raw_messages_legacy \(12000 rows\)")
+    time.sleep(0.2)
+    probe.done.set()
+    probe.join()
+    print(f"retention: {probe.inserts} probe inserts, slowest {probe.worst * 1000:.1f} ms")
+    assert probe.inserts > 100
+    assert probe.worst < 0.25, f"an insert waited {probe.worst * 1000:.0f} ms during retention"
+    subjects = query(database_url, "SELECT DISTINCT subject FROM emails ORDER BY 1")
+    assert subjects == [("new",), ("probe",)]
     assert query(database_url, "SELECT count(*) FROM raw_messages")[0][0] == 1
-    server.wait_for_log(r"\[retention\] expired 12001 messages")
+    # The coming hours are covered by range partitions, the same for both tables.
+    names = partition_names(database_url, "emails")
+    assert "emails_legacy" not in names and len(names) >= 7, names
+    assert {n.replace("emails", "raw_messages") for n in names} == partition_names(
+        database_url, "raw_messages"
+    )
+    default_rows = query(database_url, "SELECT count(*) FROM emails_default")[0][0]
+    assert default_rows == 0, "today's rows belong in today's partition"
+
+
+def test_retention_deletes_stray_old_rows_from_the_default_partition(make_server, database_url):
+    """Old mail outside every partition (a late spool replay) still expires."""
+    server = make_server(retention_hours="24", retention_interval="0.3")
+    query(
+        database_url,
+        "INSERT INTO raw_messages (id, raw, received_at) SELECT gen_random_uuid(),"
+        " 'x', now() - interval '30 hours' FROM generate_series(1, 7000)",
+    )
+    query(
+        database_url,
+        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, raw_id, received_at)"
+        " SELECT 'o@example.com', 'stray', '', '', id, received_at FROM raw_messages",
+    )
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.sendmail("a@sender.test", ["n@example.com"], b"Subject: new\r\n\r\nx\r\n")
+    server.wait_for_log(r"\[retention\] expired 7000 emails rows and 7000 raw messages")
+    eventually(lambda: query(database_url, "SELECT subject FROM emails") == [("new",)])
+    assert query(database_url, "SELECT count(*) FROM raw_messages_default")[0][0] == 0
 
 
 def test_zero_setup_uses_the_embedded_postgresql(tmp_path):

@@ -17,7 +17,7 @@ def worker_pids(supervisor_pid: int) -> list[int]:
 
 def test_two_workers_restart_and_drain(make_server, database_url):
     server = make_server(workers="2")
-    server.wait_for_log(r"(?s)listening on.*listening on")
+    server.wait_for_log(r"(?s)domains loaded.*domains loaded")  # both workers
     assert server.process is not None
     pids = eventually(
         lambda: len(worker_pids(server.process.pid)) == 2 and worker_pids(server.process.pid)
