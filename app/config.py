@@ -201,6 +201,12 @@ KEYS: tuple[Key, ...] = (
         _choice("off", "record", "enforce"),
         "SPF/DKIM/DMARC: off, record results, or enforce DMARC p=reject",
     ),
+    Key(
+        "AUTH_TIMEOUT",
+        "3",
+        _float(0.1, 60),
+        "seconds the checks of one message may take (DNS included); then temperror",
+    ),
     Key("DNS_RESOLVER", "", _optional, "host or host:port of the DNS resolver; empty: system"),
     Key("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "logging level"),
 )
@@ -252,6 +258,7 @@ class Settings:
     metrics_port: int | None
     metrics_bind: str
     auth_checks: str
+    auth_timeout: float
     dns_resolver: str | None
     log_level: str
 

@@ -112,16 +112,20 @@ WITH raw AS (
 ), mail AS (
     INSERT INTO emails (id, mailbox_owner, subject, body, html, from_addr, to_addrs,
                         "timestamp", size, received_at, message_id, header_from,
-                        attachments, remote_ip, helo, raw_id, tls)
+                        attachments, remote_ip, helo, raw_id, tls,
+                        auth_results, spf, dkim, dmarc, dmarc_domain)
     SELECT r.id, r.owner, r.subject, r.body, r.html, r.from_addr,
            ARRAY(SELECT jsonb_array_elements_text(r.to_addrs::jsonb)),
            r.received_at, r.size, r.received_at, r.message_id, r.header_from,
-           r.attachments::jsonb, r.remote_ip::inet, r.helo, r.raw_id, r.tls
+           r.attachments::jsonb, r.remote_ip::inet, r.helo, r.raw_id, r.tls,
+           r.auth_results, r.spf, r.dkim, r.dmarc, r.dmarc_domain
     FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                 $10::text[], $11::timestamptz[], $12::bigint[], $13::text[], $14::text[],
-                $15::text[], $16::text[], $17::text[], $18::uuid[], $19::bool[])
+                $15::text[], $16::text[], $17::text[], $18::uuid[], $19::bool[],
+                $20::text[], $21::text[], $22::text[], $23::text[], $24::text[])
          AS r(id, owner, subject, body, html, from_addr, to_addrs, received_at, size,
-              message_id, header_from, attachments, remote_ip, helo, raw_id, tls)
+              message_id, header_from, attachments, remote_ip, helo, raw_id, tls,
+              auth_results, spf, dkim, dmarc, dmarc_domain)
     ON CONFLICT (id, received_at) DO NOTHING
 ), box AS (
     INSERT INTO inbox (email_address)
@@ -133,8 +137,8 @@ UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY($5::te
 
 
 def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
-    """The 19 column arrays of INSERT_BATCH for `batch`."""
-    columns: list[list[Any]] = [[] for _ in range(19)]
+    """The 24 column arrays of INSERT_BATCH for `batch`."""
+    columns: list[list[Any]] = [[] for _ in range(24)]
     for envelope, parsed in batch:
         columns[0].append(envelope.id)
         columns[1].append(envelope.raw)
@@ -146,6 +150,7 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
             ]
         )
         to_addrs = json.dumps(parsed.to_addrs)
+        auth = envelope.auth
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for column, value in zip(
                 columns[3:],
@@ -166,6 +171,11 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
                     envelope.helo,
                     envelope.id,
                     envelope.tls,
+                    auth and auth.header,
+                    auth and auth.spf,
+                    auth and auth.dkim,
+                    auth and auth.dmarc,
+                    auth and auth.dmarc_domain,
                 ),
                 strict=True,
             ):

@@ -6,6 +6,10 @@ import dataclasses
 import datetime
 import os
 import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .auth import AuthResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Envelope:
     # Bytes of our own trace fields at the start of `raw`: parsing skips them
     # (mail-parser's Received parsing would cost a quarter of the parse).
     trace_length: int = 0
+    # SPF/DKIM/DMARC outcome; None until checked (or with AUTH_CHECKS=off).
+    auth: AuthResult | None = None
 
     @property
     def as_received(self) -> bytes:

@@ -27,8 +27,10 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from . import db, embedded, metrics, retention
+from .auth import Authenticator
 from .config import Settings
 from .heartbeat import Heartbeat, check_health
+from .resolver import Resolver
 from .smtp import Connections, Handler, session_factory
 from .sources import ListsState, make_source, refresh_once
 from .spool import Spool
@@ -127,6 +129,14 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
     if url is None:
         url = await asyncio.to_thread(embedded.start, settings.data_dir)
     pool = await db.create_pool(url)
+    authenticate = None
+    if settings.auth_checks != "off":
+        authenticator = Authenticator(
+            Resolver(settings.dns_resolver, timeout=settings.auth_timeout),
+            settings.smtp_hostname,
+            settings.auth_timeout,
+        )
+        authenticate = authenticator.check
     writer = BatchWriter(
         pool,
         Spool(settings.spool_dir),
@@ -134,10 +144,11 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
         batch_delay=settings.batch_delay_ms / 1000,
         queue_size=settings.queue_size,
         queue_bytes=QUEUE_BYTES,
+        authenticate=authenticate,
     )
     lists = ListsState(settings)
     connections = Connections(settings.max_connections, settings.max_connections_per_ip)
-    handler = Handler(settings, lists.get, writer)
+    handler = Handler(settings, lists.get, writer, authenticate)
     certificates = None
     if settings.tls_cert and settings.tls_key:
         certificates = CertificateHolder(settings.tls_cert, settings.tls_key)

@@ -18,8 +18,8 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.proxy_protocol import V2_CMD, ProxyData
 from aiosmtpd.smtp import SMTP
@@ -38,6 +38,9 @@ from .policy import (
     normalize_address,
 )
 from .store import BatchWriter, QueueFull
+
+if TYPE_CHECKING:
+    from .auth import AuthResult
 
 log = logging.getLogger("app.smtp")
 # aiosmtpd logs every command at INFO and every limit hit at WARNING
@@ -387,10 +390,18 @@ class Session(SMTP):
 class Handler:
     """aiosmtpd hooks: each verb is answered from policy, limits and the writer."""
 
-    def __init__(self, settings: Settings, lists: Callable[[], Lists], writer: BatchWriter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        lists: Callable[[], Lists],
+        writer: BatchWriter,
+        authenticate: Callable[[Envelope], Awaitable[AuthResult]] | None = None,
+    ) -> None:
         self._settings = settings
         self._lists = lists
         self._writer = writer
+        # Only with AUTH_CHECKS=enforce do the checks run before the reply.
+        self._enforce = authenticate if settings.auth_checks == "enforce" else None
 
     async def handle_PROXY(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, proxy: ProxyData
@@ -479,6 +490,13 @@ class Handler:
             message.received_at,
         )
         message = dataclasses.replace(message, raw=trace + message.raw, trace_length=len(trace))
+        if self._enforce is not None:
+            auth = await self._enforce(message)  # bounded by AUTH_TIMEOUT
+            if auth.dmarc_reject:
+                server.note_refusal(f"550 DMARC reject {auth.dmarc_domain}")
+                metrics.REFUSED.labels("dmarc reject").inc()
+                return replies.DMARC_REJECT.format(domain=auth.dmarc_domain)
+            message = dataclasses.replace(message, auth=auth)
         await self._writer.wait_for_room(BACKPRESSURE_WAIT)
         try:
             committed = self._writer.submit(message, wait=self._settings.durable)

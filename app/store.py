@@ -24,12 +24,17 @@ import logging
 import multiprocessing
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import db, metrics
 from .model import Envelope, ParsedMail
 from .parse import parse
 from .spool import Spool
+
+if TYPE_CHECKING:
+    from .auth import AuthResult
 
 log = logging.getLogger("app.store")
 
@@ -57,6 +62,8 @@ class Item:
     committed: asyncio.Future[None] | None = None
     spool_path: Path | None = None
     parsed: ParsedMail | None = None
+    # The sender-authentication checks, started when the message is queued.
+    auth: asyncio.Task[AuthResult] | None = None
     enqueued: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
@@ -82,8 +89,11 @@ class BatchWriter:
         batch_delay: float,
         queue_size: int,
         queue_bytes: int,
+        authenticate: Callable[[Envelope], Awaitable[AuthResult]] | None = None,
     ) -> None:
         self._pool = pool
+        self._authenticate = authenticate
+        self._checking: set[asyncio.Task[AuthResult]] = set()
         self._spool = spool
         self._batch_max = batch_max
         self._batch_delay = batch_delay
@@ -113,13 +123,27 @@ class BatchWriter:
             raise QueueFull("queue full")
         if wait and self.outage:
             raise QueueFull("database unreachable")
-        item = Item(envelope, asyncio.get_running_loop().create_future() if wait else None)
+        item = self._item(envelope, asyncio.get_running_loop().create_future() if wait else None)
         self._queue.put_nowait(item)
         self._queued_bytes += size
         metrics.QUEUE_DEPTH.set(self._queue.qsize())
         if self._queue.qsize() >= self._high_water:
             self._room.clear()
         return item.committed
+
+    def _item(
+        self,
+        envelope: Envelope,
+        committed: asyncio.Future[None] | None = None,
+        spool_path: Path | None = None,
+    ) -> Item:
+        item = Item(envelope, committed, spool_path)
+        if self._authenticate is not None and envelope.auth is None:
+            # Checks run while the message waits for its batch: off the 250's path.
+            item.auth = asyncio.ensure_future(self._authenticate(envelope))
+            self._checking.add(item.auth)
+            item.auth.add_done_callback(self._checking.discard)
+        return item
 
     async def wait_for_room(self, timeout: float) -> None:
         """Wait (up to `timeout`) while the queue is past its high-water mark.
@@ -139,7 +163,7 @@ class BatchWriter:
         """Queue the spooled messages of an earlier run; files go after their commit."""
         count = 0
         for path, envelope in self._spool.pending():
-            await self._queue.put(Item(envelope, spool_path=path))
+            await self._queue.put(self._item(envelope, spool_path=path))
             self._queued_bytes += len(envelope.raw)
             count += 1
         if count:
@@ -162,6 +186,7 @@ class BatchWriter:
             self._in_flight = batch
             live = [item for item in batch if not item.abandoned]
             await self._parse(live)
+            await self._authenticated(live)
             if live:
                 await self._write(live)
             self._in_flight = []
@@ -215,6 +240,14 @@ class BatchWriter:
                 await asyncio.sleep(0)
                 slice_started = time.perf_counter()
 
+    async def _authenticated(self, items: list[Item]) -> None:
+        """Put each check's result on its envelope (each check is time-bounded)."""
+        for item in items:
+            if item.auth is not None:
+                auth = await item.auth
+                item.envelope = dataclasses.replace(item.envelope, auth=auth)
+                item.auth = None
+
     async def _parse_elsewhere(self, raw: bytes) -> ParsedMail:
         """Parse in the parser process (started on first use); a thread if it broke."""
         if self._parser_pool is None:
@@ -229,6 +262,8 @@ class BatchWriter:
             return await asyncio.to_thread(parse, raw)
 
     def close(self) -> None:
+        for check in list(self._checking):  # their messages were spooled: checked on replay
+            check.cancel()
         if self._parser_pool is not None:
             self._parser_pool.shutdown(wait=False, cancel_futures=True)
 

@@ -5,6 +5,9 @@ Scenarios (each target started fresh, each service on a fresh database):
   paced        200 msg/s: DATA-end-to-250 latency and 250-to-committed-row lag
   memory       1,000 idle connections plus a steady load; 10,000 connections
   large        10 x 20 MB messages while 20 small sessions run
+  connections  10,000 concurrent connections
+  workers      WORKERS=2 against a two-process null sink
+  metrics      the same load with the metric updates on and off (A/B/A/B)
 `--smoke` runs tiny versions of the first two, for CI (no thresholds).
 """
 
@@ -104,7 +107,9 @@ async def start_sink(workers: int) -> Target:
     return Target(f"null sink x{workers}", port, process)
 
 
-async def start_service(ack_mode: str, workers: int, **settings: str) -> Target:
+async def start_service(
+    ack_mode: str, workers: int, module: str = "app", **settings: str
+) -> Target:
     name = "bench_" + uuid.uuid4().hex[:10]
     await sql(admin_url(), f"CREATE DATABASE {name}")
     url = admin_url().rsplit("/", 1)[0] + "/" + name
@@ -132,10 +137,10 @@ async def start_service(ack_mode: str, workers: int, **settings: str) -> Target:
         **{k.upper(): v for k, v in settings.items()},
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"], cwd=ROOT, env=env
+        [sys.executable, "-m", module, "--env-file", "/nonexistent", "serve"], cwd=ROOT, env=env
     )
     await wait_ready(port, process)
-    label = f"ours {ack_mode} x{workers}"
+    label = f"ours {ack_mode} x{workers}" + (" metrics off" if module == "bench.nometrics" else "")
     return Target(label, port, process, url)
 
 
@@ -324,7 +329,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-SCENARIOS = ("throughput", "paced", "memory", "large", "connections", "workers")
+SCENARIOS = ("throughput", "paced", "memory", "large", "connections", "workers", "metrics")
 
 
 async def fresh(kind: str, scenario, *args: object) -> Row:  # type: ignore[no-untyped-def]
@@ -377,6 +382,19 @@ async def run(args: argparse.Namespace) -> list[Row]:
         rows += [await fresh(kind, large) for kind in ("sink", "service")]
     if "connections" in chosen:
         rows += [await fresh(kind, many_connections, 10_000) for kind in ("sink", "service")]
+    if "metrics" in chosen:
+        # A/B/A/B, each on a fresh service: the instrumentation's cost.
+        on_rows: list[Row] = []
+        for _ in range(2):
+            for module in ("app", "bench.nometrics"):
+                service = await start_service("instant", 1, module=module)
+                row = await throughput(service, typical_bodies, sessions, "4KB")
+                (on_rows if module == "app" else rows).append(row)
+                await service.stop()
+        for on, off in zip(on_rows, rows[-2:], strict=True):
+            on.ratio = on.stored_rate / off.stored_rate
+            on.run += " metrics on (ratio: on / off)"
+        rows += on_rows
     if "workers" in chosen:
         sink = await start_sink(2)
         await measure(sink, 2)

@@ -38,6 +38,7 @@ ALTER TABLE emails ADD COLUMN IF NOT EXISTS auth_results text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS spf          text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS dkim         text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS dmarc        text;
+ALTER TABLE emails ADD COLUMN IF NOT EXISTS dmarc_domain text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS message_id   text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS header_from  text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS attachments  jsonb;

@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from .dnsserver import DnsServer
 from .helpers import Server, create_database, drop_database, install_schema, url_for
 
 DOMAINS = ("example.com", "*.example.org", "例え.jp")
@@ -18,8 +19,17 @@ def database_url() -> Iterator[str]:
         drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def quiet_dns() -> Iterator[DnsServer]:
+    """A local DNS server with no zones (NXDOMAIN for all): the suite's resolver,
+    so the authentication checks run on every message without the network."""
+    server = DnsServer({})
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def make_server(database_url: str, tmp_path) -> Iterator[Callable[..., Server]]:
+def make_server(database_url: str, tmp_path, quiet_dns) -> Iterator[Callable[..., Server]]:
     """Start the real service on a free port; extra settings as keyword arguments."""
     servers: list[Server] = []
 
@@ -32,6 +42,7 @@ def make_server(database_url: str, tmp_path) -> Iterator[Callable[..., Server]]:
         env = {
             "DATABASE_URL": database_url,
             "SPOOL_DIR": str(tmp_path / "spool"),
+            "DNS_RESOLVER": quiet_dns.address,
             **{k.upper(): str(v) for k, v in settings.items()},
         }
         server = Server(env)

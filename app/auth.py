@@ -1,0 +1,362 @@
+"""Sender authentication on receipt: SPF, DKIM, ARC and DMARC (RFC 8601 results).
+
+The algorithms are the libraries': pyspf (SPF), dkimpy (DKIM signatures and
+the ARC chain), authheaders (DMARC policy discovery and alignment, with its
+public-suffix list) and authres (the Authentication-Results header). They
+are synchronous and do their own DNS, so they run here on answers already
+in the asynchronous resolver's cache: a lookup they need and the cache lacks
+raises `NeedLookup`, we resolve it (awaiting, never blocking the loop) and
+run the check again. The names every check needs are resolved up front, in
+parallel, so the reruns are few (only SPF's include/a/mx chains).
+
+Every check is bounded by AUTH_TIMEOUT: what is unfinished by then, or what
+DNS could not answer, is `temperror`. Nothing here raises or loses mail.
+Authentication-Results headers already in the message are never read
+(RFC 8601 section 5: one claiming our authserv-id would be forged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import importlib.resources
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from email.utils import getaddresses
+from typing import Any, TypeVar
+
+import authheaders
+import authres
+import dkim
+import spf
+from authres.arc import ARCAuthenticationResult
+from authres.dmarc import DMARCAuthenticationResult
+from publicsuffix2 import PublicSuffixList
+
+from .model import Envelope
+from .resolver import DnsFailure, NeedLookup, Resolver, normal_name
+
+log = logging.getLogger("app.auth")
+
+T = TypeVar("T")
+MAX_RERUNS = 30  # SPF allows 10 DNS-querying terms, each maybe two lookups
+SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
+_TAG = re.compile(rb"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", re.IGNORECASE)
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    ref = importlib.resources.files("authheaders") / "public_suffix_list.txt"
+    with importlib.resources.as_file(ref) as path, open(path, encoding="utf-8") as lines:
+        return PublicSuffixList(lines)
+
+
+@functools.lru_cache(maxsize=65536)
+def org_domain(domain: str) -> str:
+    """The organizational domain (RFC 7489 3.2) by authheaders' public-suffix list."""
+    return str(_public_suffixes().get_public_suffix(domain))
+
+
+# authheaders re-reads and re-parses its 200 KB list on every call (~30 ms):
+# the same list, parsed once and memoized.
+authheaders.get_org_domain = authheaders.dmarc_lookup.get_org_domain = org_domain
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthResult:
+    spf: str
+    dkim: str
+    dmarc: str
+    dmarc_domain: str | None  # the header From domain DMARC evaluated
+    dmarc_policy: str | None  # its published policy: none, quarantine, reject
+    header: str  # Authentication-Results: <authserv-id>; ...
+
+    @property
+    def dmarc_reject(self) -> bool:
+        """DMARC failed and the domain asks receivers to reject (what enforce refuses)."""
+        return self.dmarc == "fail" and self.dmarc_policy == "reject"
+
+
+class Authenticator:
+    def __init__(self, resolver: Resolver, authserv_id: str, timeout: float) -> None:
+        self.resolver = resolver
+        self.authserv_id = authserv_id
+        self.timeout = timeout
+        # pyspf has one module-level DNS hook; ours answers from the cache.
+        spf.DNSLookup = self._spf_lookup
+
+    async def check(self, envelope: Envelope) -> AuthResult:
+        """All checks for one message, within the timeout; never raises."""
+        state = _Checks(envelope, self)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await state.run()
+        except TimeoutError:
+            log.info("[auth] checks of %s hit the %.1fs bound", envelope.id, self.timeout)
+        except Exception as error:  # a library bug must not cost the message
+            log.warning("[auth] checks of %s failed: %r", envelope.id, error)
+        return state.result()
+
+    async def rerun(self, check: Callable[[], T]) -> T:
+        """Run the synchronous `check`, resolving what it asks for, until it completes."""
+        for _ in range(MAX_RERUNS):
+            try:
+                return check()
+            except NeedLookup as need:
+                await self.resolver.lookup(*need.key)
+        raise DnsFailure("too many DNS lookups")
+
+    # Library DNS hooks (synchronous, cache only) ---------------------------------
+
+    def _spf_lookup(
+        self, name: str, qtype: str, strict: bool = True, timeout: float = 0
+    ) -> list[tuple[tuple[str, str], Any]]:
+        if qtype == "SPF":  # RR type 99 is obsolete (RFC 7208 3.1)
+            return []
+        try:
+            records = self.resolver.cached(name, qtype)
+        except DnsFailure as error:
+            raise spf.TempError(f"DNS {error}") from None
+        return [((name, qtype), r) for r in records or ()]
+
+    def dkim_txt(self, name: bytes, timeout: float = 0) -> bytes | None:
+        records = self.resolver.cached(name, "TXT")
+        return b"".join(records[0]) if records else None
+
+    def dmarc_txt(self, name: str) -> str | None:
+        records = self.resolver.cached(name, "TXT")
+        texts = [b"".join(r).decode("utf-8", "replace") for r in records or ()]
+        dmarc = [t for t in texts if t.startswith("v=DMARC1")]
+        return dmarc[0] if len(dmarc) == 1 else None
+
+
+def signature_keys(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The `s._domainkey.d` names of the DKIM and ARC signatures in `headers`."""
+    names = []
+    for field, value in headers:
+        if field.lower() in SIGNATURE_HEADERS:
+            tags = {k.lower(): v.strip() for k, v in _TAG.findall(value.replace(b"\r\n", b""))}
+            if tags.get(b"s") and tags.get(b"d"):
+                names.append(normal_name(tags[b"s"] + b"._domainkey." + tags[b"d"]))
+    return names
+
+
+def from_domains(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    values = [v.decode("utf-8", "replace") for f, v in headers if f.lower() == b"from"]
+    return [normal_name(a.rpartition("@")[2]) for _, a in getaddresses(values) if "@" in a]
+
+
+class _Checks:
+    """The checks of one message; fields hold what is known so far."""
+
+    def __init__(self, envelope: Envelope, auth: Authenticator) -> None:
+        self.envelope = envelope
+        self.auth = auth
+        self.message = envelope.as_received
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.spf: authres.SPFAuthenticationResult | None = None
+        self.dkim: list[authres.DKIMAuthenticationResult] = []
+        self.dkim_pending = 0  # signatures not yet verified
+        self.has_arc = False
+        self.arc: ARCAuthenticationResult | None = None
+        self.dmarc: DMARCAuthenticationResult | None = None
+        self.failed: set[str] = set()  # checks a library could not evaluate: permerror
+
+    async def run(self) -> None:
+        try:
+            self.headers, _ = dkim.rfc822_parse(self.message)
+        except Exception:
+            self.headers = []
+        fields = [f.lower() for f, _ in self.headers]
+        self.dkim_pending = fields.count(b"dkim-signature")
+        self.has_arc = b"arc-seal" in fields
+        await self._prefetch()
+        for stage, name in (
+            (self._spf, "spf"),
+            (self._dkim, "dkim"),
+            (self._arc, "arc"),
+            (self._dmarc, "dmarc"),
+        ):
+            await self._guarded(stage, name)
+
+    async def _guarded(self, stage: Callable[[], Awaitable[None]], name: str) -> None:
+        """A library failing on odd input makes that check permerror, not the others."""
+        try:
+            await stage()
+        except DnsFailure:
+            pass  # left unset: temperror
+        except Exception as error:
+            log.debug("[auth] %s of %s: %r", name, self.envelope.id, error)
+            self.failed.add(name)
+
+    async def _prefetch(self) -> None:
+        wanted = [(name, "TXT") for name in signature_keys(self.headers)]
+        for domain in from_domains(self.headers):
+            wanted.append(("_dmarc." + domain, "TXT"))
+            org = org_domain(domain)
+            if org != domain:
+                wanted.append(("_dmarc." + org, "TXT"))
+        spf_domain = self._spf_identity().rpartition("@")[2]
+        if spf_domain:
+            wanted.append((spf_domain, "TXT"))
+        await asyncio.gather(*(self.auth.resolver.lookup(n, t) for n, t in wanted))
+
+    def _spf_identity(self) -> str:
+        # RFC 7208 2.4: the null sender is checked as postmaster@<HELO>.
+        return self.envelope.mail_from or (f"postmaster@{self.envelope.helo or ''}")
+
+    async def _spf(self) -> None:
+        ip, helo = self.envelope.remote_ip, self.envelope.helo or ""
+        if not ip:
+            self.spf = authres.SPFAuthenticationResult(result="none", smtp_mailfrom="")
+            return
+        identity = self._spf_identity()
+        query = lambda: spf.query(i=ip, s=identity, h=helo).check()  # noqa: E731
+        result, _code, reason = await self.auth.rerun(query)
+        self.spf = authres.SPFAuthenticationResult(
+            result=result,
+            smtp_mailfrom=self.envelope.mail_from or None,
+            smtp_helo=None if self.envelope.mail_from else helo,
+            reason=reason or None,
+        )
+
+    async def _dkim(self) -> None:
+        for index in range(self.dkim_pending):
+            self.dkim.append(await self._one_signature(index))
+            self.dkim_pending -= 1
+
+    async def _one_signature(self, index: int) -> authres.DKIMAuthenticationResult:
+        verifier = dkim.DKIM(self.message, logger=_QUIET)
+        try:
+            ok = await self.auth.rerun(
+                lambda: verifier.verify(idx=index, dnsfunc=self.auth.dkim_txt)
+            )
+            result = "pass" if ok else self._why_not(verifier)
+        except DnsFailure:
+            result = "temperror"
+        except dkim.ValidationError:  # e.g. the body hash: a fail once the key is known
+            result = "fail" if getattr(verifier, "pk", None) is not None else "permerror"
+        except dkim.DKIMException:
+            result = "permerror"  # a malformed signature (RFC 6376 PERMFAIL)
+        fields = verifier.signature_fields or {}
+        return authres.DKIMAuthenticationResult(
+            result=result,
+            header_d=fields.get(b"d", b"").decode("ascii", "replace") or None,
+            header_i=fields.get(b"i", b"").decode("ascii", "replace") or None,
+            header_s=fields.get(b"s", b"").decode("ascii", "replace") or None,
+            header_a=fields.get(b"a", b"").decode("ascii", "replace") or None,
+        )
+
+    def _why_not(self, verifier: dkim.DKIM) -> str:
+        """permerror when the key is missing or unusable, temperror when DNS failed, else fail."""
+        fields = verifier.signature_fields or {}
+        name = fields.get(b"s", b"") + b"._domainkey." + fields.get(b"d", b"")
+        try:
+            records = self.auth.resolver.cached(name, "TXT")
+        except DnsFailure:
+            return "temperror"
+        except NeedLookup:
+            return "permerror"  # the signature was unusable before any key lookup
+        if not records:
+            return "permerror"  # no key (RFC 6376 6.1.2: PERMFAIL)
+        # A loaded key and a wrong signature: fail; an unusable key: permerror.
+        return "fail" if getattr(verifier, "pk", None) is not None else "permerror"
+
+    async def _arc(self) -> None:
+        if not self.has_arc:
+            return
+        verifier = dkim.ARC(self.message, logger=_QUIET)
+        try:
+            cv, _results, comment = await self.auth.rerun(
+                lambda: verifier.verify(dnsfunc=self.auth.dkim_txt)
+            )
+            result = cv.decode("ascii") if cv else "none"
+        except DnsFailure:
+            result, comment = "temperror", None
+        except dkim.DKIMException as error:
+            result, comment = "fail", str(error)
+        self.arc = ARCAuthenticationResult(
+            result=result, result_comment=None if comment == "success" else comment
+        )
+
+    async def _dmarc(self) -> None:
+        passing = [d for d in self.dkim if d.result == "pass"]
+        domains = from_domains(self.headers)
+        # authheaders aligns one DKIM result: give it a passing one that aligns if any.
+        chosen = next(
+            (d for d in passing if any(_aligned(d.header_d, f) for f in domains)),
+            passing[0] if passing else None,
+        )
+        message, spf_result = self.message, self.spf
+        try:
+            self.dmarc = await self.auth.rerun(
+                lambda: authheaders.check_dmarc(
+                    message,
+                    spf_result=_copy(spf_result, self._spf_identity()),
+                    dkim_result=chosen,
+                    dnsfunc=self.auth.dmarc_txt,
+                )
+            )
+        except DnsFailure:
+            self.dmarc = DMARCAuthenticationResult(
+                result="temperror", header_from=domains[0] if domains else None
+            )
+
+    def _missing(self, check: str) -> str:
+        """The result of a check that did not complete."""
+        return "permerror" if check in self.failed else "temperror"
+
+    def result(self) -> AuthResult:
+        spf_result = self.spf or authres.SPFAuthenticationResult(
+            result=self._missing("spf"), smtp_mailfrom=self.envelope.mail_from or None
+        )
+        unfinished = [authres.DKIMAuthenticationResult(result=self._missing("dkim"))]
+        dkim_results = self.dkim + unfinished * self.dkim_pending
+        dmarc = self.dmarc or DMARCAuthenticationResult(result=self._missing("dmarc"))
+        results: list[Any] = [spf_result]
+        results += dkim_results or [authres.DKIMAuthenticationResult(result="none")]
+        if self.has_arc:
+            results.append(self.arc or ARCAuthenticationResult(result=self._missing("arc")))
+        results.append(dmarc)
+        header = str(
+            authres.AuthenticationResultsHeader(authserv_id=self.auth.authserv_id, results=results)
+        )
+        return AuthResult(
+            spf=str(spf_result.result),
+            dkim=_best([str(d.result) for d in dkim_results]),
+            dmarc=str(dmarc.result),
+            dmarc_domain=getattr(dmarc, "header_from", None) or None,
+            dmarc_policy=getattr(dmarc, "policy", None) or None,
+            header=header,
+        )
+
+
+# Most trustworthy first: the column shows the best signature's result.
+_DKIM_ORDER = ("pass", "fail", "permerror", "temperror", "neutral", "policy", "none")
+
+
+def _best(results: list[str]) -> str:
+    if not results:
+        return "none"
+    return min(results, key=lambda r: _DKIM_ORDER.index(r) if r in _DKIM_ORDER else 99)
+
+
+def _aligned(signer: str | None, from_domain: str) -> bool:
+    if not signer:
+        return False
+    signer = normal_name(signer)
+    return org_domain(signer) == org_domain(from_domain)
+
+
+def _copy(result: authres.SPFAuthenticationResult | None, identity: str) -> Any:
+    """The SPF result as authheaders' DMARC wants it: a copy (it rewrites the
+    field), naming the identity checked (postmaster@HELO for the null sender)."""
+    if result is None:
+        return None
+    return authres.SPFAuthenticationResult(result=result.result, smtp_mailfrom=identity)
+
+
+_QUIET = logging.getLogger("app.auth.libraries")
+_QUIET.setLevel(logging.CRITICAL)
