@@ -8,6 +8,9 @@ Scenarios (each target started fresh, each service on a fresh database):
   connections  10,000 concurrent connections
   workers      WORKERS=2 against a two-process null sink
   metrics      the same load with the metric updates on and off (A/B/A/B)
+  auth         DKIM-signed mail with AUTH_CHECKS=record and off (A/B/A/B, instant and durable)
+Every service resolves through a local DNS server (bench/README.md) that
+serves SPF, DKIM and DMARC records for the bench's sender domain.
 `--smoke` runs tiny versions of the first two, for CI (no thresholds).
 """
 
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
+import functools
 import os
 import random
 import resource
@@ -29,7 +34,10 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import dkim
 import uvloop
+
+from tests.dnsserver import DnsServer
 
 from . import procstat
 from .client import Pacer, Sent, idle_connections, percentile, session, stuffed, typical
@@ -37,6 +45,43 @@ from .client import Pacer, Sent, idle_connections, percentile, session, stuffed,
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "bench" / "results"
+
+
+def signing_key() -> tuple[bytes, str]:
+    """(PEM private key, base64 public key) for the bench sender's DKIM record."""
+    private = subprocess.run(
+        ["openssl", "genrsa", "-traditional", "2048"], capture_output=True, check=True
+    ).stdout
+    public = subprocess.run(
+        ["openssl", "rsa", "-pubout", "-outform", "DER"],
+        input=private,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return private, base64.b64encode(public).decode()
+
+
+@functools.cache
+def bench_dns() -> tuple[DnsServer, bytes]:
+    """The services' DNS server (what a sender with SPF, DKIM and DMARC
+    publishes; all else NXDOMAIN) and the sender's DKIM private key."""
+    private, public = signing_key()
+    server = DnsServer(
+        {
+            ("sender.test", "TXT"): ["v=spf1 ip4:127.0.0.1 -all"],
+            ("_dmarc.sender.test", "TXT"): ["v=DMARC1; p=none"],
+            ("bench._domainkey.sender.test", "TXT"): [f"v=DKIM1; k=rsa; p={public}"],
+        }
+    )
+    return server, private
+
+
+def signed_typical() -> bytes:
+    """One DKIM-signed typical message (signed once: signing is not what we measure)."""
+    raw = typical("signed")
+    key = bench_dns()[1]
+    headers = [b"from", b"to", b"subject", b"message-id"]
+    return stuffed(dkim.sign(raw, b"bench", b"sender.test", key, include_headers=headers) + raw)
 
 
 def free_port() -> int:
@@ -134,6 +179,7 @@ async def start_service(
         "MAX_CONNECTIONS_PER_IP": "20000",
         "MAX_MESSAGES_PER_CONNECTION": "100000",
         "USE_BANS": "false",
+        "DNS_RESOLVER": bench_dns()[0].address,
         **{k.upper(): v for k, v in settings.items()},
     }
     process = subprocess.Popen(
@@ -329,7 +375,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-SCENARIOS = ("throughput", "paced", "memory", "large", "connections", "workers", "metrics")
+SCENARIOS = ("throughput", "paced", "memory", "large", "connections", "workers", "metrics", "auth")
 
 
 async def fresh(kind: str, scenario, *args: object) -> Row:  # type: ignore[no-untyped-def]
@@ -395,6 +441,22 @@ async def run(args: argparse.Namespace) -> list[Row]:
             on.ratio = on.stored_rate / off.stored_rate
             on.run += " metrics on (ratio: on / off)"
         rows += on_rows
+    if "auth" in chosen:
+        one = signed_typical()
+        bodies = [(f"auth{n}", one) for n in range(count)]
+        for ack_mode in ("instant", "durable"):
+            pair: dict[str, Row] = {}
+            for _ in range(2 if ack_mode == "instant" else 1):
+                for checks in ("off", "record"):
+                    service = await start_service(ack_mode, 1, auth_checks=checks)
+                    row = await throughput(service, bodies, sessions, f"signed 4KB auth {checks}")
+                    if checks == "off":
+                        pair["off"] = row
+                    else:
+                        row.ratio = row.stored_rate / pair["off"].stored_rate
+                        row.run += " (ratio: record / off)"
+                    rows.append(row)
+                    await service.stop()
     if "workers" in chosen:
         sink = await start_sink(2)
         await measure(sink, 2)
