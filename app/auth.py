@@ -42,6 +42,9 @@ log = logging.getLogger("app.auth")
 
 T = TypeVar("T")
 MAX_RERUNS = 30  # SPF allows 10 DNS-querying terms, each maybe two lookups
+# Hashing and parsing a bigger message takes milliseconds: done in a thread,
+# so the event loop (and every session on it) never waits for it.
+OFFLOAD_SIZE = 256 * 1024
 SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
 _TAG = re.compile(rb"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", re.IGNORECASE)
 
@@ -99,11 +102,12 @@ class Authenticator:
             log.warning("[auth] checks of %s failed: %r", envelope.id, error)
         return state.result()
 
-    async def rerun(self, check: Callable[[], T]) -> T:
-        """Run the synchronous `check`, resolving what it asks for, until it completes."""
+    async def rerun(self, check: Callable[[], T], offload: bool = False) -> T:
+        """Run the synchronous `check` (in a thread if `offload`), resolving what
+        it asks for, until it completes."""
         for _ in range(MAX_RERUNS):
             try:
-                return check()
+                return await asyncio.to_thread(check) if offload else check()
             except NeedLookup as need:
                 await self.resolver.lookup(*need.key)
         raise DnsFailure("too many DNS lookups")
@@ -155,6 +159,7 @@ class _Checks:
         self.envelope = envelope
         self.auth = auth
         self.message = envelope.as_received
+        self.offload = len(self.message) > OFFLOAD_SIZE
         self.headers: list[tuple[bytes, bytes]] = []
         self.spf: authres.SPFAuthenticationResult | None = None
         self.dkim: list[authres.DKIMAuthenticationResult] = []
@@ -165,8 +170,9 @@ class _Checks:
         self.failed: set[str] = set()  # checks a library could not evaluate: permerror
 
     async def run(self) -> None:
-        try:
-            self.headers, _ = dkim.rfc822_parse(self.message)
+        end = self.message.find(b"\r\n\r\n")
+        try:  # the header only: the body may be megabytes
+            self.headers, _ = dkim.rfc822_parse(self.message[: end + 4 if end >= 0 else None])
         except Exception:
             self.headers = []
         fields = [f.lower() for f, _ in self.headers]
@@ -207,6 +213,12 @@ class _Checks:
         # RFC 7208 2.4: the null sender is checked as postmaster@<HELO>.
         return self.envelope.mail_from or (f"postmaster@{self.envelope.helo or ''}")
 
+    async def _verifier(self, kind: type[dkim.DomainSigner]) -> Any:
+        """A dkimpy verifier for the message (it parses it all: a thread if big)."""
+        if self.offload:
+            return await asyncio.to_thread(kind, self.message, logger=_QUIET)
+        return kind(self.message, logger=_QUIET)
+
     async def _spf(self) -> None:
         ip, helo = self.envelope.remote_ip, self.envelope.helo or ""
         if not ip:
@@ -228,10 +240,10 @@ class _Checks:
             self.dkim_pending -= 1
 
     async def _one_signature(self, index: int) -> authres.DKIMAuthenticationResult:
-        verifier = dkim.DKIM(self.message, logger=_QUIET)
+        verifier = await self._verifier(dkim.DKIM)
         try:
             ok = await self.auth.rerun(
-                lambda: verifier.verify(idx=index, dnsfunc=self.auth.dkim_txt)
+                lambda: verifier.verify(idx=index, dnsfunc=self.auth.dkim_txt), self.offload
             )
             result = "pass" if ok else self._why_not(verifier)
         except DnsFailure:
@@ -267,10 +279,10 @@ class _Checks:
     async def _arc(self) -> None:
         if not self.has_arc:
             return
-        verifier = dkim.ARC(self.message, logger=_QUIET)
+        verifier = await self._verifier(dkim.ARC)
         try:
             cv, _results, comment = await self.auth.rerun(
-                lambda: verifier.verify(dnsfunc=self.auth.dkim_txt)
+                lambda: verifier.verify(dnsfunc=self.auth.dkim_txt), self.offload
             )
             result = cv.decode("ascii") if cv else "none"
         except DnsFailure:
@@ -297,7 +309,8 @@ class _Checks:
                     spf_result=_copy(spf_result, self._spf_identity()),
                     dkim_result=chosen,
                     dnsfunc=self.auth.dmarc_txt,
-                )
+                ),
+                self.offload,
             )
         except DnsFailure:
             self.dmarc = DMARCAuthenticationResult(

@@ -8,6 +8,7 @@ The environment wins over `.env` (python-dotenv never overrides it).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -83,6 +84,24 @@ def _optional_port(text: str) -> int | None:
 
 
 _optional_port.allowed = "a port from 1 to 65535, or empty for off"  # type: ignore[attr-defined]
+
+
+def _resolver_address(text: str) -> str | None:
+    """DNS_RESOLVER: kept as text, checked here: "ip", "ip:port" or "[ipv6]:port"."""
+    text = text.strip()
+    if not text:
+        return None
+    host = text
+    if text.count(":") == 1 or text.startswith("["):
+        host, _, port = text.removeprefix("[").replace("]", "").rpartition(":")
+        _int(1, 65535)(port)
+    ipaddress.ip_address(host)  # dnspython takes addresses, not names
+    return text
+
+
+_resolver_address.allowed = (  # type: ignore[attr-defined]
+    "an IP address, ip:port or [ipv6]:port, or empty for the system resolver"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +226,12 @@ KEYS: tuple[Key, ...] = (
         _float(0.1, 60),
         "seconds the checks of one message may take (DNS included); then temperror",
     ),
-    Key("DNS_RESOLVER", "", _optional, "host or host:port of the DNS resolver; empty: system"),
+    Key(
+        "DNS_RESOLVER",
+        "",
+        _resolver_address,
+        "IP address (ip:port, [ipv6]:port) of the DNS resolver; empty: the system's",
+    ),
     Key("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "logging level"),
 )
 

@@ -256,3 +256,21 @@ def test_corpus_signed_messages_all_stored_with_results(make_server, database_ur
     assert set(counts) <= {"pass", "fail", "permerror", "temperror", "none", "neutral", "policy"}
     assert counts.get("permerror", 0) > 0  # signed by keys that no longer exist (NXDOMAIN)
     assert "checks of" not in server.log, "no check failed or hit its bound"
+
+
+def test_large_signed_message_verified_off_the_loop(make_server, database_url, dns):
+    """Over 256 KiB the hashing runs in a thread; the result is the same."""
+    server = make_server(auth_checks="record", dns_resolver=dns.address)
+    body = "".join(f"line {n} of a long signed message\r\n" for n in range(60_000))
+    send(server.port, "x@signed.test", signed(message("a@signed.test", "big-signed", body)))
+    assert results(database_url, "big-signed")[:3] == ("pass", "pass", "pass")
+
+
+def test_resolver_address_forms():
+    from app.resolver import parse_address
+
+    assert parse_address("") is None
+    assert parse_address("127.0.0.1") == ("127.0.0.1", 53)
+    assert parse_address("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_address("[::1]:5353") == ("::1", 5353)
+    assert parse_address("::1") == ("::1", 53)

@@ -46,6 +46,9 @@ def test_aliases_and_precedence(tmp_path):
         ({"MAX_RECIPIENTS": "0"}, "MAX_RECIPIENTS='0' is not valid: expected an integer from 1"),
         ({"LISTS_SOURCE": "supabase"}, "LISTS_SOURCE=supabase needs SUPABASE_URL"),
         ({"TLS_CERT": "/x.pem"}, "TLS_CERT and TLS_KEY must be set together"),
+        ({"DNS_RESOLVER": "dns.local"}, "DNS_RESOLVER='dns.local' is not valid: expected an IP"),
+        ({"DNS_RESOLVER": "127.0.0.1:0"}, "DNS_RESOLVER='127.0.0.1:0' is not valid"),
+        ({"AUTH_CHECKS": "strict"}, "AUTH_CHECKS='strict' is not valid: expected one of off"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
