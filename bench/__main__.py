@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import dataclasses
 import functools
 import os
@@ -37,7 +36,7 @@ import asyncpg
 import dkim
 import uvloop
 
-from tests.dnsserver import DnsServer
+from tests.dnsserver import DnsServer, dkim_key
 
 from . import procstat
 from .client import Pacer, Sent, idle_connections, percentile, session, stuffed, typical
@@ -47,25 +46,11 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "bench" / "results"
 
 
-def signing_key() -> tuple[bytes, str]:
-    """(PEM private key, base64 public key) for the bench sender's DKIM record."""
-    private = subprocess.run(
-        ["openssl", "genrsa", "-traditional", "2048"], capture_output=True, check=True
-    ).stdout
-    public = subprocess.run(
-        ["openssl", "rsa", "-pubout", "-outform", "DER"],
-        input=private,
-        capture_output=True,
-        check=True,
-    ).stdout
-    return private, base64.b64encode(public).decode()
-
-
 @functools.cache
 def bench_dns() -> tuple[DnsServer, bytes]:
     """The services' DNS server (what a sender with SPF, DKIM and DMARC
     publishes; all else NXDOMAIN) and the sender's DKIM private key."""
-    private, public = signing_key()
+    private, public = dkim_key()
     server = DnsServer(
         {
             ("sender.test", "TXT"): ["v=spf1 ip4:127.0.0.1 -all"],

@@ -8,6 +8,8 @@ drops queries unanswered (queries then time out).
 
 from __future__ import annotations
 
+import base64
+import subprocess
 from typing import Any
 
 from dnslib import QTYPE, RCODE, RR, TXT, A, DNSError, DNSRecord
@@ -61,3 +63,17 @@ class DnsServer:
     def stop(self) -> None:
         self._server.stop()
         self._server.server.server_close()
+
+
+def dkim_key() -> tuple[bytes, str]:
+    """A fresh RSA 2048 signing key: (PEM private key, base64 DER public key for p=)."""
+    private = subprocess.run(
+        ["openssl", "genrsa", "-traditional", "2048"], capture_output=True, check=True
+    ).stdout
+    public = subprocess.run(
+        ["openssl", "rsa", "-pubout", "-outform", "DER"],
+        input=private,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return private, base64.b64encode(public).decode()

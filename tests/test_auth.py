@@ -6,9 +6,7 @@ the service resolves through DNS_RESOLVER and stores the results.
 
 from __future__ import annotations
 
-import base64
 import smtplib
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,27 +14,13 @@ from pathlib import Path
 import dkim
 import pytest
 
-from .dnsserver import DnsServer
+from .dnsserver import DnsServer, dkim_key
 from .helpers import eventually, query
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 
 
-def rsa_key() -> tuple[bytes, str]:
-    """(PEM private key, base64 DER public key for p=)."""
-    private = subprocess.run(
-        ["openssl", "genrsa", "-traditional", "2048"], capture_output=True, check=True
-    ).stdout
-    public = subprocess.run(
-        ["openssl", "rsa", "-pubout", "-outform", "DER"],
-        input=private,
-        capture_output=True,
-        check=True,
-    ).stdout
-    return private, base64.b64encode(public).decode()
-
-
-KEY, PUBLIC = rsa_key()
+KEY, PUBLIC = dkim_key()
 
 
 @pytest.fixture(scope="module")

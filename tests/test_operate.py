@@ -12,10 +12,10 @@ import sys
 import threading
 import time
 
-import asyncpg
 import pytest
 
 from app import __version__, config
+from bench.retention import Probe
 
 from .helpers import ROOT, eventually, query
 from .test_tls import make_certificate
@@ -146,30 +146,18 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path):
 
 
 class InsertProbe(threading.Thread):
-    """Inserts one emails row every 2 ms on its own connection; keeps the slowest."""
+    """bench.retention's probe (one insert every 2 ms, slowest kept) in a thread."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        self.url = url
-        self.done = threading.Event()
-        self.worst = 0.0
-        self.inserts = 0
+        self.probe = Probe(url)
 
     def run(self) -> None:
-        async def go() -> None:
-            conn = await asyncpg.connect(self.url)
-            while not self.done.is_set():
-                began = time.perf_counter()
-                await conn.execute(
-                    "INSERT INTO emails (mailbox_owner, subject, body, from_addr) "
-                    "VALUES ('probe@example.com', 'probe', '', '')"
-                )
-                self.worst = max(self.worst, time.perf_counter() - began)
-                self.inserts += 1
-                await asyncio.sleep(0.002)
-            await conn.close()
+        asyncio.run(self.probe.run())
 
-        asyncio.run(go())
+    def stop(self) -> None:
+        self.probe.running = False
+        self.join()
 
 
 def partition_names(url: str, table: str) -> set[str]:
@@ -211,11 +199,11 @@ def test_retention_drops_old_partitions_and_keeps_new(make_server, database_url)
     server.wait_for_log(r"\[retention\] dropped partition emails_legacy \(12001 rows\)")
     server.wait_for_log(r"\[retention\] dropped partition raw_messages_legacy \(12000 rows\)")
     time.sleep(0.2)
-    probe.done.set()
-    probe.join()
-    print(f"retention: {probe.inserts} probe inserts, slowest {probe.worst * 1000:.1f} ms")
-    assert probe.inserts > 100
-    assert probe.worst < 0.25, f"an insert waited {probe.worst * 1000:.0f} ms during retention"
+    probe.stop()
+    inserts, worst = probe.probe.count, probe.probe.worst
+    print(f"retention: {inserts} probe inserts, slowest {worst * 1000:.1f} ms")
+    assert inserts > 100
+    assert worst < 0.25, f"an insert waited {worst * 1000:.0f} ms during retention"
     subjects = query(database_url, "SELECT DISTINCT subject FROM emails ORDER BY 1")
     assert subjects == [("new",), ("probe",)]
     assert query(database_url, "SELECT count(*) FROM raw_messages")[0][0] == 1
