@@ -15,7 +15,8 @@ import dkim
 import pytest
 
 from .dnsserver import DnsServer, dkim_key
-from .helpers import eventually, query
+from .helpers import eventually, free_port, query
+from .test_metrics import samples
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 
@@ -180,7 +181,10 @@ def test_arc_chain_validated(make_server, database_url, dns):
 
 
 def test_enforce_refuses_only_dmarc_reject(make_server, database_url, dns):
-    server = make_server(auth_checks="enforce", dns_resolver=dns.address)
+    metrics_port = free_port()
+    server = make_server(
+        auth_checks="enforce", dns_resolver=dns.address, metrics_port=str(metrics_port)
+    )
     rejected = message("a@signed.test", "enforce-reject")
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(server.port, "x@hardfail.test", rejected)
@@ -190,6 +194,11 @@ def test_enforce_refuses_only_dmarc_reject(make_server, database_url, dns):
     send(server.port, "bounce@elsewhere.test", signed(message("a@signed.test", "enforce-pass")))
     assert results(database_url, "enforce-quarantine")[2] == "fail"  # recorded, delivered
     assert results(database_url, "enforce-pass")[2] == "pass"
+    # Counted once, under one label whatever the domain.
+    refused = {
+        k: v for k, v in samples(metrics_port).items() if k.startswith("tempmail_refused_total")
+    }
+    assert refused == {"tempmail_refused_total{reason=550 dmarc reject}": 1}
     assert (
         query(database_url, "SELECT count(*) FROM emails WHERE subject = 'enforce-reject'")[0][0]
         == 0
