@@ -161,6 +161,7 @@ class _Checks:
         self.message = envelope.as_received
         self.offload = len(self.message) > OFFLOAD_SIZE
         self.headers: list[tuple[bytes, bytes]] = []
+        self.from_domains: list[str] = []  # of the header From field(s)
         self.spf: authres.SPFAuthenticationResult | None = None
         self.dkim: list[authres.DKIMAuthenticationResult] = []
         self.dkim_pending = 0  # signatures not yet verified
@@ -178,6 +179,7 @@ class _Checks:
         fields = [f.lower() for f, _ in self.headers]
         self.dkim_pending = fields.count(b"dkim-signature")
         self.has_arc = b"arc-seal" in fields
+        self.from_domains = from_domains(self.headers)
         await self._prefetch()
         for stage, name in (
             (self._spf, "spf"),
@@ -199,7 +201,7 @@ class _Checks:
 
     async def _prefetch(self) -> None:
         wanted = [(name, "TXT") for name in signature_keys(self.headers)]
-        for domain in from_domains(self.headers):
+        for domain in self.from_domains:
             wanted.append(("_dmarc." + domain, "TXT"))
             org = org_domain(domain)
             if org != domain:
@@ -295,7 +297,7 @@ class _Checks:
 
     async def _dmarc(self) -> None:
         passing = [d for d in self.dkim if d.result == "pass"]
-        domains = from_domains(self.headers)
+        domains = self.from_domains
         # authheaders aligns one DKIM result: give it a passing one that aligns if any.
         chosen = next(
             (d for d in passing if any(_aligned(d.header_d, f) for f in domains)),
