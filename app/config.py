@@ -1,8 +1,11 @@
 """Settings: one frozen object read once from the environment and `.env`.
 
-Every key has a default, a one-line description and a validator; a bad value
+Each setting is declared once, as a field of `Settings` with its default,
+parser and one-line description; `.env.example` and the README's table are
+generated from the same declarations (`python -m app.config`). A bad value
 raises ConfigError naming the variable, the value and what is allowed.
-The environment wins over `.env` (python-dotenv never overrides it).
+The environment wins over `.env` (python-dotenv never overrides it), and a
+setting's own name wins over its aliases (the Cybertemp server's names).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -22,37 +26,52 @@ class ConfigError(ValueError):
     """A setting has a value we cannot use; str() is the one line to print."""
 
 
-def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
+Parser = Callable[[str], Any]
+
+
+def _allowed(text: str) -> Callable[[Parser], Parser]:
+    """Attach the 'expected ...' text an error shows for this parser."""
+
+    def mark(parse: Parser) -> Parser:
+        parse.allowed = text  # type: ignore[attr-defined]
+        return parse
+
+    return mark
+
+
+def _number(kind: type[int] | type[float], low: float, high: float) -> Parser:
+    noun = "an integer" if kind is int else "a number"
+
+    @_allowed(f"{noun} from {low:g} to {high:g}")
     def parse(text: str) -> int | float:
         value = kind(text.strip())
         if not low <= value <= high:
             raise ValueError
         return value
 
-    noun = "an integer" if kind is int else "a number"
-    parse.allowed = f"{noun} from {low:g} to {high:g}"  # type: ignore[attr-defined]
     return parse
 
 
-def _int(low: int, high: int) -> Callable[[str], int]:
+def _int(low: int, high: int) -> Parser:
     return _number(int, low, high)
 
 
-def _float(low: float, high: float) -> Callable[[str], float]:
+def _float(low: float, high: float) -> Parser:
     return _number(float, low, high)
 
 
-def _choice(*choices: str) -> Callable[[str], str]:
+def _choice(*choices: str) -> Parser:
+    @_allowed("one of " + ", ".join(choices))
     def parse(text: str) -> str:
         value = text.strip().lower()
         if value not in choices:
             raise ValueError
         return value
 
-    parse.allowed = "one of " + ", ".join(choices)  # type: ignore[attr-defined]
     return parse
 
 
+@_allowed("true or false (also 1/0, yes/no, on/off)")
 def _bool(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -62,30 +81,22 @@ def _bool(text: str) -> bool:
     raise ValueError
 
 
-_bool.allowed = "true or false (also 1/0, yes/no, on/off)"  # type: ignore[attr-defined]
-
-
+@_allowed("any text")
 def _text(text: str) -> str:
     return text.strip()
 
 
-_text.allowed = "any text"  # type: ignore[attr-defined]
-
-
+@_allowed("any text, or empty for none")
 def _optional(text: str) -> str | None:
     return text.strip() or None
 
 
-_optional.allowed = "any text, or empty for none"  # type: ignore[attr-defined]
-
-
+@_allowed("a port from 1 to 65535, or empty for off")
 def _optional_port(text: str) -> int | None:
     return _int(1, 65535)(text) if text.strip() else None
 
 
-_optional_port.allowed = "a port from 1 to 65535, or empty for off"  # type: ignore[attr-defined]
-
-
+@_allowed("an IP address, ip:port or [ipv6]:port, or empty for the system resolver")
 def _resolver_address(text: str) -> str | None:
     """DNS_RESOLVER: kept as text, checked here: "ip", "ip:port" or "[ipv6]:port"."""
     text = text.strip()
@@ -99,192 +110,157 @@ def _resolver_address(text: str) -> str | None:
     return text
 
 
-_resolver_address.allowed = (  # type: ignore[attr-defined]
-    "an IP address, ip:port or [ipv6]:port, or empty for the system resolver"
-)
+@_allowed("comma-separated networks in CIDR form (192.0.2.0/24, 2001:db8::/32)")
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
 
 
-@dataclasses.dataclass(frozen=True)
-class Key:
-    env: str
-    default: str
-    parse: Callable[[str], Any]
-    doc: str
-    aliases: tuple[str, ...] = ()
+@_allowed("one of debug, info, warning, error")
+def _log_level(text: str) -> str:
+    return _choice("debug", "info", "warning", "error")(text).upper()  # type: ignore[no-any-return]
 
 
-KEYS: tuple[Key, ...] = (
-    Key(
-        "DATABASE_URL",
-        "",
-        _optional,
-        "PostgreSQL URL; empty starts the embedded PostgreSQL under DATA_DIR",
-    ),
-    Key("SMTP_RECEIVE_PORT", "25", _int(0, 65535), "TCP port the SMTP listener binds"),
-    Key("SMTP_BIND", "0.0.0.0", _text, "address the SMTP listener binds"),
-    Key(
-        "SMTP_HOSTNAME",
-        "",
-        _text,
-        "name in the 220 greeting and EHLO reply; empty uses the machine's host name",
-    ),
-    Key(
-        "ACK_MODE",
-        "instant",
-        _choice("instant", "durable"),
-        "instant: 250 once queued; durable: 250 only after the row is committed",
-    ),
-    Key("WORKERS", "1", _int(1, 64), "processes sharing the port (SO_REUSEPORT)"),
-    Key(
-        "MAX_MESSAGE_SIZE",
-        str(25 * 1024 * 1024),
-        _int(1024, 1 << 31),
-        "largest message in bytes (advertised as SIZE)",
-    ),
-    Key("MAX_RECIPIENTS", "100", _int(1, 10000), "accepted RCPTs per message"),
-    Key("MAX_CONNECTIONS", "5000", _int(1, 1_000_000), "concurrent connections per worker"),
-    Key(
-        "MAX_CONNECTIONS_PER_IP",
-        "50",
-        _int(1, 1_000_000),
-        "concurrent connections from one client address",
-    ),
-    Key(
-        "MAX_MESSAGES_PER_CONNECTION",
-        "100",
-        _int(1, 100_000),
-        "messages one connection may send before it is closed with 421",
-    ),
-    Key(
-        "MAX_ERRORS",
-        "20",
-        _int(1, 10_000),
-        "refused or bad commands one connection may send before it is closed with 421",
-    ),
-    Key("SMTP_TIMEOUT", "300", _float(1, 3600), "seconds a client may stay idle between commands"),
-    Key("DATA_TIMEOUT", "600", _float(1, 86400), "seconds one DATA transfer may take in total"),
-    Key("SESSION_TIMEOUT", "1800", _float(1, 86400), "seconds one connection may last in total"),
-    Key("QUEUE_SIZE", "10000", _int(1, 10_000_000), "messages held in memory before 451"),
-    Key("BATCH_MAX", "200", _int(1, 10000), "messages written in one transaction at most"),
-    Key(
-        "BATCH_DELAY_MS",
-        "5",
-        _float(0, 1000),
-        "longest wait to fill a batch under load (light load flushes at once)",
-    ),
-    Key(
-        "DURABLE_TIMEOUT",
-        "30",
-        _float(0.1, 3600),
-        "durable mode: seconds to wait for the commit before answering 451",
-    ),
-    Key(
-        "DRAIN_TIMEOUT",
-        "20",
-        _float(0, 3600),
-        "shutdown: seconds to finish sessions and write the queue before spooling",
-    ),
-    Key(
-        "LISTS_SOURCE",
-        "",
-        _choice("", "supabase", "postgres"),
-        "where lists come from; empty: supabase when SUPABASE_URL is set, else postgres",
-    ),
-    Key(
-        "USE_DOMAIN_WHITELIST",
-        "true",
-        _bool,
-        "accept only recipients in the domains table",
-        ("USE_SUPABASE_DOMAINS",),
-    ),
-    Key("USE_BANS", "true", _bool, "refuse senders in the bans table", ("USE_SUPABASE_BANS",)),
-    Key("SUPABASE_URL", "", _optional, "Supabase project URL"),
-    Key("SUPABASE_KEY", "", _optional, "Supabase API key", ("SUPABASE_SERVICE_ROLE_KEY",)),
-    Key("DOMAINS_REFRESH", "120", _float(0.05, 86400), "seconds between domain list refreshes"),
-    Key("BANS_REFRESH", "60", _float(0.05, 86400), "seconds between ban list refreshes"),
-    Key("PRIVATE_REFRESH", "30", _float(0.05, 86400), "seconds between private_email refreshes"),
-    Key("HEARTBEAT_URL", "", _optional, "URL pinged with GET while the service is healthy"),
-    Key("HEARTBEAT_INTERVAL", "60", _float(0.05, 86400), "seconds between heartbeat pings"),
-    Key("SPOOL_DIR", "./spool", _text, "directory for unwritten and dead-letter messages"),
-    Key("DATA_DIR", "./data", _text, "directory of the embedded PostgreSQL"),
-    Key("RETENTION_HOURS", "24", _float(0, 1_000_000), "hours mail is kept; 0 keeps it forever"),
-    Key("RETENTION_INTERVAL", "300", _float(0.05, 86400), "seconds between expiry runs"),
-    Key("TLS_CERT", "", _optional, "PEM certificate file; with TLS_KEY enables STARTTLS"),
-    Key("TLS_KEY", "", _optional, "PEM private key file for TLS_CERT"),
-    Key("PROXY_PROTOCOL", "off", _bool, "expect a PROXY v1/v2 header on every connection"),
-    Key("METRICS_PORT", "", _optional_port, "port for /metrics, /healthz, /readyz; empty: off"),
-    Key("METRICS_BIND", "127.0.0.1", _text, "address the metrics and health port binds"),
-    Key(
-        "AUTH_CHECKS",
-        "record",
-        _choice("off", "record", "enforce"),
-        "SPF/DKIM/DMARC: off, record results, or enforce DMARC p=reject",
-    ),
-    Key(
-        "AUTH_TIMEOUT",
-        "3",
-        _float(0.1, 60),
-        "seconds the checks of one message may take (DNS included); then temperror",
-    ),
-    Key(
-        "DNS_RESOLVER",
-        "",
-        _resolver_address,
-        "IP address (ip:port, [ipv6]:port) of the DNS resolver; empty: the system's",
-    ),
-    Key("LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"), "logging level"),
-)
+# RUST_LOG (Cybertemp's logging setting) as LOG_LEVEL, where it is a plain level.
+RUST_LEVELS = {
+    "trace": "debug",
+    "debug": "debug",
+    "info": "info",
+    "warn": "warning",
+    "error": "error",
+}
 
 
-def _field_name(env: str) -> str:
-    return env.lower()
+def setting(default: str, parse: Parser, doc: str, *aliases: str, in_example: bool = True) -> Any:
+    """One setting: its default (as the environment would spell it), parser,
+    one-line description and alias names. `in_example=False` writes it to
+    .env.example commented out (the systemd unit sets it)."""
+    return dataclasses.field(
+        default=parse(default),
+        metadata={
+            "default": default,
+            "parse": parse,
+            "doc": doc,
+            "aliases": aliases,
+            "in_example": in_example,
+        },
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    database_url: str | None
-    smtp_receive_port: int
-    smtp_bind: str
-    smtp_hostname: str
-    ack_mode: str
-    workers: int
-    max_message_size: int
-    max_recipients: int
-    max_connections: int
-    max_connections_per_ip: int
-    max_messages_per_connection: int
-    max_errors: int
-    smtp_timeout: float
-    data_timeout: float
-    session_timeout: float
-    queue_size: int
-    batch_max: int
-    batch_delay_ms: float
-    durable_timeout: float
-    drain_timeout: float
-    lists_source: str
-    use_domain_whitelist: bool
-    use_bans: bool
-    supabase_url: str | None
-    supabase_key: str | None
-    domains_refresh: float
-    bans_refresh: float
-    private_refresh: float
-    heartbeat_url: str | None
-    heartbeat_interval: float
-    spool_dir: str
-    data_dir: str
-    retention_hours: float
-    retention_interval: float
-    tls_cert: str | None
-    tls_key: str | None
-    proxy_protocol: bool
-    metrics_port: int | None
-    metrics_bind: str
-    auth_checks: str
-    auth_timeout: float
-    dns_resolver: str | None
-    log_level: str
+    # fmt: off
+    database_url: str | None = setting(
+        "", _optional, "PostgreSQL URL; empty starts the embedded PostgreSQL under DATA_DIR")
+    smtp_receive_port: int = setting("25", _int(0, 65535), "TCP port the SMTP listener binds")
+    smtp_bind: str = setting("0.0.0.0", _text, "address the SMTP listener binds")
+    smtp_hostname: str = setting(
+        "", _text, "name in the 220 greeting and EHLO reply; empty uses the machine's host name")
+    ack_mode: str = setting(
+        "durable", _choice("durable", "instant"),
+        "durable: 250 only after the row is committed; instant: 250 once queued "
+        "(a crash can lose the queued milliseconds)")
+    workers: int = setting("1", _int(1, 64), "processes sharing the port (SO_REUSEPORT)")
+    max_message_size: int = setting(
+        str(25 * 1024 * 1024), _int(1024, 1 << 31), "largest message in bytes (advertised as SIZE)")
+    max_recipients: int = setting("100", _int(1, 10000), "accepted RCPTs per message")
+    max_connections: int = setting(
+        "5000", _int(1, 1_000_000), "concurrent connections per worker", "SMTP_MAX_SESSIONS")
+    max_connections_per_ip: int = setting(
+        "50", _int(1, 1_000_000),
+        "concurrent connections from one client address (IPv6: one /64)")
+    max_messages_per_connection: int = setting(
+        "0", _int(0, 1_000_000), "messages one connection may send before 421; 0: no limit")
+    max_errors: int = setting(
+        "20", _int(1, 10_000),
+        "failed commands in a row (no message delivered in between) before 421")
+    max_receiving_bytes: int = setting(
+        str(256 * 1024 * 1024), _int(1024 * 1024, 1 << 40),
+        "bytes of messages being received at once per worker; past it MAIL and DATA get 452")
+    smtp_timeout: float = setting(
+        "300", _float(1, 3600), "seconds a client may stay idle between commands",
+        "SMTP_IDLE_TIMEOUT_SECS")
+    data_timeout: float = setting(
+        "600", _float(1, 86400), "seconds one DATA transfer may take in total")
+    session_timeout: float = setting(
+        "1800", _float(1, 86400), "seconds one connection may last in total",
+        "SMTP_SESSION_TIMEOUT_SECS")
+    queue_size: int = setting(
+        "10000", _int(1, 10_000_000), "messages held in memory before 451", "SMTP_MAX_QUEUE")
+    batch_max: int = setting("200", _int(1, 10000), "messages written in one transaction at most")
+    batch_delay_ms: float = setting(
+        "5", _float(0, 1000),
+        "longest wait to fill a batch under load (light load flushes at once)")
+    durable_timeout: float = setting(
+        "30", _float(0.1, 3600),
+        "durable mode: seconds to wait for the commit before answering 451")
+    drain_timeout: float = setting(
+        "20", _float(0, 3600),
+        "shutdown: seconds to finish sessions and write the queue before spooling")
+    lists_source: str = setting(
+        "", _choice("", "supabase", "postgres"),
+        "where lists come from; empty: supabase when SUPABASE_URL is set, else postgres")
+    use_domain_whitelist: bool = setting(
+        "true", _bool, "accept only recipients in the domains table", "USE_SUPABASE_DOMAINS")
+    use_bans: bool = setting(
+        "true", _bool, "refuse senders in the bans table", "USE_SUPABASE_BANS")
+    supabase_url: str | None = setting("", _optional, "Supabase project URL")
+    supabase_key: str | None = setting(
+        "", _optional, "Supabase API key", "SUPABASE_SERVICE_ROLE_KEY")
+    domains_refresh: float = setting(
+        "120", _float(0.05, 86400), "seconds between domain list refreshes")
+    bans_refresh: float = setting("60", _float(0.05, 86400), "seconds between ban list refreshes")
+    private_refresh: float = setting(
+        "30", _float(0.05, 86400), "seconds between private_email refreshes")
+    heartbeat_url: str | None = setting(
+        "", _optional, "URL pinged with GET while the service is healthy")
+    heartbeat_interval: float = setting(
+        "60", _float(0.05, 86400), "seconds between heartbeat pings")
+    spool_dir: str = setting(
+        "./spool", _text, "directory for unwritten and dead-letter messages (must be writable)",
+        in_example=False)
+    data_dir: str = setting(
+        "./data", _text, "directory of the embedded PostgreSQL and the API's generated secret",
+        in_example=False)
+    retention_hours: float = setting(
+        "24", _float(0, 1_000_000),
+        "hours mail is kept; 0 keeps it forever (private_email mail and mail stored before "
+        "an upgrade are kept)")
+    retention_interval: float = setting(
+        "300", _float(0.05, 86400), "seconds between expiry runs")
+    tls_cert: str | None = setting(
+        "", _optional, "PEM certificate file; with TLS_KEY enables STARTTLS")
+    tls_key: str | None = setting("", _optional, "PEM private key file for TLS_CERT")
+    proxy_protocol: bool = setting(
+        "off", _bool, "expect a PROXY v1/v2 header on every connection")
+    proxy_trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
+        "127.0.0.1/32,::1/128", _networks,
+        "with PROXY_PROTOCOL: peers whose PROXY header is believed; others are disconnected")
+    metrics_port: int | None = setting(
+        "", _optional_port, "port for /metrics, /healthz, /readyz; empty: off")
+    metrics_bind: str = setting(
+        "127.0.0.1", _text, "address the metrics and health port binds")
+    auth_checks: str = setting(
+        "record", _choice("off", "record", "enforce"),
+        "SPF/DKIM/DMARC: off, record results, or enforce DMARC p=reject")
+    auth_timeout: float = setting(
+        "3", _float(0.1, 60),
+        "seconds the checks of one message may take (DNS included); then temperror")
+    dns_resolver: str | None = setting(
+        "", _resolver_address,
+        "IP address (ip:port, [ipv6]:port) of the DNS resolver; empty: the system's")
+    api_port: int = setting("8025", _int(0, 65535), "TCP port of the HTTP API and inbox page")
+    api_bind: str = setting("127.0.0.1", _text, "address the HTTP API binds")
+    api_access: str = setting(
+        "open", _choice("open", "accounts"),
+        "open: anyone may read an unclaimed address; accounts: every address needs an account")
+    api_secret: str | None = setting(
+        "", _optional, "token signing key; empty: generated once and kept under DATA_DIR")
+    api_rate_limit: float = setting(
+        "8", _float(0.1, 100_000), "API requests per second per client address")
+    api_public_url: str | None = setting(
+        "", _optional, "base URL written into downloadUrl fields; empty: from the request")
+    log_level: str = setting("INFO", _log_level, "logging level", "RUST_LOG")
+    # fmt: on
 
     @property
     def durable(self) -> bool:
@@ -294,41 +270,117 @@ class Settings:
         """Effective settings for display, secrets hidden."""
         shown = {}
         for key in KEYS:
-            value = getattr(self, _field_name(key.env))
-            text = "" if value is None else str(value)
-            if text and key.env in ("SUPABASE_KEY",):
+            value = getattr(self, key.field)
+            if isinstance(value, tuple):
+                text = ",".join(str(v) for v in value)
+            else:
+                text = "" if value is None else str(value)
+            if text and key.env in SECRETS:
                 text = text[:4] + "…"
-            elif text and key.env == "DATABASE_URL" and "@" in text:
-                scheme, _, rest = text.partition("://")
-                text = f"{scheme}://***@{rest.rpartition('@')[2]}"
+            elif text and key.env in URLS_WITH_SECRETS:
+                text = mask_url(text)
             shown[key.env] = text
         return shown
 
 
-def _raw_value(key: Key, env: Mapping[str, str], dotenv: Mapping[str, str | None]) -> str:
-    # The environment wins over .env; the canonical name wins over an alias.
+SECRETS = frozenset({"SUPABASE_KEY", "API_SECRET"})
+URLS_WITH_SECRETS = frozenset({"DATABASE_URL", "HEARTBEAT_URL"})
+# Query parameters of a URL that carry credentials (libpq's, and common tokens).
+SECRET_PARAMETERS = frozenset({"password", "token", "key", "secret", "apikey", "api_key"})
+
+
+def mask_url(url: str) -> str:
+    """`url` with its user info, credential parameters and path hidden.
+
+    A heartbeat URL's path is often its token (https://hc-ping.com/<uuid>).
+    """
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return "***"
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"***@{host}" if "@" in parts.netloc else host
+    query = "&".join(
+        f"{name}=***" if name.lower() in SECRET_PARAMETERS else urlencode({name: value})
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    is_database = parts.scheme.startswith("postgres")
+    path = parts.path if is_database or parts.path in ("", "/") else "/***"
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One setting as the environment sees it (derived from a Settings field)."""
+
+    field: str
+    env: str
+    default: str
+    parse: Parser
+    doc: str
+    aliases: tuple[str, ...]
+    in_example: bool
+
+
+KEYS: tuple[Key, ...] = tuple(
+    Key(field=f.name, env=f.name.upper(), **f.metadata) for f in dataclasses.fields(Settings)
+)
+
+# Settings of the Cybertemp server we do not implement: named at start-up.
+UNSUPPORTED = {
+    "ENCRYPTION_MASTER_KEY_V1": (
+        "message bodies are stored unencrypted (encrypted = false); "
+        "Cybertemp's body encryption is not implemented"
+    ),
+    "TOKIO_WORKER_THREADS": "use WORKERS for processes; there are no worker threads to size",
+}
+
+
+def _translate(name: str, value: str) -> str | None:
+    """An alias's value in our setting's terms; None if it has no equivalent."""
+    if name == "RUST_LOG":
+        return RUST_LEVELS.get(value.strip().lower())
+    return value
+
+
+def _raw_value(
+    key: Key, env: Mapping[str, str], dotenv: Mapping[str, str | None]
+) -> tuple[str, str]:
+    """(name it came from, raw value): the environment wins over .env, and the
+    setting's own name over its aliases."""
     for source in (env, dotenv):
         for name in (key.env, *key.aliases):
             value = source.get(name)
-            if value is not None:
-                return value
-    return key.default
+            if value is None:
+                continue
+            translated = _translate(name, value)
+            if translated is not None:
+                return name, translated
+    return key.env, key.default
 
 
-def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
-    """Build Settings from `env` (default os.environ) over the `.env` file."""
+def _sources(
+    env: Mapping[str, str] | None, env_file: str | Path | None
+) -> tuple[Mapping[str, str], dict[str, str | None]]:
     env = os.environ if env is None else env
     dotenv: dict[str, str | None] = {}
     if env_file is not None and Path(env_file).is_file():
         dotenv = dotenv_values(env_file)
+    return env, dotenv
+
+
+def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Build Settings from `env` (default os.environ) over the `.env` file."""
+    env, dotenv = _sources(env, env_file)
     values: dict[str, Any] = {}
     for key in KEYS:
-        raw = _raw_value(key, env, dotenv)
+        name, raw = _raw_value(key, env, dotenv)
         try:
-            values[_field_name(key.env)] = key.parse(raw)
+            values[key.field] = key.parse(raw)
         except ValueError:
             allowed = key.parse.allowed  # type: ignore[attr-defined]
-            raise ConfigError(f"{key.env}={raw!r} is not valid: expected {allowed}") from None
+            raise ConfigError(f"{name}={raw!r} is not valid: expected {allowed}") from None
     if not values["smtp_hostname"]:
         values["smtp_hostname"] = socket.gethostname()
     if not values["lists_source"]:
@@ -342,8 +394,34 @@ def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".e
         )
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("TLS_CERT and TLS_KEY must be set together")
-    values["log_level"] = values["log_level"].upper()
     return Settings(**values)
+
+
+def warnings(
+    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> list[str]:
+    """One line per setting we were given but do not act on."""
+    env, dotenv = _sources(env, env_file)
+    lines = []
+    for name, consequence in UNSUPPORTED.items():
+        if env.get(name) or dotenv.get(name):
+            lines.append(f"{name} is set but not supported: {consequence}")
+    for source in (env, dotenv):
+        rust_log = source.get("RUST_LOG")
+        if rust_log and _translate("RUST_LOG", rust_log) is None:
+            lines.append(
+                f"RUST_LOG={rust_log!r} is not a plain level (trace, debug, info, warn, error): "
+                "ignored; set LOG_LEVEL"
+            )
+            break
+    return lines
+
+
+def describe_sources(env_file: str | Path | None) -> str:
+    """Where settings were read from, for start-up and `check`."""
+    if env_file is not None and Path(env_file).is_file():
+        return f"the environment, then {Path(env_file).resolve()}"
+    return f"the environment only ({env_file or 'no .env file'} not found)"
 
 
 def env_example() -> str:
@@ -355,7 +433,13 @@ def env_example() -> str:
     ]
     for key in KEYS:
         alias = f" (alias: {', '.join(key.aliases)})" if key.aliases else ""
-        lines += [f"# {key.doc}{alias}", f"{key.env}={key.default}", ""]
+        lines.append(f"# {key.doc}{alias}")
+        if key.in_example:
+            lines.append(f"{key.env}={key.default}")
+        else:
+            lines.append("# set by deploy/systemd; here it would override the unit's path")
+            lines.append(f"# {key.env}={key.default}")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ TERMINATOR = b"\r\n.\r\n"
 # RFC 5321 4.5.3.1.4: a command line is at most 512 octets; DESIGN.md allows
 # up to 1000 (some clients send long MAIL parameters), CRLF excluded.
 COMMAND_LINE_MAX = 998
+UNLIMITED = 1 << 40  # a command budget no session reaches
 
 VERDICT_REPLIES = {
     Verdict.NOT_LOADED: replies.LISTS_NOT_LOADED,
@@ -536,7 +537,9 @@ def session_factory(
     tls_context: Callable[[], ssl.SSLContext | None] = lambda: None,
 ) -> Callable[[], Session]:
     """Sessions for loop.create_server; each new one gets the current TLS context."""
-    messages = settings.max_messages_per_connection
+    # 0: no limit (Postfix has none; its clients reuse connections for 300 s).
+    # SESSION_TIMEOUT still bounds how long one connection lasts.
+    messages = settings.max_messages_per_connection or UNLIMITED
     # Per-connection budgets: past one, aiosmtpd answers 421 and closes.
     call_limits = {
         "MAIL": messages,

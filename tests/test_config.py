@@ -17,7 +17,7 @@ from .helpers import ROOT
 def test_defaults():
     settings = config.load({}, env_file=None)
     assert settings.smtp_receive_port == 25
-    assert settings.ack_mode == "instant"
+    assert settings.ack_mode == "durable"
     assert settings.max_recipients == 100
     assert settings.lists_source == "postgres"
     assert settings.use_domain_whitelist and settings.use_bans
@@ -26,10 +26,10 @@ def test_defaults():
 
 def test_aliases_and_precedence(tmp_path):
     env_file = tmp_path / ".env"
-    env_file.write_text("SMTP_RECEIVE_PORT=2600\nACK_MODE=durable\nUSE_SUPABASE_DOMAINS=false\n")
+    env_file.write_text("SMTP_RECEIVE_PORT=2600\nACK_MODE=instant\nUSE_SUPABASE_DOMAINS=false\n")
     settings = config.load({"SMTP_RECEIVE_PORT": "2700"}, env_file=env_file)
     assert settings.smtp_receive_port == 2700  # the environment wins over .env
-    assert settings.ack_mode == "durable"
+    assert settings.ack_mode == "instant"
     assert settings.use_domain_whitelist is False  # Cybertemp's alias
     settings = config.load(
         {"SUPABASE_URL": "http://127.0.0.1:1", "SUPABASE_SERVICE_ROLE_KEY": "k"}, env_file=None
@@ -41,7 +41,7 @@ def test_aliases_and_precedence(tmp_path):
     "env, message",
     [
         ({"SMTP_RECEIVE_PORT": "abc"}, "SMTP_RECEIVE_PORT='abc' is not valid: expected an integer"),
-        ({"ACK_MODE": "fast"}, "ACK_MODE='fast' is not valid: expected one of instant, durable"),
+        ({"ACK_MODE": "fast"}, "ACK_MODE='fast' is not valid: expected one of durable, instant"),
         ({"USE_BANS": "maybe"}, "USE_BANS='maybe' is not valid: expected true or false"),
         ({"MAX_RECIPIENTS": "0"}, "MAX_RECIPIENTS='0' is not valid: expected an integer from 1"),
         ({"LISTS_SOURCE": "supabase"}, "LISTS_SOURCE=supabase needs SUPABASE_URL"),

@@ -100,7 +100,7 @@ def spooled_marker(path) -> str:
 
 def test_sigterm_with_database_cut_spools_then_replays(make_server, database_url, proxy, tmp_path):
     url = with_port(database_url, proxy.port)
-    server = make_server(database_url=url, drain_timeout="3")
+    server = make_server(database_url=url, drain_timeout="3", ack_mode="instant")
     load = Load(server.port, sessions=5, per_session=400).start()
     load.wait_for(250, at_least=100)
     proxy.cut()

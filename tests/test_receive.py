@@ -178,7 +178,7 @@ def test_instant_mode_250_then_row(make_server, database_url):
 
 
 def test_queue_full_gives_451_and_loses_nothing(make_server, database_url):
-    server = make_server(queue_size="1")
+    server = make_server(queue_size="1", ack_mode="instant")
     import asyncio
 
     import asyncpg

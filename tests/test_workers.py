@@ -16,7 +16,7 @@ def worker_pids(supervisor_pid: int) -> list[int]:
 
 
 def test_two_workers_restart_and_drain(make_server, database_url):
-    server = make_server(workers="2")
+    server = make_server(workers="2", ack_mode="instant")
     server.wait_for_log(r"(?s)domains loaded.*domains loaded")  # both workers
     assert server.process is not None
     pids = eventually(
