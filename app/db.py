@@ -103,36 +103,46 @@ def classify(error: BaseException) -> str:
 
 # One statement, so one round trip and one implicit transaction per batch.
 # Ids are made before the insert; ON CONFLICT DO NOTHING makes a retried
-# batch that had in fact committed a no-op (idempotent writes).
-INSERT_BATCH = """
+# batch that had in fact committed a no-op (idempotent writes). The emails
+# columns are Cybertemp's meanings (README, "Switching from Cybertemp"):
+# to_addrs holds the envelope recipient, encrypted is false. Each new row is
+# announced on NEW_MAIL_CHANNEL ("<emails.id> <mailbox_owner>"); PostgreSQL
+# delivers notifications only at COMMIT, so a listener never hears of a row
+# it cannot read yet.
+NEW_MAIL_CHANNEL = "tempmail_new_mail"
+INSERT_BATCH = f"""
 WITH raw AS (
     INSERT INTO raw_messages (id, raw, received_at)
     SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::timestamptz[])
-    ON CONFLICT (id, received_at) DO NOTHING
+    ON CONFLICT DO NOTHING
 ), mail AS (
     INSERT INTO emails (id, mailbox_owner, subject, body, html, from_addr, to_addrs,
                         "timestamp", size, received_at, message_id, header_from,
                         attachments, remote_ip, helo, raw_id, tls,
-                        auth_results, spf, dkim, dmarc, dmarc_domain)
-    SELECT r.id, r.owner, r.subject, r.body, r.html, r.from_addr,
-           ARRAY(SELECT jsonb_array_elements_text(r.to_addrs::jsonb)),
+                        auth_results, spf, dkim, dmarc, dmarc_domain, header_to,
+                        encrypted, key_version)
+    SELECT r.id, r.owner, r.subject, r.body, r.html, r.from_addr, ARRAY[r.owner],
            r.received_at, r.size, r.received_at, r.message_id, r.header_from,
            r.attachments::jsonb, r.remote_ip::inet, r.helo, r.raw_id, r.tls,
-           r.auth_results, r.spf, r.dkim, r.dmarc, r.dmarc_domain
+           r.auth_results, r.spf, r.dkim, r.dmarc, r.dmarc_domain,
+           ARRAY(SELECT jsonb_array_elements_text(r.header_to::jsonb)), false, NULL
     FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                $10::text[], $11::timestamptz[], $12::bigint[], $13::text[], $14::text[],
-                $15::text[], $16::text[], $17::text[], $18::uuid[], $19::bool[],
-                $20::text[], $21::text[], $22::text[], $23::text[], $24::text[])
-         AS r(id, owner, subject, body, html, from_addr, to_addrs, received_at, size,
+                $10::timestamptz[], $11::bigint[], $12::text[], $13::text[],
+                $14::text[], $15::text[], $16::text[], $17::uuid[], $18::bool[],
+                $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[])
+         AS r(id, owner, subject, body, html, from_addr, received_at, size,
               message_id, header_from, attachments, remote_ip, helo, raw_id, tls,
-              auth_results, spf, dkim, dmarc, dmarc_domain)
-    ON CONFLICT (id, received_at) DO NOTHING
+              auth_results, spf, dkim, dmarc, dmarc_domain, header_to)
+    ON CONFLICT DO NOTHING
 ), box AS (
     INSERT INTO inbox (email_address)
     SELECT DISTINCT unnest($5::text[])
     ON CONFLICT (email_address) DO NOTHING
+), private AS (
+    UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY($5::text[])
 )
-UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY($5::text[])
+SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
+FROM unnest($4::uuid[], $5::text[]) AS n(id, owner)
 """
 
 
@@ -149,7 +159,9 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
                 for a in parsed.attachments
             ]
         )
-        to_addrs = json.dumps(parsed.to_addrs)
+        header_to = json.dumps(parsed.header_to)
+        # The sender's bytes, as Cybertemp counted them: without our trace line.
+        size = len(envelope.raw) - envelope.trace_length
         auth = envelope.auth
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for column, value in zip(
@@ -160,10 +172,9 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
                     parsed.subject,
                     parsed.body,
                     parsed.html,
-                    envelope.mail_from,
-                    to_addrs,
+                    envelope.mail_from.lower(),  # Cybertemp stored it lower-cased
                     envelope.received_at,
-                    len(envelope.raw),
+                    size,
                     parsed.message_id,
                     parsed.header_from,
                     attachments,
@@ -176,6 +187,7 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
                     auth and auth.dkim,
                     auth and auth.dmarc,
                     auth and auth.dmarc_domain,
+                    header_to,
                 ),
                 strict=True,
             ):

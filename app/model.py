@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from .auth import AuthResult
 
 
+NO_SUBJECT = "No Subject"
+
+
 @dataclasses.dataclass(frozen=True)
 class Attachment:
     filename: str
@@ -21,13 +24,18 @@ class Attachment:
 
 @dataclasses.dataclass(frozen=True)
 class ParsedMail:
-    """What the website shows of a message; every text is clean UTF-8 without NUL."""
+    """What the website shows of a message; every text is clean UTF-8 without NUL.
+
+    Empty values follow what the Cybertemp writer stored: `html` is "" when
+    there is no HTML part, and a message without a Subject header gets
+    NO_SUBJECT (an empty Subject header stays empty).
+    """
 
     subject: str
     body: str
-    html: str | None
-    header_from: str
-    to_addrs: tuple[str, ...]
+    html: str
+    header_from: str  # the From header: "Name <address>" or "address"
+    header_to: tuple[str, ...]  # the To and Cc headers, each like header_from
     message_id: str | None
     attachments: tuple[Attachment, ...]
     parser: str  # "mail-parser", "email" (fallback) or "none" (unparseable)

@@ -18,7 +18,7 @@ from typing import Any
 
 import mailparser
 
-from .model import Attachment, ParsedMail
+from .model import NO_SUBJECT, Attachment, ParsedMail
 
 # mail-parser logs every defect it meets at WARNING/ERROR: noise, and it can
 # echo header content into our logs.
@@ -49,12 +49,18 @@ def _decoded_size(payload: Any, transfer_encoding: str | None) -> int:
     return len(payload.encode("utf-8", "replace"))
 
 
-def _address(pairs: Any) -> str:
-    if not pairs:
-        return ""
-    name, addr = pairs[0]
+def _display(name: str, addr: str) -> str:
     # A display string, not a wire header (formataddr refuses UTF-8 addresses).
     return f"{name} <{addr}>" if name else addr
+
+
+def _address(pairs: Any) -> str:
+    return _display(*pairs[0]) if pairs else ""
+
+
+def _subject(message: email.message.Message, decoded: str) -> str:
+    """Cybertemp's placeholder when the header is missing; the text otherwise."""
+    return decoded if "subject" in message else NO_SUBJECT
 
 
 def _with_mailparser(raw: bytes) -> ParsedMail:
@@ -74,11 +80,15 @@ def _with_mailparser(raw: bytes) -> ParsedMail:
         for part in mail.attachments
     )
     return ParsedMail(
-        subject=clean_text(subject),
+        subject=clean_text(_subject(mail.message, subject)),
         body=clean_text(mail.text_plain[0] if mail.text_plain else ""),
-        html=clean_text(mail.text_html[0]) if mail.text_html else None,
+        html=clean_text(mail.text_html[0] if mail.text_html else ""),
         header_from=clean_text(header_from),
-        to_addrs=tuple(clean_text(addr) for _, addr in (mail.to or []) + (mail.cc or []) if addr),
+        header_to=tuple(
+            clean_text(_display(name, addr))
+            for name, addr in (mail.to or []) + (mail.cc or [])
+            if addr
+        ),
         message_id=clean_text(mail.message_id) or None,
         attachments=attachments,
         parser="mail-parser",
@@ -138,18 +148,18 @@ def _with_stdlib(raw: bytes) -> ParsedMail:
         [str(v) for v in message.get_all("to", []) + message.get_all("cc", [])]
     )
     return ParsedMail(
-        subject=clean_text(_header(message, "subject")),
+        subject=clean_text(_subject(message, _header(message, "subject"))),
         body=clean_text(body),
-        html=clean_text(html) if html is not None else None,
+        html=clean_text(html),
         header_from=clean_text(_header(message, "from")),
-        to_addrs=tuple(clean_text(addr) for _, addr in recipients if addr),
+        header_to=tuple(clean_text(_display(name, addr)) for name, addr in recipients if addr),
         message_id=clean_text(_header(message, "message-id").strip()) or None,
         attachments=tuple(attachments),
         parser="email",
     )
 
 
-EMPTY = ParsedMail("", "", None, "", (), None, (), "none")
+EMPTY = ParsedMail(NO_SUBJECT, "", "", "", (), None, (), "none")
 
 
 def parse(raw: bytes) -> ParsedMail:

@@ -46,6 +46,7 @@ ALTER TABLE emails ADD COLUMN IF NOT EXISTS remote_ip    inet;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS helo         text;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS raw_id       uuid;
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS tls          boolean;
+ALTER TABLE emails ADD COLUMN IF NOT EXISTS header_to    text[];
 
 -- The website lists one mailbox newest first (migration 002 partitions
 -- emails and raw_messages by received_at and keeps these indexes).

@@ -30,9 +30,9 @@ def test_multipart_fields():
     mail = parse(MULTIPART)
     assert mail.subject == "café menu"
     assert mail.body.strip() == "plain text"
-    assert mail.html is not None and "<script>" in mail.html  # stored as received
+    assert "<script>" in mail.html  # stored as received
     assert mail.header_from == "Jörg <j@sender.test>"
-    assert mail.to_addrs == ("a@example.com", "b@example.com")
+    assert mail.header_to == ("a@example.com", "B <b@example.com>")
     assert mail.message_id == "<m1@sender.test>"
     assert [(a.filename, a.content_type, a.size) for a in mail.attachments] == [
         ("doc.pdf", "application/pdf", 9)
@@ -45,6 +45,13 @@ def test_raw_utf8_headers():
     assert (mail.subject, mail.header_from) == ("ünïcödé", "Jörg <jörg@sender.test>")
 
 
+def test_cybertemp_empty_values():
+    """No Subject header: Cybertemp's placeholder; an empty one stays empty; no HTML: ""."""
+    missing, empty = parse(b"From: a@b.test\r\n\r\nx"), parse(b"Subject:\r\n\r\nx")
+    assert (missing.subject, empty.subject) == ("No Subject", "")
+    assert missing.html == "" and empty.html == ""
+
+
 def test_clean_text():
     assert clean_text("a\x00b") == "ab"
     assert clean_text("bad \udcff surrogate").encode("utf-8")
@@ -55,7 +62,7 @@ def test_clean_text():
 @given(st.binary(max_size=2000))
 def test_never_raises_and_text_is_clean(raw):
     mail = parse(raw)
-    for text in (mail.subject, mail.body, mail.html or "", mail.header_from, *mail.to_addrs):
+    for text in (mail.subject, mail.body, mail.html, mail.header_from, *mail.header_to):
         assert "\x00" not in text
         text.encode("utf-8")
 
