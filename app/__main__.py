@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | init-db | check | domains ... | bans ...`."""
+"""Command line: `python -m app serve | api | init-db | check | domains | bans | accounts`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,62 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     from .service import serve
 
     return uvloop.run(serve(settings, replay_spool=workers.worker_index() in (None, 0)))
+
+
+def cmd_api(settings: config.Settings, args: argparse.Namespace) -> int:
+    from .api.app import serve
+
+    return serve(settings)
+
+
+def read_password(stream: Any = None) -> str:
+    """The first line of standard input (a prompt without echo on a terminal)."""
+    stream = stream or sys.stdin
+    if stream.isatty():
+        import getpass
+
+        return getpass.getpass("password: ")
+    return str(stream.readline()).rstrip("\r\n")
+
+
+def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
+    from .api import access, queries
+
+    address = policy.normalize_address(args.address) if args.action != "list" else ""
+    if args.action != "list" and policy.address_problem(address):
+        print(f"error: {args.address!r} is not a valid address", file=sys.stderr)
+        return 2
+    password = ""
+    if args.action in ("add", "passwd"):
+        password = read_password()
+        problem = access.password_problem(password)
+        if problem:
+            print(f"error: password: {problem}", file=sys.stderr)
+            return 2
+
+    async def act(conn: Any) -> int:
+        if args.action == "add":
+            row = await queries.create_account(conn, address, await access.hash_password(password))
+            if row is None:
+                print(f"error: {address} already has an account", file=sys.stderr)
+                return 1
+            print(f"added {address} (account {row['id']})")
+        elif args.action == "passwd":
+            if not await queries.set_password(conn, address, await access.hash_password(password)):
+                print(f"error: {address} has no account", file=sys.stderr)
+                return 1
+            print(f"password changed for {address}")
+        elif args.action == "remove":
+            if not await queries.remove_account(conn, address):
+                print(f"error: {address} has no account", file=sys.stderr)
+                return 1
+            print(f"removed the account of {address} (its mail is kept)")
+        else:
+            for row in await queries.all_accounts(conn):
+                print(f"{row['address']}\t{row['created_at'].isoformat(timespec='seconds')}")
+        return 0
+
+    return asyncio.run(with_connection(settings, act))
 
 
 def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -125,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", default=".env", help="settings file (default: ./.env)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the SMTP service").set_defaults(run=cmd_serve)
+    commands.add_parser("api", help="run the HTTP API (read side)").set_defaults(run=cmd_api)
     commands.add_parser("init-db", help="install or upgrade the schema").set_defaults(
         run=cmd_init_db
     )
@@ -151,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "add":
             sub.add_argument("--match", choices=("exact", "contains"), default="exact")
     ban_actions.add_parser("list")
+
+    accounts = commands.add_parser(
+        "accounts", help="manage API accounts (the password is read from standard input)"
+    )
+    accounts.set_defaults(run=cmd_accounts)
+    account_actions = accounts.add_subparsers(dest="action", required=True)
+    for action in ("add", "passwd", "remove"):
+        account_actions.add_parser(action).add_argument("address")
+    account_actions.add_parser("list")
     return parser
 
 

@@ -1,0 +1,201 @@
+"""Who may read which address: accounts, passwords, tokens and the rules, in one place.
+
+- Passwords are hashed with argon2id (argon2-cffi defaults), off the event loop.
+- Tokens are JWTs (PyJWT, HS256) signed with API_SECRET; when it is empty a
+  secret is generated once and kept in DATA_DIR/api_secret (mode 0600).
+  A token names its account (`id`) and address and expires after
+  TOKEN_DAYS; the account must still exist when it is used, so deleting an
+  account revokes its tokens.
+- `decide` is the whole rule set: an address with an account, or listed in
+  private_email, or any address with API_ACCESS=accounts, is read only
+  with its own credential; other addresses are open (the disposable-mail
+  model). A credential for one address never reads another, whatever the
+  route: presenting it for another address is refused, not ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime
+import enum
+import hashlib
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+import argon2
+import jwt
+
+log = logging.getLogger("app.api")
+
+TOKEN_DAYS = 7
+SECRET_FILE = "api_secret"
+MIN_PASSWORD = 6
+MAX_PASSWORD = 1024
+
+_hasher = argon2.PasswordHasher()
+
+
+def load_secret(api_secret: str | None, data_dir: str) -> str:
+    """API_SECRET, or the one generated under `data_dir` (made once, mode 0600)."""
+    if api_secret:
+        return api_secret
+    path = Path(data_dir) / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(48))
+    log.warning("[api] API_SECRET is unset: generated one in %s", path)
+    return path.read_text().strip()
+
+
+# Passwords ----------------------------------------------------------------------
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def password_problem(password: object) -> str | None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        return f"This value is too short. It should have {MIN_PASSWORD} characters or more."
+    if len(password) > MAX_PASSWORD:
+        return f"This value is too long. It should have {MAX_PASSWORD} characters or less."
+    return None
+
+
+class PasswordChecker:
+    """argon2 verification (tens of ms, in a thread) with a short memory of
+    successes, so HTTP basic on every Mailpit request does not hash each time."""
+
+    def __init__(self, ttl: float = 300, size: int = 1024) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._ok: OrderedDict[bytes, float] = OrderedDict()
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        key = hashlib.sha256(f"{password_hash}\0{password}".encode()).digest()
+        now = time.monotonic()
+        until = self._ok.get(key)
+        if until is not None and until > now:
+            return True
+        try:
+            await asyncio.to_thread(_hasher.verify, password_hash, password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
+        self._ok[key] = now + self.ttl
+        while len(self._ok) > self.size:
+            self._ok.popitem(last=False)
+        return True
+
+
+# Tokens -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Claims:
+    account_id: uuid.UUID
+    address: str
+
+
+def issue_token(secret: str, account_id: uuid.UUID, address: str) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    payload = {
+        "iat": now,
+        "exp": now + datetime.timedelta(days=TOKEN_DAYS),
+        "roles": ["ROLE_USER"],
+        "address": address,
+        "id": str(account_id),
+        "mercure": {"subscribe": [f"/accounts/{account_id}"]},
+    }
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def read_token(secret: str, token: str) -> Claims | None:
+    """The claims of a valid, unexpired token of ours; None otherwise."""
+    try:
+        payload = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp", "id", "address"]}
+        )
+        return Claims(uuid.UUID(str(payload["id"])), str(payload["address"]))
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+
+
+# Credentials in a request ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    """What a request presented: a bearer token, or HTTP basic (address, password)."""
+
+    token: str | None = None
+    basic: tuple[str, str] | None = None
+
+    @property
+    def present(self) -> bool:
+        return self.token is not None or self.basic is not None
+
+
+def credential(authorization: str | None, query_token: str | None = None) -> Credential:
+    """Parse an Authorization header (or a Mercure `authorization` query value).
+
+    An empty bearer token ("Bearer " with nothing after it) counts as none:
+    mail.tm clients send one on public routes before they have logged in.
+    """
+    value = (authorization or "").strip()
+    scheme, _, rest = value.partition(" ")
+    rest = rest.strip()
+    if scheme.lower() == "bearer":
+        return Credential(token=rest or None)
+    if scheme.lower() == "basic" and rest:
+        try:
+            user, colon, password = base64.b64decode(rest, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return Credential(basic=("", ""))
+        return Credential(basic=(user, password) if colon else ("", ""))
+    if query_token:
+        return Credential(token=query_token.removeprefix("Bearer ").strip() or None)
+    return Credential()
+
+
+# The rules ------------------------------------------------------------------------
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    NEED_CREDENTIAL = "need credential"  # 401: claimed address, nothing (valid) presented
+    FORBIDDEN = "forbidden"  # a credential for another address
+
+
+def decide(
+    address: str,
+    *,
+    mode: str,
+    claimed: bool,
+    private: bool,
+    authenticated_as: str | None,
+    presented: bool,
+) -> Decision:
+    """May this request read `address`?
+
+    `authenticated_as` is the address a valid credential proved (None if
+    nothing valid was presented); `presented` says whether any credential
+    was sent at all (an invalid one is refused, never treated as anonymous).
+    """
+    if authenticated_as is not None:
+        return Decision.ALLOW if authenticated_as == address else Decision.FORBIDDEN
+    if presented:
+        return Decision.NEED_CREDENTIAL
+    if mode == "open" and not claimed and not private:
+        return Decision.ALLOW
+    return Decision.NEED_CREDENTIAL

@@ -1,0 +1,159 @@
+"""What every route shares: the process state, content negotiation, JSON
+responses, and turning a request's credential into an account.
+
+Route modules (mailtm.py, mailpit.py, app.py) import this; it holds no
+route of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..config import Settings
+from ..policy import DomainList, build_domains
+from . import access, queries
+from .events import Hub
+
+DOMAINS_TTL = 10.0  # seconds the domain list is cached
+JSON = "application/json; charset=utf-8"
+JSON_LD = "application/ld+json; charset=utf-8"
+# Every API response: JSON only, never a page; nothing is framed or sniffed.
+SAFE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# Raw messages and attachments: a download, and inert if opened anyway.
+DOWNLOAD_HEADERS = {
+    **SAFE_HEADERS,
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "Cache-Control": "private, no-store",
+}
+
+
+@dataclasses.dataclass
+class State:
+    settings: Settings
+    pool: asyncpg.Pool
+    hub: Hub
+    secret: str
+    shape: queries.Schema
+    started: datetime.datetime
+    passwords: access.PasswordChecker = dataclasses.field(default_factory=access.PasswordChecker)
+    _domains: tuple[float, list[dict[str, Any]], DomainList] | None = None
+
+    async def domains(self) -> tuple[list[dict[str, Any]], DomainList]:
+        """The domains rows and the matcher, cached for DOMAINS_TTL seconds."""
+        now = time.monotonic()
+        if self._domains is None or now - self._domains[0] > DOMAINS_TTL:
+            rows = await queries.domains(self.pool, self.shape)
+            matcher, _problems = build_domains(rows)
+            self._domains = (now, rows, matcher)
+        return self._domains[1], self._domains[2]
+
+
+def state(request: Request) -> State:
+    return request.app.state.api  # type: ignore[no-any-return]
+
+
+def wants_ld(request: Request) -> bool:
+    """mail.tm's negotiation: JSON-LD unless the client asked for plain JSON."""
+    accept = request.headers.get("accept", "").lower()
+    if "application/ld+json" in accept:
+        return True
+    return "application/json" not in accept
+
+
+def base_url(request: Request) -> str:
+    public = state(request).settings.api_public_url
+    if public:
+        return public.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def json_response(body: Any, status: int = 200, ld: bool = False) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status_code=status,
+        media_type=JSON_LD if ld else JSON,
+        headers=SAFE_HEADERS,
+    )
+
+
+def download(data: bytes, media_type: str, filename: str) -> Response:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename)[:200] or "download"
+    return Response(
+        data,
+        media_type=media_type,
+        headers={**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'},
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    id: uuid.UUID
+    address: str
+    row: Any
+
+
+async def account_for_token(request: Request, token: str | None) -> Account | None:
+    """The existing account a valid token names, else None."""
+    if not token:
+        return None
+    ctx = state(request)
+    claims = access.read_token(ctx.secret, token)
+    if claims is None:
+        return None
+    row = await queries.account_by_id(ctx.pool, claims.account_id)
+    if row is None or row["address"] != claims.address:
+        return None
+    return Account(row["id"], row["address"], row)
+
+
+async def account_for_basic(request: Request, user: str, password: str) -> Account | None:
+    from ..policy import normalize_address
+
+    ctx = state(request)
+    row = await queries.account_by_address(ctx.pool, normalize_address(user))
+    if row is None or not await ctx.passwords.verify(row["password_hash"], password):
+        return None
+    return Account(row["id"], row["address"], row)
+
+
+async def authenticate(request: Request, cred: access.Credential) -> Account | None:
+    if cred.token is not None:
+        return await account_for_token(request, cred.token)
+    if cred.basic is not None:
+        return await account_for_basic(request, *cred.basic)
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """The outcome of asking to read one address."""
+
+    decision: access.Decision
+    account: Account | None  # the address's own account, if it has one and it is the reader
+
+
+async def reader_for(request: Request, address: str, cred: access.Credential) -> Reader:
+    ctx = state(request)
+    claimed_row, private = await queries.claim(ctx.pool, address)
+    account = await authenticate(request, cred) if cred.present else None
+    decision = access.decide(
+        address,
+        mode=ctx.settings.api_access,
+        claimed=claimed_row is not None,
+        private=private,
+        authenticated_as=account.address if account else None,
+        presented=cred.present,
+    )
+    return Reader(decision, account if decision is access.Decision.ALLOW else None)

@@ -1,0 +1,212 @@
+"""Live push: PostgreSQL LISTEN -> in-memory fan-out -> server-sent event streams.
+
+The writer announces each committed `emails` row with NOTIFY (payload
+"<id> <mailbox_owner>", delivered at COMMIT only, so an event never names a
+row we cannot read). One connection LISTENs; notifications for addresses
+nobody watches cost a dict lookup. For watched ones the rows of one commit
+are fetched together (by primary key) and handed to every stream of that
+address, which formats them as Mercure does: one unnamed event per
+resource, a JSON object per `data:` field.
+
+A lost LISTEN connection (server restart, pg_terminate_backend, network)
+is noticed through asyncpg's termination callback and a periodic ping, and
+re-established with backoff; then every watched address is read for rows
+received since shortly before the loss (CATCH_UP_MARGIN covers mail
+received before the loss but committed after it), and rows already sent
+are skipped (a bounded memory of recent ids), so nothing committed in the
+gap is lost and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from .. import db
+from . import queries
+
+log = logging.getLogger("app.api.events")
+
+APPLICATION_NAME = "tempmail-api-listen"
+CATCH_UP_MARGIN = datetime.timedelta(seconds=120)
+PING_INTERVAL = 5.0
+PING_TIMEOUT = 5.0
+BACKOFF_MAX = 5.0
+QUEUE_SIZE = 1000  # events waiting for one slow stream before it is closed
+RECENT_IDS = 50_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One committed row for a stream: the list row and the mailbox's bytes used."""
+
+    row: Any
+    used: int
+
+
+class Stream:
+    """One open event stream: its addresses, and a bounded queue of deliveries.
+
+    `None` in the queue ends the stream (it fell too far behind)."""
+
+    def __init__(self, addresses: tuple[str, ...]) -> None:
+        self.addresses = addresses
+        self.queue: asyncio.Queue[Delivery | None] = asyncio.Queue(QUEUE_SIZE + 1)
+        self.closed = False
+
+    def offer(self, delivery: Delivery) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= QUEUE_SIZE:
+            self.closed = True
+            self.queue.put_nowait(None)
+            log.warning("[events] closed a stream that fell %d events behind", QUEUE_SIZE)
+            return
+        self.queue.put_nowait(delivery)
+
+
+class Hub:
+    """The LISTEN connection and the streams, by address."""
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self.url = url
+        self.pool = pool
+        self.streams: dict[str, set[Stream]] = collections.defaultdict(set)
+        self._pending: list[uuid.UUID] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._recent: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+        self._lost = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    # Streams ----------------------------------------------------------------------
+
+    def subscribe(self, addresses: tuple[str, ...]) -> Stream:
+        """A new stream of `addresses`, receiving from now on."""
+        stream = Stream(addresses)
+        for address in addresses:
+            self.streams[address].add(stream)
+        return stream
+
+    def unsubscribe(self, stream: Stream) -> None:
+        for address in stream.addresses:
+            streams = self.streams.get(address)
+            if streams is not None:
+                streams.discard(stream)
+                if not streams:
+                    del self.streams[address]
+
+    @property
+    def stream_count(self) -> int:
+        return len({id(s) for streams in self.streams.values() for s in streams})
+
+    # The LISTEN connection -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep one LISTEN connection up for ever (cancel to stop)."""
+        backoff = 0.1
+        lost_at: datetime.datetime | None = None
+        while True:
+            try:
+                conn = await asyncpg.connect(
+                    self.url, timeout=5, server_settings={"application_name": APPLICATION_NAME}
+                )
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.warning("[events] cannot LISTEN yet: %r; retrying", error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = 0.1
+            try:
+                self._lost.clear()
+                conn.add_termination_listener(lambda _conn: self._lost.set())
+                await conn.add_listener(db.NEW_MAIL_CHANNEL, self._notified)
+                self.connected.set()
+                if lost_at is not None:
+                    self.reconnects += 1
+                    caught = await self.catch_up(lost_at - CATCH_UP_MARGIN)
+                    log.warning("[events] LISTEN re-established; caught up %d message(s)", caught)
+                else:
+                    log.info("[events] listening on %s", db.NEW_MAIL_CHANNEL)
+                await self._watch(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                log.warning("[events] LISTEN connection failed: %r", error)
+            finally:
+                self.connected.clear()
+                lost_at = datetime.datetime.now(datetime.UTC)
+                conn.terminate()
+            log.warning("[events] LISTEN connection lost; reconnecting")
+
+    async def _watch(self, conn: asyncpg.Connection) -> None:
+        """Return when the connection is gone (termination callback or failed ping)."""
+        while not self._lost.is_set():
+            try:
+                await asyncio.wait_for(self._lost.wait(), PING_INTERVAL)
+                return
+            except TimeoutError:
+                pass
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), PING_TIMEOUT)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        # "<uuid> <address>": the address may itself contain spaces (quoted local part).
+        ident, _, address = payload.partition(" ")
+        if address not in self.streams:
+            return
+        try:
+            self._pending.append(uuid.UUID(ident))
+        except ValueError:
+            return
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            ids, self._pending = self._pending, []
+            try:
+                rows = await queries.messages_by_ids(self.pool, ids)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                # The rows are committed: a later catch-up (on reconnect) finds them.
+                log.warning("[events] could not read %d new message(s): %r", len(ids), error)
+                continue
+            rows.sort(key=lambda r: (r["received_at"] is None, r["received_at"]))
+            await self.deliver(rows)
+
+    async def deliver(self, rows: Iterable[Any]) -> int:
+        """Hand each row not sent before to the streams of its address; how many."""
+        sent = 0
+        used: dict[str, int] = {}
+        for row in rows:
+            if row["id"] in self._recent:
+                continue
+            self._remember(row["id"])
+            address = row["mailbox_owner"]
+            streams = self.streams.get(address)
+            if not streams:
+                continue
+            if address not in used:
+                used[address] = await queries.used_bytes(self.pool, address)
+            delivery = Delivery(row, used[address])
+            for stream in list(streams):
+                stream.offer(delivery)
+            sent += 1
+        return sent
+
+    def _remember(self, ident: uuid.UUID) -> None:
+        self._recent[ident] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    async def catch_up(self, since: datetime.datetime) -> int:
+        addresses = list(self.streams)
+        if not addresses:
+            return 0
+        rows = await queries.committed_since(self.pool, addresses, since)
+        return await self.deliver(rows)

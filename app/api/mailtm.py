@@ -1,0 +1,376 @@
+"""mail.tm / mail.gw compatible routes at the API root.
+
+Same paths, fields, status codes and content negotiation as that API
+(docs.mail.tm): JSON-LD/Hydra by default, a bare JSON array for
+collections when the client sends `Accept: application/json`. Every
+message route works on the mailbox of the account the bearer token names;
+a message of another mailbox is 404, as if it did not exist.
+
+Our additions, documented in the README: `GET /messages/{id}?remoteImages=1`
+keeps remote images in the sanitised HTML, and attachment downloads live at
+`/messages/{id}/attachment/{ATTACH000001}` (the `downloadUrl` we write).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import policy
+from . import access, mime, queries, shapes
+from .context import (
+    Account,
+    account_for_token,
+    base_url,
+    download,
+    json_response,
+    state,
+    wants_ld,
+)
+
+QUOTA = 40_000_000  # bytes, as mail.tm reports (informational: nothing enforces it)
+
+
+def error(status: int, description: str, request: Request) -> Response:
+    ld = wants_ld(request)
+    return json_response(shapes.error(status, description, ld), status, ld)
+
+
+def not_found(request: Request) -> Response:
+    return error(404, "Not Found", request)
+
+
+def unauthorized(message: str) -> Response:
+    return json_response(shapes.unauthorized(message), 401)
+
+
+async def current_account(request: Request) -> Account | Response:
+    """The account of the request's bearer token, or the 401 to send."""
+    cred = access.credential(request.headers.get("authorization"))
+    if cred.token is None:
+        return unauthorized("JWT Token not found")
+    claims = access.read_token(state(request).secret, cred.token)
+    if claims is None:
+        return unauthorized("Invalid JWT Token")
+    account = await account_for_token(request, cred.token)
+    if account is None:
+        return unauthorized("Invalid JWT Token")
+    return account
+
+
+def page_number(request: Request) -> int | None:
+    try:
+        page = int(request.query_params.get("page", "1"))
+    except ValueError:
+        return None
+    return page if page >= 1 else None
+
+
+async def read_json(request: Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+# Domains ------------------------------------------------------------------------------
+
+
+def _exact(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows a client can make an address on: `*.example.com` entries are not domains."""
+    return [r for r in rows if not str(r["domain"]).startswith("*.")]
+
+
+async def list_domains(request: Request) -> Response:
+    page = page_number(request)
+    if page is None:
+        return error(400, "Page should not be less than 1", request)
+    rows, _ = await state(request).domains()
+    active = [r for r in _exact(rows) if r.get("active") is not False]
+    now = state(request).started
+    chosen = active[(page - 1) * shapes.PER_PAGE : page * shapes.PER_PAGE]
+    ld = wants_ld(request)
+    members = [shapes.domain(r, ld, now) for r in chosen]
+    body = shapes.collection(members, len(active), page, "/domains", "Domain", ld)
+    return json_response(body, ld=ld)
+
+
+async def get_domain(request: Request) -> Response:
+    rows, _ = await state(request).domains()
+    wanted = request.path_params["id"]
+    for row in _exact(rows):
+        if shapes.domain_id(row) == wanted:
+            ld = wants_ld(request)
+            return json_response(shapes.domain(row, ld, state(request).started), ld=ld)
+    return not_found(request)
+
+
+# Accounts -----------------------------------------------------------------------------
+
+
+def address_problem(address: object) -> str | None:
+    if not isinstance(address, str) or not address.strip():
+        return "This value should not be blank."
+    text = address.strip()
+    if policy.address_problem(text) or text.count("@") != 1 or " " in text or '"' in text:
+        return "This value is not a valid email address."
+    return None
+
+
+async def create_account(request: Request) -> Response:
+    ctx = state(request)
+    body = await read_json(request)
+    if body is None:
+        return error(400, "Syntax error", request)
+    problems: list[tuple[str, str]] = []
+    address = body.get("address")
+    if (problem := address_problem(address)) is not None:
+        problems.append(("address", problem))
+    if (problem := access.password_problem(body.get("password"))) is not None:
+        problems.append(("password", problem))
+    if not problems:
+        assert isinstance(address, str)
+        address = policy.normalize_address(address)
+        domain = address.rpartition("@")[2]
+        rows, matcher = await ctx.domains()
+        if not matcher.matches(domain):
+            problems.append(("address", "This domain is not served here."))
+        elif await queries.is_private(ctx.pool, address):
+            # It belongs to a user of the website: the operator makes its account.
+            problems.append(("address", "This value is already used."))
+    if problems:
+        return json_response(shapes.violations(problems), 422, ld=True)
+    assert isinstance(address, str)
+    row = await queries.create_account(
+        ctx.pool, address, await access.hash_password(body["password"])
+    )
+    if row is None:
+        return json_response(
+            shapes.violations([("address", "This value is already used.")]), 422, ld=True
+        )
+    ld = wants_ld(request)
+    used = await queries.used_bytes(ctx.pool, address)
+    return json_response(shapes.account(row, used, ld, QUOTA), 201, ld)
+
+
+async def token(request: Request) -> Response:
+    ctx = state(request)
+    body = await read_json(request)
+    if body is None or not isinstance(body.get("address"), str):
+        return error(400, 'The key "address" must be provided.', request)
+    password = body.get("password")
+    if not isinstance(password, str):
+        return error(400, 'The key "password" must be provided.', request)
+    row = await queries.account_by_address(ctx.pool, policy.normalize_address(body["address"]))
+    if row is None or not await ctx.passwords.verify(row["password_hash"], password):
+        return unauthorized("Invalid credentials.")
+    signed = access.issue_token(ctx.secret, row["id"], row["address"])
+    return json_response({"token": signed, "id": str(row["id"])})
+
+
+async def me(request: Request) -> Response:
+    account = await current_account(request)
+    if isinstance(account, Response):
+        return account
+    return await _account_response(request, account)
+
+
+async def _account_response(request: Request, account: Account) -> Response:
+    ld = wants_ld(request)
+    used = await queries.used_bytes(state(request).pool, account.address)
+    return json_response(shapes.account(account.row, used, ld, QUOTA), ld=ld)
+
+
+def _same_account(request: Request, account: Account) -> bool:
+    return request.path_params["id"] == str(account.id)
+
+
+async def get_account(request: Request) -> Response:
+    account = await current_account(request)
+    if isinstance(account, Response):
+        return account
+    if not _same_account(request, account):
+        return not_found(request)
+    return await _account_response(request, account)
+
+
+async def delete_account(request: Request) -> Response:
+    account = await current_account(request)
+    if isinstance(account, Response):
+        return account
+    if not _same_account(request, account):
+        return not_found(request)
+    await queries.delete_account(state(request).pool, account.id, account.address)
+    return Response(status_code=204)
+
+
+# Messages ---------------------------------------------------------------------------
+
+
+async def list_messages(request: Request) -> Response:
+    account = await current_account(request)
+    if isinstance(account, Response):
+        return account
+    page = page_number(request)
+    if page is None:
+        return error(400, "Page should not be less than 1", request)
+    rows, total, _unread = await queries.page(
+        state(request).pool, account.address, (page - 1) * shapes.PER_PAGE, shapes.PER_PAGE
+    )
+    ld = wants_ld(request)
+    base = base_url(request)
+    members = [shapes.message_summary(r, base, str(account.id), ld) for r in rows]
+    body = shapes.collection(members, total, page, "/messages", "Message", ld)
+    return json_response(body, ld=ld)
+
+
+def message_uuid(request: Request) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.path_params["id"])
+    except ValueError:
+        return None
+
+
+async def _own_message(request: Request) -> tuple[Account, Any] | Response:
+    account = await current_account(request)
+    if isinstance(account, Response):
+        return account
+    ident = message_uuid(request)
+    row = None
+    if ident is not None:
+        row = await queries.message(state(request).pool, account.address, ident)
+    if row is None:
+        return not_found(request)
+    return account, row
+
+
+async def files_of(request: Request, row: Any) -> list[mime.Part]:
+    """Attachments of a stored message (from its raw bytes; none without them)."""
+    if row["raw_id"] is None or not shapes.attachment_count(row):
+        return []
+    raw = await queries.raw(state(request).pool, row["raw_id"])
+    return mime.files(mime.parse(raw)) if raw else []
+
+
+async def _full(request: Request, account: Account, row: Any) -> Response:
+    ld = wants_ld(request)
+    remote = request.query_params.get("remoteImages", "").lower() in ("1", "true", "yes")
+    body = shapes.message_full(
+        row,
+        base_url(request),
+        str(account.id),
+        ld,
+        await files_of(request, row),
+        state(request).settings.retention_hours,
+        remote,
+    )
+    return json_response(body, ld=ld)
+
+
+async def get_message(request: Request) -> Response:
+    found = await _own_message(request)
+    if isinstance(found, Response):
+        return found
+    return await _full(request, *found)
+
+
+PATCH_TYPES = ("application/merge-patch+json", "application/json", "application/ld+json")
+
+
+async def patch_message(request: Request) -> Response:
+    found = await _own_message(request)
+    if isinstance(found, Response):
+        return found
+    account, row = found
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in PATCH_TYPES:
+        return error(415, f'The content-type "{content_type}" is not supported.', request)
+    body = await read_json(request)
+    if body is None or not isinstance(body.get("seen", True), bool):
+        return error(400, "Syntax error", request)
+    pool = state(request).pool
+    if "seen" in body:
+        await queries.set_seen(pool, account.address, [row["id"]], body["seen"])
+        row = await queries.message(pool, account.address, row["id"])
+        if row is None:
+            return not_found(request)
+    return await _full(request, account, row)
+
+
+async def delete_message(request: Request) -> Response:
+    found = await _own_message(request)
+    if isinstance(found, Response):
+        return found
+    account, row = found
+    await queries.delete_mail(state(request).pool, account.address, [row["id"]])
+    return Response(status_code=204)
+
+
+async def _raw(request: Request, row: Any) -> bytes | None:
+    if row["raw_id"] is None:
+        return None
+    return await queries.raw(state(request).pool, row["raw_id"])
+
+
+async def download_message(request: Request) -> Response:
+    found = await _own_message(request)
+    if isinstance(found, Response):
+        return found
+    raw = await _raw(request, found[1])
+    if raw is None:
+        return not_found(request)
+    return download(raw, "message/rfc822", f"{found[1]['id']}.eml")
+
+
+async def download_attachment(request: Request) -> Response:
+    found = await _own_message(request)
+    if isinstance(found, Response):
+        return found
+    index = shapes.attachment_index(request.path_params["attachment"])
+    raw = await _raw(request, found[1])
+    if raw is None or index is None:
+        return not_found(request)
+    message = mime.parse(raw)
+    files = mime.files(message)
+    if not 1 <= index <= len(files):
+        return not_found(request)
+    content = mime.part_content(message, files[index - 1].part_id)
+    if content is None:
+        return not_found(request)
+    part, data = content
+    return download(data, part.content_type, part.filename or f"{part.part_id}.bin")
+
+
+async def get_source(request: Request) -> Response:
+    found = await _own_message(request)
+    if isinstance(found, Response):
+        return found
+    raw = await _raw(request, found[1])
+    if raw is None:
+        return not_found(request)
+    ld = wants_ld(request)
+    return json_response(shapes.source(found[1], raw, base_url(request), ld), ld=ld)
+
+
+routes = [
+    Route("/domains", list_domains, methods=["GET"]),
+    Route("/domains/{id}", get_domain, methods=["GET"]),
+    Route("/accounts", create_account, methods=["POST"]),
+    Route("/token", token, methods=["POST"]),
+    Route("/me", me, methods=["GET"]),
+    Route("/accounts/{id}", get_account, methods=["GET"]),
+    Route("/accounts/{id}", delete_account, methods=["DELETE"]),
+    Route("/messages", list_messages, methods=["GET"]),
+    Route("/messages/{id}", get_message, methods=["GET"]),
+    Route("/messages/{id}", patch_message, methods=["PATCH"]),
+    Route("/messages/{id}", delete_message, methods=["DELETE"]),
+    Route("/messages/{id}/download", download_message, methods=["GET"]),
+    Route("/messages/{id}/attachment/{attachment}", download_attachment, methods=["GET"]),
+    Route("/sources/{id}", get_source, methods=["GET"]),
+]

@@ -1,0 +1,170 @@
+"""The API as a subprocess (`python -m app api`), and small helpers for its tests.
+
+The server starts from a clean environment: only the settings a test gives,
+plus PATH and HOME. Readiness is an answer on its port, not a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from .helpers import ROOT, free_port, queued_id
+
+
+class ApiServer:
+    def __init__(self, database_url: str, data_dir: str, **settings: str) -> None:
+        self.port = free_port()
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "DATABASE_URL": database_url,
+            "DATA_DIR": data_dir,
+            "API_PORT": str(self.port),
+            "API_BIND": "127.0.0.1",
+            "API_RATE_LIMIT": "100000",  # tests of the limit set their own
+            "LOG_LEVEL": "info",
+            **{k.upper(): str(v) for k, v in settings.items()},
+        }
+        self.lines: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> ApiServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "--env-file", "/nonexistent", "api"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                self._collector.join(5)
+                raise AssertionError(f"api exited early:\n{self.log}")
+            try:
+                if httpx.get(self.url + "/domains", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"api not answering in {timeout}s:\n{self.log}"
+            time.sleep(0.05)
+        self.wait_for_log(r"\[events\] listening")
+        return self
+
+    def _collect(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 30) -> None:
+        import re
+
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.log):
+            assert time.monotonic() < deadline, f"no log line {pattern!r}:\n{self.log}"
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self._close()
+        return code
+
+    def kill(self) -> None:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        self._collector.join(5)
+        self.process.stdout.close()
+
+
+def mail(
+    to: str,
+    subject: str = "hello",
+    text: str = "hello there",
+    html: str | None = None,
+    sender: str = "Alice Sender <alice@sender.test>",
+    attachments: tuple[tuple[str, str, bytes], ...] = (),
+) -> bytes:
+    """A message as bytes: text, optional HTML, attachments (filename, type, data)."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{time.monotonic_ns()}@sender.test>"
+    message["Date"] = "Mon, 30 Nov 2026 10:00:00 +0000"
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for filename, content_type, data in attachments:
+        maintype, subtype = content_type.split("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()
+
+
+def send(port: int, rcpts: list[str], raw: bytes, sender: str = "alice@sender.test") -> str:
+    """Send over SMTP; the queued id (the raw message's id) from the 250."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        code, _ = client.mail(sender)
+        assert code == 250
+        for rcpt in rcpts:
+            assert client.rcpt(rcpt)[0] == 250, rcpt
+        code, reply = client.data(raw)
+        assert code == 250, reply
+        return queued_id(reply)
+
+
+def sse_events(
+    response: httpx.Response,
+) -> Iterator[dict[str, Any]]:
+    """Parsed events of an open text/event-stream response (each event's
+    fields; `data` JSON-decoded)."""
+    fields: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if line == "":
+            if fields:
+                if "data" in fields:
+                    fields["data"] = json.loads(fields["data"])
+                yield fields
+                fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        fields[name] = fields[name] + "\n" + value if name in fields else value
