@@ -6,6 +6,7 @@ plus PATH and HOME. Readiness is an answer on its port, not a sleep.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import os
 import signal
@@ -133,7 +134,7 @@ def mail(
     for filename, content_type, data in attachments:
         maintype, subtype = content_type.split("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    return message.as_bytes()
+    return message.as_bytes(policy=email.policy.SMTP)
 
 
 def send(port: int, rcpts: list[str], raw: bytes, sender: str = "alice@sender.test") -> str:
@@ -168,3 +169,34 @@ def sse_events(
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         fields[name] = fields[name] + "\n" + value if name in fields else value
+
+
+def account(client: httpx.Client, address: str, password: str = "secret-pass") -> tuple[str, str]:
+    """Create an account over the API; (account id, token)."""
+    created = client.post("/accounts", json={"address": address, "password": password})
+    assert created.status_code == 201, created.text
+    token = client.post("/token", json={"address": address, "password": password})
+    assert token.status_code == 200, token.text
+    return created.json()["id"], token.json()["token"]
+
+
+def wait_messages(client: httpx.Client, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """Wait until GET /messages counts `count` messages; the first page (plain JSON)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = client.get("/messages", headers={"Accept": "application/ld+json"})
+        assert listed.status_code == 200, listed.text
+        total = listed.json()["hydra:totalItems"]
+        if total >= count:
+            plain = client.get("/messages", headers={"Accept": "application/json"})
+            return plain.json()  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"{total} of {count} messages listed"
+        time.sleep(0.05)
+
+
+def send_many(port: int, rcpt: str, count: int, prefix: str = "m") -> None:
+    """`count` messages to `rcpt` on one SMTP session, subjects prefix-0 ..."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        for n in range(count):
+            client.sendmail("alice@sender.test", [rcpt], mail(rcpt, subject=f"{prefix}-{n}"))
