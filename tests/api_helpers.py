@@ -154,7 +154,8 @@ def sse_events(
     response: httpx.Response,
 ) -> Iterator[dict[str, Any]]:
     """Parsed events of an open text/event-stream response (each event's
-    fields; `data` JSON-decoded)."""
+    fields; `data` JSON-decoded). Comment lines (the server's pings) come out
+    as {"comment": text}, so a reader can give up at its own deadline."""
     fields: dict[str, Any] = {}
     for line in response.iter_lines():
         if line == "":
@@ -165,6 +166,7 @@ def sse_events(
                 fields = {}
             continue
         if line.startswith(":"):
+            yield {"comment": line[1:].strip()}
             continue
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value

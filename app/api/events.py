@@ -133,6 +133,7 @@ class Hub:
                 if lost_at is not None:
                     self.reconnects += 1
                     caught = await self.catch_up(lost_at - CATCH_UP_MARGIN)
+                    lost_at = None  # only once caught up: a failed catch-up is retried
                     log.warning("[events] LISTEN re-established; caught up %d message(s)", caught)
                 else:
                     log.info("[events] listening on %s", db.NEW_MAIL_CHANNEL)
@@ -141,7 +142,8 @@ class Hub:
                 log.warning("[events] LISTEN connection failed: %r", error)
             finally:
                 self.connected.clear()
-                lost_at = datetime.datetime.now(datetime.UTC)
+                if lost_at is None:  # the first loss not yet caught up
+                    lost_at = datetime.datetime.now(datetime.UTC)
                 conn.terminate()
             log.warning("[events] LISTEN connection lost; reconnecting")
 
