@@ -23,14 +23,22 @@ def wait_total(client, count: int, path: str = f"{BASE}/messages") -> dict:
 
 def fill(stack) -> None:
     port = stack.smtp.port
-    send(port, ["box@example.com"], mail("box@example.com", subject="invoice 42",
-                                          sender="Billing <billing@shop.test>",
-                                          attachments=(("inv.pdf", "application/pdf", b"%PDF"),)))  # fmt: skip
-    send(port, ["box@example.com"], mail("box@example.com", subject="Welcome aboard",
-                                          text="your code is 123456",
-                                          html="<p>your <b>code</b></p>"))  # fmt: skip
-    send(port, ["box@example.com", "other@example.com"],
-         mail("Box <box@example.com>", subject="newsletter"))  # fmt: skip
+    invoice = mail(
+        "box@example.com",
+        subject="invoice 42",
+        sender="Billing <billing@shop.test>",
+        attachments=(("inv.pdf", "application/pdf", b"%PDF"),),
+    )
+    send(port, ["box@example.com"], invoice)
+    welcome = mail(
+        "box@example.com",
+        subject="Welcome aboard",
+        text="your code is 123456",
+        html="<p>your <b>code</b></p>",
+    )
+    send(port, ["box@example.com"], welcome)
+    newsletter = mail("Box <box@example.com>", subject="newsletter")
+    send(port, ["box@example.com", "other@example.com"], newsletter)
 
 
 def test_list_and_paginate(stack):
