@@ -169,6 +169,7 @@ async def mercure(request: Request) -> Response:
             return json_response(shapes.unauthorized("JWT Token not found"), 401)
         accounts[address] = reader.account.row if reader.account else None
     stream = ctx.hub.subscribe(tuple(accounts))
+    log.debug("[events] stream subscribed (%d open)", ctx.hub.stream_count)
     base = base_url(request)
     return EventSourceResponse(
         _stream_events(ctx.hub, stream, base, accounts),

@@ -381,6 +381,9 @@ def mailpit_message(
     return {
         "ID": summary["ID"],
         "MessageID": summary["MessageID"],
+        # Mailpit's Message had Read until v1.15 (clients of that time need it):
+        # always true, as opening a message marks it read.
+        "Read": True,
         "From": summary["From"],
         "To": summary["To"],
         "Cc": [],
