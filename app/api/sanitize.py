@@ -15,6 +15,7 @@ runs on the way out.
 from __future__ import annotations
 
 import copy
+import re
 
 import nh3
 
@@ -53,8 +54,15 @@ CONTENT_TAGS = {"script", "style", "title", "head", "noscript", "template", "ifr
                 "noframes", "plaintext"}  # fmt: skip
 
 
+# Inline CSS that could load or run anything (old IE expression(), XBL
+# bindings, url(), imports, escapes that hide either): the whole attribute goes.
+_BAD_STYLE = re.compile(r"expression|url\(|javascript|behavior|binding|@import|\\")
+
+
 def _keep_attribute(remote_images: bool):  # type: ignore[no-untyped-def]
     def keep(tag: str, attribute: str, value: str) -> str | None:
+        if attribute == "style" and _BAD_STYLE.search(re.sub(r"\s+", "", value.lower())):
+            return None
         if tag == "img" and attribute == "src":
             scheme = value.strip().split(":", 1)[0].lower()
             if scheme in ("http", "https"):
