@@ -1,0 +1,203 @@
+"""The read side's pure parts, without a server: shapes, search syntax, access
+rules, credentials, tokens, MIME part numbering, topics, the rate limiter."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import uuid
+
+import jwt
+import pytest
+
+from app.api import access, mime, shapes
+from app.api.access import Decision
+from app.api.app import RateLimit, topic_target
+from app.api.mailpit import search_terms
+from app.api.queries import Term, search_condition
+
+ROW = {
+    "id": uuid.UUID("11111111-1111-4111-8111-111111111111"),
+    "mailbox_owner": "bob@example.com",
+    "subject": "Hi",
+    "from_addr": "bounce@sender.test",
+    "header_from": '"Alice, A." <alice@sender.test>',
+    "header_to": ["Bob <bob@example.com>", "carol@example.com"],
+    "to_addrs": ["bob@example.com"],
+    "flags": ["\\Seen"],
+    "size": 1234,
+    "received_at": datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC),
+    "created_at": None,
+    "message_id": "<m1@sender.test>",
+    "attachments": '[{"filename": "a.pdf", "content_type": "application/pdf", "size": 3}]',
+    "raw_id": None,
+    "preview": "  Hello\n\n  world  ",
+    "preview_is_html": False,
+    "body": "Hello\n\nworld",
+    "html": "<p onclick=x>Hello</p>",
+}
+
+
+def test_mailtm_summary_fields():
+    summary = shapes.message_summary(ROW, "https://api.test", "acc", ld=True)
+    assert summary["from"] == {"name": "Alice, A.", "address": "alice@sender.test"}
+    assert summary["to"] == [
+        {"name": "Bob", "address": "bob@example.com"},
+        {"name": "", "address": "carol@example.com"},
+    ]
+    assert summary["intro"] == "Hello world" and summary["seen"] is True
+    assert summary["hasAttachments"] is True and summary["size"] == 1234
+    assert summary["createdAt"] == "2026-01-02T03:04:05+00:00"
+    assert summary["accountId"] == "/accounts/acc"
+    assert summary["downloadUrl"] == f"https://api.test/messages/{ROW['id']}/download"
+    plain = shapes.message_summary(ROW, "", None, ld=False)
+    assert "@id" not in plain and plain["accountId"] == ""
+
+
+def test_names_are_empty_strings_never_null():
+    row = {**ROW, "header_from": None, "header_to": None, "subject": None, "message_id": None}
+    summary = shapes.message_summary(row, "", None, ld=False)
+    assert summary["from"] == {"name": "", "address": "bounce@sender.test"}
+    assert summary["to"] == [{"name": "", "address": "bob@example.com"}]  # to_addrs fallback
+    assert summary["subject"] == "" and summary["msgid"] == ""
+    full = shapes.message_full(row, "", None, False, [], 0)
+    assert full["retentionDate"] is None and full["html"] == ["<p>Hello</p>"]
+
+
+def test_collection_views():
+    members = [{"id": n} for n in range(30)]
+    single = shapes.collection(members[:3], 3, 1, "/messages", "Message", True)
+    assert "hydra:view" not in single and single["hydra:totalItems"] == 3
+    middle = shapes.collection(members, 95, 2, "/messages", "Message", True)["hydra:view"]
+    assert middle["hydra:first"] == "/messages?page=1"
+    assert middle["hydra:last"] == "/messages?page=4"
+    assert middle["hydra:previous"] == "/messages?page=1"
+    assert middle["hydra:next"] == "/messages?page=3"
+    assert shapes.collection(members, 95, 2, "/messages", "Message", False) == members
+
+
+def test_mailpit_summary_and_dates():
+    summary = shapes.mailpit_summary(ROW)
+    assert summary["Created"] == "2026-01-02T03:04:05.678Z"
+    assert summary["MessageID"] == "m1@sender.test" and summary["Read"] is True
+    assert summary["From"] == {"Name": "Alice, A.", "Address": "alice@sender.test"}
+    assert summary["Attachments"] == 1 and summary["Snippet"] == "Hello world"
+    assert shapes.mailpit_summary({**ROW, "header_from": "", "from_addr": ""})["From"] is None
+
+
+def test_search_syntax():
+    assert search_terms('subject:"big news" -from:spam@x.test is:unread has:attachment hi') == [
+        Term("subject", "big news"),
+        Term("from", "spam@x.test", exclude=True),
+        Term("read", "false"),
+        Term("attachment", ""),
+        Term("text", "hi"),
+    ]
+    assert search_terms("!is:read") == [Term("read", "true", exclude=True)]
+    assert search_terms("   ") == []
+    condition, args = search_condition(search_terms("subject:50%_off"), 2)
+    assert condition == "e.subject ILIKE $2" and args == ["%50\\%\\_off%"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "claimed", "private", "as_", "presented", "expected"),
+    [
+        ("open", False, False, None, False, Decision.ALLOW),
+        ("open", True, False, None, False, Decision.NEED_CREDENTIAL),
+        ("open", False, True, None, False, Decision.NEED_CREDENTIAL),
+        ("accounts", False, False, None, False, Decision.NEED_CREDENTIAL),
+        ("open", True, False, "a@x.test", True, Decision.ALLOW),
+        ("open", False, False, "b@x.test", True, Decision.FORBIDDEN),
+        ("open", True, False, "b@x.test", True, Decision.FORBIDDEN),
+        ("open", False, False, None, True, Decision.NEED_CREDENTIAL),  # a bad credential
+    ],
+)
+def test_access_rules(mode, claimed, private, as_, presented, expected):
+    decision = access.decide(
+        "a@x.test",
+        mode=mode,
+        claimed=claimed,
+        private=private,
+        authenticated_as=as_,
+        presented=presented,
+    )
+    assert decision is expected
+
+
+def test_credentials():
+    assert access.credential("Bearer abc") == access.Credential(token="abc")
+    assert access.credential("Bearer ") == access.Credential()  # empty: ignored
+    assert access.credential("Bearer") == access.Credential()
+    assert access.credential(None, "tok") == access.Credential(token="tok")
+    basic = "Basic " + base64.b64encode(b"a@x.test:p:w").decode()
+    assert access.credential(basic) == access.Credential(basic=("a@x.test", "p:w"))
+    assert access.credential("Basic !!!").basic == ("", "")
+
+
+def test_tokens():
+    ident = uuid.uuid4()
+    token = access.issue_token("s" * 32, ident, "a@x.test")
+    assert access.read_token("s" * 32, token) == access.Claims(ident, "a@x.test")
+    assert access.read_token("t" * 32, token) is None
+    expired = jwt.encode(
+        {"id": str(ident), "address": "a@x.test", "exp": 1}, "s" * 32, algorithm="HS256"
+    )
+    assert access.read_token("s" * 32, expired) is None
+    unsigned = jwt.encode({"id": str(ident), "address": "a@x.test", "exp": 2**40}, None, "none")
+    assert access.read_token("s" * 32, unsigned) is None
+
+
+def test_secret_is_generated_once_with_mode_0600(tmp_path):
+    first = access.load_secret(None, str(tmp_path))
+    assert access.load_secret(None, str(tmp_path)) == first and len(first) >= 40
+    assert (tmp_path / "api_secret").stat().st_mode & 0o777 == 0o600
+    assert access.load_secret("given", str(tmp_path)) == "given"
+
+
+NESTED = (
+    b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+    b"Content-Type: multipart/related; boundary=r\r\n\r\n--r\r\n"
+    b"Content-Type: text/html\r\n\r\n<img src=cid:i1>\r\n--r\r\n"
+    b"Content-Type: image/png\r\nContent-ID: <i1>\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"iVBO\r\n--r--\r\n--o\r\n"
+    b"Content-Type: application/pdf; name=x.pdf\r\nContent-Disposition: attachment; "
+    b"filename=x.pdf\r\n\r\n%PDF\r\n--o--\r\n"
+)
+
+
+def test_mime_part_ids_and_kinds():
+    parts = mime.parts(mime.parse(NESTED))
+    assert [(p.part_id, p.kind) for p in parts] == [
+        ("1.1", "body"),
+        ("1.2", "inline"),
+        ("2", "attachment"),
+    ]
+    assert parts[1].related and parts[1].content_id == "i1" and parts[1].size == 3
+    assert [p.part_id for p in mime.files(mime.parse(NESTED))] == ["1.2", "2"]
+    found = mime.part_content(mime.parse(NESTED), "2")
+    assert found is not None and found[1] == b"%PDF"
+    assert mime.part_content(mime.parse(NESTED), "3") is None
+    assert [p.part_id for p in mime.parts(mime.parse(b"Subject: x\r\n\r\nhi"))] == ["1"]
+
+
+def test_header_names_as_go_writes_them():
+    assert mime.canonical_key("message-id") == "Message-Id"
+    assert mime.canonical_key("X-SPAM-score") == "X-Spam-Score"
+    fields = mime.headers(b"To: a@x.test\r\nX-Long: one\r\n two\r\nto: b@x.test\r\n\r\nbody")
+    assert fields == {"To": ["a@x.test", "b@x.test"], "X-Long": ["one two"]}
+
+
+def test_topics():
+    assert topic_target("/accounts/abc") == ("accounts", "abc")
+    assert topic_target("https://api.test/accounts/abc") == ("accounts", "abc")
+    assert topic_target("/addresses/a%40x.test") == ("addresses", "a@x.test")
+    assert topic_target("/accounts/") is None and topic_target("/books/1") is None
+
+
+def test_rate_limit_bucket():
+    limiter = RateLimit(None, rate=8)  # type: ignore[arg-type]
+    assert all(limiter.allow("1.2.3.4", 100.0) for _ in range(8))
+    assert not limiter.allow("1.2.3.4", 100.0)
+    assert limiter.allow("5.6.7.8", 100.0)  # per client address
+    assert limiter.allow("1.2.3.4", 100.125)  # one token back after 1/8 s
+    assert not limiter.allow("1.2.3.4", 100.125)
