@@ -7,6 +7,7 @@ refresh raises and keeps the last good snapshot (run_every logs and counts).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -80,6 +81,7 @@ class ListsState:
             whitelist_enabled=settings.use_domain_whitelist, bans_enabled=settings.use_bans
         )
         self.loaded: set[str] = set()
+        self.ready = asyncio.Event()  # set once every list the policy needs is loaded
 
     def get(self) -> Lists:
         return self.current
@@ -111,4 +113,6 @@ async def refresh_once(state: ListsState, source: Source, table: str) -> None:
     if table not in state.loaded:
         log.info("[lists] %s loaded from %s: %d rows", table, source.name, len(rows))
     state.loaded.add(table)
+    if state.current.ready:
+        state.ready.set()
     metrics.LIST_LOADED.labels(table).set(time.time())

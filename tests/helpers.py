@@ -66,6 +66,15 @@ def install_schema(url: str, domains: tuple[str, ...] = ()) -> None:
     asyncio.run(go())
 
 
+# Only these pass from the developer's shell into the servers a test starts:
+# an ACK_MODE or WORKERS exported there must not change what a test proves.
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+
+
+def clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in PASSED_THROUGH}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -78,7 +87,7 @@ class Server:
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.env = {
-            **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)},
+            **clean_environment(),
             "SMTP_RECEIVE_PORT": str(self.port),
             "SMTP_BIND": "127.0.0.1",
             "SMTP_HOSTNAME": "mx.test",
@@ -88,7 +97,7 @@ class Server:
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self, ready: str = r"\[lists\] domains loaded", timeout: float = 30) -> Server:
+    def start(self, ready: str = r"\[smtp\] listening on", timeout: float = 60) -> Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
             cwd=ROOT,

@@ -72,7 +72,8 @@ def results(url: str, subject: str) -> tuple[str, str, str, str, str]:
     return tuple(rows[0])  # type: ignore[return-value]
 
 
-# (name, MAIL FROM, message, spf, dkim, dmarc, dmarc domain)
+# (name, MAIL FROM, message, spf, dkim, dmarc, dmarc domain: the From domain
+# DMARC looked at, also when it publishes no record)
 CASES = [
     (
         "dkim pass, dmarc aligned by dkim",
@@ -90,7 +91,7 @@ CASES = [
         "signing key not in DNS",
         "x@nokey.test",
         signed(message("a@nokey.test", "dkim-nokey"), domain="nokey.test"),
-        ("fail", "permerror", "none", None),
+        ("fail", "permerror", "none", "nokey.test"),
     ),
     (
         "spf pass, dmarc aligned by spf",
@@ -102,19 +103,19 @@ CASES = [
         "spf fail",
         "x@hardfail.test",
         message("a@hardfail.test", "spf-fail"),
-        ("fail", "none", "none", None),
+        ("fail", "none", "none", "hardfail.test"),
     ),
     (
         "spf softfail",
         "x@softfail.test",
         message("a@softfail.test", "spf-softfail"),
-        ("softfail", "none", "none", None),
+        ("softfail", "none", "none", "softfail.test"),
     ),
     (
         "no spf record, no dmarc record",
         "x@unknown.test",
         message("a@unknown.test", "spf-none"),
-        ("none", "none", "none", None),
+        ("none", "none", "none", "unknown.test"),
     ),
     (
         "dmarc fail with p=reject",

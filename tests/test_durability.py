@@ -3,7 +3,6 @@ SIGTERM and kill -9 under load, a row the database rejects)."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import ROOT, db_address, eventually, query, with_port
+from .helpers import ROOT, clean_environment, db_address, eventually, query, with_port
 from .load import Load, stored_subjects, verify
 from .netfakes import TCPProxy
 
@@ -167,7 +166,11 @@ def test_poison_row_goes_to_dead_letters(make_server, database_url, tmp_path):
     check = subprocess.run(
         [sys.executable, "-m", "app", "--env-file", "/nonexistent", "check"],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "SPOOL_DIR": str(tmp_path / "spool")},
+        env={
+            **clean_environment(),
+            "DATABASE_URL": database_url,
+            "SPOOL_DIR": str(tmp_path / "spool"),
+        },
         capture_output=True,
         text=True,
         timeout=60,

@@ -247,7 +247,9 @@ def test_sender_syntax(make_server, line, reply):
     [
         (b"<garbage", b"501 5.1.3 Bad recipient address syntax\r\n"),
         (b"<a@b@c>", b"501 5.1.3 Bad address syntax\r\n"),
-        (b"<postmaster>", b"501 5.1.3 Bad recipient address syntax\r\n"),
+        (b"<postmaster>", b"250 2.1.5 OK\r\n"),  # RFC 5321 4.5.1: MUST be accepted
+        (b"<PostMaster>", b"250 2.1.5 OK\r\n"),
+        (b"<nobody>", b"501 5.1.3 Bad recipient address syntax\r\n"),
         (b"<u@[127.0.0.1]>", b"550 5.7.1 Domain not allowed\r\n"),  # IP literal: never ours
         (b"<u@elsewhere.test>", b"550 5.7.1 Domain not allowed\r\n"),  # no relay, ever
         (b'<"a b"@example.com>', b"250 2.1.5 OK\r\n"),

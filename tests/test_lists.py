@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import smtplib
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 
 import pytest
 
-from .helpers import ROOT, db_address, eventually, query, smtp_reply, with_port
+from .helpers import ROOT, clean_environment, db_address, eventually, query, smtp_reply, with_port
 from .netfakes import Monitor, PostgREST, TCPProxy
 
 KEY = "service-role-key-for-tests"
@@ -68,7 +67,7 @@ def test_supabase_down_at_start_then_up_later_down_again(make_server, postgrest)
     # Never accept-all by accident: 451 until the lists are loaded.
     assert smtp_reply(server.port, "a@sender.test", "x@d1.test") == (
         451,
-        b"4.3.0 Mail queue full - please retry later",
+        b"4.3.0 Domain and ban lists not loaded yet - please retry later",
     )
     postgrest.down = False
     eventually(lambda: smtp_reply(server.port, "a@sender.test", "x@d1.test")[0] == 250)
@@ -149,7 +148,7 @@ def test_heartbeat_only_while_healthy(make_server, database_url):
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
+    env = {**clean_environment(), "DATABASE_URL": database_url}
     return subprocess.run(
         [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
         cwd=ROOT,

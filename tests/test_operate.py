@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import smtplib
@@ -17,7 +16,7 @@ import pytest
 from app import __version__, config
 from bench.retention import Probe
 
-from .helpers import ROOT, eventually, query
+from .helpers import ROOT, clean_environment, eventually, query
 from .test_tls import make_certificate
 
 CYBERTEMP_SCHEMA = """
@@ -41,7 +40,7 @@ def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**clean_environment(), **env},
         capture_output=True,
         text=True,
         timeout=60,
