@@ -1,7 +1,8 @@
 """The API as a subprocess (`python -m app api`), and small helpers for its tests.
 
 The server starts from a clean environment: only the settings a test gives,
-plus PATH and HOME. Readiness is an answer on its port, not a sleep.
+plus helpers.clean_environment() (PATH, HOME, locale). Readiness is an answer
+on its port, not a sleep.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ from typing import Any
 
 import httpx
 
-from .helpers import ROOT, free_port, queued_id
+from .helpers import ROOT, clean_environment, free_port, queued_id
 
 
 class ApiServer:
     def __init__(self, database_url: str, data_dir: str, **settings: str) -> None:
         self.port = free_port()
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
+            **clean_environment(),
             "DATABASE_URL": database_url,
             "DATA_DIR": data_dir,
             "API_PORT": str(self.port),
