@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import json
 import logging
+import resource
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -126,12 +127,16 @@ def mercure_events(delivery: Delivery, base: str, account: Any | None) -> list[S
     Account with its new `used` (when the address has an account)."""
     row = delivery.row
     account_id = str(account["id"]) if account is not None else None
+    cached = delivery.formatted.get((base, account_id))
+    if cached is not None:
+        return cached
     message = shapes.message_summary(row, base, account_id, ld=True)
     events = [ServerSentEvent(data=json.dumps(message), id=f"urn:uuid:{row['id']}")]
     if account is not None:
         body = shapes.account(account, delivery.used, True, mailtm.QUOTA)
         event_id = uuid.uuid5(row["id"], "account")
         events.append(ServerSentEvent(data=json.dumps(body), id=f"urn:uuid:{event_id}"))
+    delivery.formatted[(base, account_id)] = events
     return events
 
 
@@ -244,10 +249,18 @@ def build(settings: Settings) -> Starlette:
     return RateLimit(app, settings.api_rate_limit)  # type: ignore[return-value]
 
 
+def raise_fd_limit() -> None:
+    """Lift the soft open-files limit to the hard one: each stream is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
     import uvloop
 
+    raise_fd_limit()
     config = uvicorn.Config(
         build(settings),
         host=settings.api_bind,

@@ -50,6 +50,10 @@ class Delivery:
 
     row: Any
     used: int
+    # Formatted events by (base URL, account id): streams of one address share them.
+    formatted: dict[tuple[str, str | None], list[Any]] = dataclasses.field(
+        default_factory=dict, compare=False
+    )
 
 
 class Stream:

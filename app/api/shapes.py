@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import json
 import math
 import re
@@ -49,6 +50,7 @@ def arrived(row: Row) -> datetime.datetime | None:
     return row.get("received_at") or row.get("created_at")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; senders and recipients repeat
 def pair(text: str | None) -> tuple[str, str]:
     """("Name", "address") of a header_from/header_to entry; ("", "") if empty."""
     if not text:

@@ -1,0 +1,312 @@
+"""`python -m bench.api`: the read side under load, in one run, one table.
+
+For each framework (our Starlette + uvicorn app, and the same two routes on
+aiohttp: bench/api_aiohttp.py), on a fresh database with the real SMTP
+service beside it:
+  idle     list (GET /messages, 30 of 100) and read (GET /messages/{id}) p50/p99,
+           4 clients sharing 100 requests/s (paced, open loop), no mail arriving;
+  loaded   the same while SMTP mail arrives at 200 msg/s, all of it to one
+           account with an open Mercure stream: 250-to-event p50/p99 (the
+           time from the SMTP reply to the event on the stream);
+  streams  (ours) API memory with 1,000 open streams, and the fan-out of one
+           message to all of them.
+Everything runs on this machine (2 cores: load generators, both services and
+PostgreSQL share them). `--smoke` runs seconds-long versions (no thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import uvloop
+
+from app.api import access, queries
+from app.policy import normalize_address
+
+from . import procstat
+from .__main__ import ROOT, Target, free_port, start_service
+from .client import Pacer, Sent, percentile, session, stuffed, typical
+
+SECRET = "bench-secret-" + "x" * 32
+READER = "reader@example.com"
+STREAMED = "stream@example.com"
+
+
+@dataclasses.dataclass
+class Row:
+    api: str
+    load: str
+    list50: float = float("nan")
+    list99: float = float("nan")
+    read50: float = float("nan")
+    read99: float = float("nan")
+    rps: float = float("nan")
+    event50: float = float("nan")
+    event99: float = float("nan")
+    events: str = ""
+    rss_mib: str = ""
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        "| api | SMTP load | list p50 ms | list p99 ms | read p50 ms | read p99 ms | req/s "
+        "| 250→event p50 ms | 250→event p99 ms | events | API RSS MiB |"
+    )
+    lines = ["", head, "|" + "---|" * 11]
+
+    def f(value: float) -> str:
+        return "" if value != value else f"{value:.2f}"
+
+    for r in rows:
+        lines.append(
+            f"| {r.api} | {r.load} | {f(r.list50)} | {f(r.list99)} | {f(r.read50)} | "
+            f"{f(r.read99)} | {f(r.rps).split('.')[0]} | {f(r.event50)} | {f(r.event99)} | "
+            f"{r.events} | {r.rss_mib} |"
+        )
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Api:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+
+    async def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.process.wait, 30)
+
+
+async def start_api(kind: str, database_url: str) -> Api:
+    port = free_port()
+    module = "app" if kind == "starlette" else "bench.api_aiohttp"
+    command = [sys.executable, "-m", module] + (
+        ["--env-file", "/nonexistent", "api"] if kind == "starlette" else []
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        "DATABASE_URL": database_url,
+        "API_PORT": str(port),
+        "API_SECRET": SECRET,
+        "API_RATE_LIMIT": "100000",
+        "LOG_LEVEL": "warning",
+        "DATA_DIR": "/tmp/bench-api-data",
+    }
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as client:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await client.get(url + "/messages")
+                return Api(kind, process, url)
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind} API did not start") from None
+                await asyncio.sleep(0.1)
+
+
+async def make_account(database_url: str, address: str) -> tuple[str, str]:
+    pool = await queries.create_pool(database_url, 1)
+    try:
+        row = await queries.create_account(
+            pool, normalize_address(address), await access.hash_password("bench-password")
+        )
+        assert row is not None
+        return str(row["id"]), access.issue_token(SECRET, row["id"], row["address"])
+    finally:
+        await pool.close()
+
+
+async def fill(target: Target, count: int) -> None:
+    bodies = [(f"fill-{n}", stuffed(typical(f"fill-{n}"))) for n in range(count)]
+    await session(target.port, bodies, [], rcpt=READER.encode())
+
+
+async def reader_loop(
+    api: Api, token: str, until: float, list_ms: list[float], read_ms: list[float], pacer: Pacer
+) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/ld+json"}
+    async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=30) as client:
+        ids: list[str] = []
+        n = 0
+        while time.perf_counter() < until:
+            await pacer.wait()
+            started = time.perf_counter()
+            if n % 2 == 0 or not ids:
+                listed = await client.get("/messages")
+                list_ms.append((time.perf_counter() - started) * 1000)
+                ids = [m["id"] for m in listed.json()["hydra:member"]]
+            else:
+                answer = await client.get(f"/messages/{ids[n % len(ids)]}")
+                read_ms.append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 200
+            n += 1
+
+
+async def read_stream(
+    client: httpx.AsyncClient,
+    api: Api,
+    topic: str,
+    token: str | None,
+    arrivals: dict[str, float],
+    ready: asyncio.Event,
+) -> None:
+    params = {"topic": topic}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = api.url + "/.well-known/mercure"
+    async with client.stream("GET", url, params=params, headers=headers) as response:
+        ready.set()
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                data = json.loads(line[5:])
+                if data.get("@type") == "Message":
+                    arrivals[data["subject"]] = time.time()
+
+
+def stream_client() -> httpx.AsyncClient:
+    """One client (one connection pool) for every stream of a run."""
+    limits = httpx.Limits(max_connections=5000, max_keepalive_connections=0)
+    return httpx.AsyncClient(timeout=None, limits=limits)
+
+
+async def framework_rows(kind: str, seconds: float, rate: float, reads: float) -> list[Row]:
+    target = await start_service("durable", 1)
+    api = await start_api(kind, target.database_url or "")
+    streams = stream_client()
+    rows = []
+    try:
+        _, reader = await make_account(target.database_url or "", READER)
+        streamed_id, streamed = await make_account(target.database_url or "", STREAMED)
+        await fill(target, 100)
+        for load in ("none", f"{rate:g} msg/s"):
+            list_ms: list[float] = []
+            read_ms: list[float] = []
+            arrivals: dict[str, float] = {}
+            sent: list[Sent] = []
+            stream_task = None
+            if kind == "starlette":
+                ready = asyncio.Event()
+                stream_task = asyncio.create_task(
+                    read_stream(streams, api, f"/accounts/{streamed_id}", streamed, arrivals, ready)
+                )
+                await ready.wait()
+            until = time.perf_counter() + seconds
+            # Four readers sharing one paced budget (an open-loop load: latency,
+            # not how many requests a saturated server queues).
+            budget = Pacer(reads)
+            readers = [reader_loop(api, reader, until, list_ms, read_ms, budget) for _ in range(4)]
+            mail: list[Any] = []
+            if load != "none":
+                count = int(rate * seconds)
+                bodies = [(f"ev-{n}", stuffed(typical(f"ev-{n}"))) for n in range(count)]
+                pacer = Pacer(rate)
+                mail = [session(target.port, bodies[i::10], sent, pacer, STREAMED.encode())
+                        for i in range(10)]  # fmt: skip
+            started = time.perf_counter()
+            await asyncio.gather(*readers, *mail)
+            elapsed = time.perf_counter() - started
+            if stream_task is not None:
+                deadline = time.perf_counter() + 10
+                while len(arrivals) < len(sent) and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.05)
+                stream_task.cancel()
+            latencies = [
+                (arrivals[s.marker] - s.acked_at) * 1000 for s in sent if s.marker in arrivals
+            ]
+            rows.append(
+                Row(
+                    api=kind,
+                    load=load,
+                    list50=percentile(list_ms, 0.5),
+                    list99=percentile(list_ms, 0.99),
+                    read50=percentile(read_ms, 0.5),
+                    read99=percentile(read_ms, 0.99),
+                    rps=(len(list_ms) + len(read_ms)) / elapsed,
+                    event50=percentile(latencies, 0.5),
+                    event99=percentile(latencies, 0.99),
+                    events=f"{len(latencies)}/{len(sent)}" if stream_task else "",
+                    rss_mib=str(procstat.memory_kib(api.process.pid, "VmRSS") // 1024),
+                )
+            )
+        if kind == "starlette":
+            rows.append(await streams_row(streams, api, target, 1000 if seconds > 3 else 50))
+    finally:
+        await streams.aclose()
+        await api.stop()
+        await target.stop()
+    return rows
+
+
+async def streams_row(client: httpx.AsyncClient, api: Api, target: Target, count: int) -> Row:
+    """API memory with `count` open streams, and one message fanned out to all."""
+    before = procstat.memory_kib(api.process.pid, "VmRSS")
+    topic = "/addresses/crowd@example.com"
+    arrivals: list[dict[str, float]] = [{} for _ in range(count)]
+    readies = [asyncio.Event() for _ in range(count)]
+    tasks = [
+        asyncio.create_task(read_stream(client, api, topic, None, arrivals[n], readies[n]))
+        for n in range(count)
+    ]
+    await asyncio.gather(*(r.wait() for r in readies))
+    await asyncio.sleep(1)  # let the server settle before reading its memory
+    after = procstat.memory_kib(api.process.pid, "VmRSS")
+    sent: list[Sent] = []
+    await session(target.port, [("crowd", stuffed(typical("crowd")))], sent,
+                  rcpt=b"crowd@example.com")  # fmt: skip
+    deadline = time.perf_counter() + 30
+    while sum("crowd" in a for a in arrivals) < count and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    reached = [a["crowd"] for a in arrivals if "crowd" in a]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    spread = [(t - sent[0].acked_at) * 1000 for t in reached]
+    return Row(
+        api="starlette",
+        load=f"{count} open streams, 1 message to all",
+        event50=percentile(spread, 0.5),
+        event99=percentile(spread, 0.99),
+        events=f"{len(reached)}/{count}",
+        rss_mib=f"{before // 1024} → {after // 1024}",
+    )
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    for kind in ("starlette", "aiohttp"):
+        rows += await framework_rows(kind, args.seconds, args.rate, args.reads)
+        print(table(rows), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="seconds-long run, for CI")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rate", type=float, default=200.0, help="SMTP msg/s when loaded")
+    parser.add_argument("--reads", type=float, default=100.0, help="API requests/s offered")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.rate = 2.0, 50.0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    rows = uvloop.run(run(args))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
