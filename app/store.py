@@ -67,6 +67,15 @@ class Item:
         return self.committed is not None and self.committed.cancelled()
 
 
+def with_verdict(item: Item) -> Envelope:
+    """The envelope to put on disk: with its sender-authentication verdict when
+    the checks have finished (a replay need not, and later cannot, redo them)."""
+    prepared = item.prepared
+    if prepared.done() and not prepared.cancelled() and prepared.exception() is None:
+        return dataclasses.replace(item.envelope, auth=prepared.result().auth)
+    return item.envelope
+
+
 @dataclasses.dataclass
 class WriterStats:
     """Totals for the shutdown log line; the metrics carry the rest."""
@@ -358,7 +367,7 @@ class BatchWriter:
     def _save_dead(self, item: Item, reason: str) -> bool:
         """Set `item` aside on disk; if the spool fails, keep it here and refuse new mail."""
         try:
-            path = self._spool.save_dead(item.envelope, reason)
+            path = self._spool.save_dead(with_verdict(item), reason)
         except OSError as error:
             self._spool_failed(error)
             self._unsaved_dead.append((item, reason))
@@ -442,7 +451,7 @@ class BatchWriter:
             if item.done or item.abandoned or item.spool_path is not None:
                 continue  # written, refused with 451, or on disk already
             try:
-                self._spool.save_pending(item.envelope)
+                self._spool.save_pending(with_verdict(item))
             except OSError as error:
                 lost += 1
                 log.error("[store] could not spool message %s: %r", item.envelope.id, error)

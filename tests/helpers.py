@@ -122,7 +122,7 @@ class Server:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for_log(self, pattern: str, timeout: float = 30) -> None:
+    def wait_for_log(self, pattern: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if re.search(pattern, self.log):
@@ -198,7 +198,7 @@ def smtp_reply(port: int, sender: str, rcpt: str | None = None) -> tuple[int, by
         return client.rcpt(rcpt)
 
 
-def eventually(check: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+def eventually(check: Any, timeout: float = 30, interval: float = 0.05) -> Any:
     """Poll `check()` until it returns a truthy value; fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

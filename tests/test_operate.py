@@ -81,19 +81,23 @@ def test_cybertemp_database_upgraded_in_place(make_server, database_url):
 
 def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
     cert, key = make_certificate(tmp_path, "check.test")
-    secret_url = database_url.replace("postgres@", "postgres:hunter2@")
+    secret_url = database_url.replace("postgres@", "postgres:hunter2@") + "?password=hunter3"
     query(database_url, "SELECT 1")
     app_command("init-db", DATABASE_URL=database_url)
     result = app_command(
         "check",
         DATABASE_URL=secret_url,
         SUPABASE_KEY="sekrit-key-123",
+        HEARTBEAT_URL="https://hc-ping.example/4f1c2b9e-token?key=k3y",
         TLS_CERT=cert,
         TLS_KEY=key,
         SPOOL_DIR=str(tmp_path / "spool"),
     )
-    assert "hunter2" not in result.stdout and "sekrit-key-123" not in result.stdout
-    assert re.search(r"DATABASE_URL=postgresql://\*\*\*@", result.stdout)
+    for secret in ("hunter2", "hunter3", "sekrit-key-123", "4f1c2b9e-token", "k3y"):
+        assert secret not in result.stdout, secret
+    assert re.search(r"DATABASE_URL=postgresql://\*\*\*@.*\?password=\*\*\*", result.stdout)
+    assert "HEARTBEAT_URL=https://hc-ping.example/***?key=***" in result.stdout
+    assert "settings read from the environment only" in result.stdout
     assert "ok:    database reachable" in result.stdout
     assert "ok:    schema version 2 (this release: 2)" in result.stdout
     assert re.search(
