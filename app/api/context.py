@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Settings
-from ..policy import DomainList, build_domains
+from ..policy import DomainList, build_domains, normalize_address
 from . import access, queries
 from .events import Hub
 
@@ -119,8 +119,6 @@ async def account_for_token(request: Request, token: str | None) -> Account | No
 
 
 async def account_for_basic(request: Request, user: str, password: str) -> Account | None:
-    from ..policy import normalize_address
-
     ctx = state(request)
     row = await queries.account_by_address(ctx.pool, normalize_address(user))
     if row is None or not await ctx.passwords.verify(row["password_hash"], password):

@@ -42,6 +42,7 @@ PING_TIMEOUT = 5.0
 BACKOFF_MAX = 5.0
 QUEUE_SIZE = 1000  # events waiting for one slow stream before it is closed
 RECENT_IDS = 50_000
+FLUSH_RETRY = 0.5  # seconds before reading new rows again after a failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +180,11 @@ class Hub:
             try:
                 rows = await queries.messages_by_ids(self.pool, ids)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-                # The rows are committed: a later catch-up (on reconnect) finds them.
+                # The rows are committed: try again shortly (if the database is
+                # gone, LISTEN goes too and the catch-up finds them anyway).
                 log.warning("[events] could not read %d new message(s): %r", len(ids), error)
+                self._pending = ids + self._pending
+                await asyncio.sleep(FLUSH_RETRY)
                 continue
             rows.sort(key=lambda r: (r["received_at"] is None, r["received_at"]))
             await self.deliver(rows)
