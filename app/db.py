@@ -202,7 +202,17 @@ _REVOKE = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::uuid[]"
 # PostgreSQL delivers notifications only at COMMIT, so a listener never
 # hears of a row it cannot read yet.
 NEW_MAIL_CHANNEL = "tempmail_new_mail"
-INSERT_BATCH = f"""
+
+
+def _insert_statement(revoking: bool) -> str:
+    # Revokes are rare, and a DELETE by raw_id visits every partition's index
+    # (raw_id is not the partition key): a statement of its own, only then.
+    revokes = f"""
+), revoked AS (
+    DELETE FROM emails WHERE raw_id = ANY({_REVOKE})
+), revoked_raw AS (
+    DELETE FROM raw_messages WHERE id = ANY({_REVOKE})"""
+    return f"""
 WITH raw AS (
     INSERT INTO raw_messages (id, raw, received_at)
     SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::timestamptz[])
@@ -211,28 +221,31 @@ WITH raw AS (
     INSERT INTO emails ({", ".join(quote_ident(c.name) for c in EMAIL_COLUMNS)})
     SELECT {", ".join(c.sql or f"r.{c.name}" for c in EMAIL_COLUMNS)}
     FROM unnest({
-    ", ".join(f"${_RAW_PARAMETERS + 1 + n}::{c.type}[]" for n, c in enumerate(_PARAMETERS))
-}) AS r({", ".join(c.name for c in _PARAMETERS)})
+        ", ".join(f"${_RAW_PARAMETERS + 1 + n}::{c.type}[]" for n, c in enumerate(_PARAMETERS))
+    }) AS r({", ".join(c.name for c in _PARAMETERS)})
     ON CONFLICT DO NOTHING
 ), box AS (
     INSERT INTO inbox (email_address)
     SELECT DISTINCT unnest({_OWNER})
     ON CONFLICT (email_address) DO NOTHING
 ), private AS (
-    UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY({_OWNER})
-), revoked AS (
-    DELETE FROM emails WHERE raw_id = ANY({_REVOKE})
-), revoked_raw AS (
-    DELETE FROM raw_messages WHERE id = ANY({_REVOKE})
+    UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY({_OWNER}){
+        revokes if revoking else ""
+    }
 )
 SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
 FROM unnest({_ROW_ID}, {_OWNER}) AS n(id, owner)
 """
 
 
+INSERT_BATCH = _insert_statement(revoking=False)
+INSERT_AND_REVOKE = _insert_statement(revoking=True)
+
+
 def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[list[Any]]:
     """The parameters of INSERT_BATCH: raw_messages arrays, one array per
-    EMAIL_COLUMNS parameter (one element per recipient row), the revokes."""
+    EMAIL_COLUMNS parameter (one element per recipient row), and for
+    INSERT_AND_REVOKE the revokes."""
     raws: list[list[Any]] = [[], [], []]
     columns: list[list[Any]] = [[] for _ in _PARAMETERS]
     for prepared in batch:
@@ -244,7 +257,7 @@ def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[l
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for array, column in zip(columns, _PARAMETERS, strict=True):
                 array.append(column.value(prepared, row_id, owner))  # type: ignore[misc]
-    return [*raws, *columns, list(revoke)]
+    return [*raws, *columns, *([list(revoke)] if revoke else [])]
 
 
 async def insert_batch(
@@ -258,7 +271,8 @@ async def insert_batch(
     """
     async with pool.acquire() as conn:
         try:
-            await conn.execute(INSERT_BATCH, *batch_args(batch, revoke))
+            statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
+            await conn.execute(statement, *batch_args(batch, revoke))
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
             conn.terminate()
