@@ -21,7 +21,7 @@ def setup_logging(level: str) -> None:
 
 
 async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
-    url = settings.database_url or embedded.start(settings.data_dir)
+    url = embedded.database_url(settings)
     conn = await db.connect(url)
     try:
         await db.install_schema(conn)

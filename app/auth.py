@@ -23,11 +23,13 @@ Authentication-Results headers already in the message are never read
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import importlib.resources
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from email.utils import getaddresses
 from typing import Any, TypeVar
@@ -53,6 +55,8 @@ MAX_RERUNS = 30  # SPF allows 10 DNS-querying terms, each maybe two lookups
 OFFLOAD_SIZE = 256 * 1024
 SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
 MAX_SIGNATURES = 5  # DKIM signatures verified per message; the rest are not checked
+SPF_VERDICT_TTL = 30.0  # seconds an SPF verdict is reused: the shortest DNS cache time
+SPF_VERDICTS = 10_000  # (client, sender, HELO) verdicts kept
 MAX_ARC_SETS = 50  # RFC 8617 5.1.1.1: a longer chain fails without lookups
 # Strictest first: with several From domains the strictest policy applies.
 DISPOSITIONS = ("reject", "quarantine", "none")
@@ -87,6 +91,11 @@ class Authenticator:
         self.resolver = resolver
         self.authserv_id = authserv_id
         self.timeout = timeout
+        # SPF verdicts by (client IP, identity, HELO): a sender's mail arrives
+        # in runs, and the verdict only changes with DNS (cached as long).
+        self.spf_verdicts: collections.OrderedDict[
+            tuple[str, str, str], tuple[float, tuple[str, str]]
+        ] = collections.OrderedDict()
         # pyspf has one module-level DNS hook; ours answers from the cache.
         spf.DNSLookup = self._spf_lookup
 
@@ -101,6 +110,12 @@ class Authenticator:
         except Exception as error:  # a library bug must not cost the message
             log.warning("[auth] checks of %s failed: %r", envelope.id, error)
         return state.result()
+
+    def remember_spf(self, key: tuple[str, str, str], verdict: tuple[str, str]) -> None:
+        self.spf_verdicts[key] = (time.monotonic() + SPF_VERDICT_TTL, verdict)
+        self.spf_verdicts.move_to_end(key)
+        while len(self.spf_verdicts) > SPF_VERDICTS:
+            self.spf_verdicts.popitem(last=False)
 
     async def rerun(self, check: Callable[[], T], offload: bool = False) -> T:
         """Run the synchronous `check` (in a thread if `offload`), resolving what
@@ -154,9 +169,14 @@ def signature_keys(headers: list[tuple[bytes, bytes]]) -> list[str]:
 
 def from_domains(headers: list[tuple[bytes, bytes]]) -> list[str]:
     """The domains of the header From addresses, lower case, IDNs in punycode."""
-    values = [v.decode("utf-8", "replace") for f, v in headers if f.lower() == b"from"]
-    found = (normalize_domain(a.rpartition("@")[2]) for _, a in getaddresses(values) if "@" in a)
-    return list(dict.fromkeys(domain for domain in found if domain))
+    return list(_from_domains(tuple(v for f, v in headers if f.lower() == b"from")))
+
+
+@functools.lru_cache(maxsize=4096)  # a sender's From header repeats message after message
+def _from_domains(values: tuple[bytes, ...]) -> tuple[str, ...]:
+    texts = [v.decode("utf-8", "replace") for v in values]
+    found = (normalize_domain(a.rpartition("@")[2]) for _, a in getaddresses(texts) if "@" in a)
+    return tuple(dict.fromkeys(domain for domain in found if domain))
 
 
 def sampled(envelope: Envelope, pct: int) -> bool:
@@ -234,7 +254,9 @@ class _Checks:
         spf_domain = self._spf_identity().rpartition("@")[2]
         if spf_domain:
             wanted.append((spf_domain, "TXT"))
-        await asyncio.gather(*(self.auth.resolver.lookup(n, t) for n, t in wanted))
+        missing = [(n, t) for n, t in wanted if not self.auth.resolver.has(n, t)]
+        if missing:
+            await asyncio.gather(*(self.auth.resolver.lookup(n, t) for n, t in missing))
 
     def _spf_identity(self) -> str:
         # RFC 7208 2.4: the null sender is checked as postmaster@<HELO>.
@@ -252,8 +274,15 @@ class _Checks:
             self.spf = authres.SPFAuthenticationResult(result="none", smtp_mailfrom="")
             return
         identity = self._spf_identity()
-        query = lambda: spf.query(i=ip, s=identity, h=helo).check()  # noqa: E731
-        result, _code, reason = await self.auth.rerun(query)
+        key = (ip, identity, helo)
+        known = self.auth.spf_verdicts.get(key)
+        if known is not None and known[0] > time.monotonic():
+            result, reason = known[1]
+        else:
+            query = lambda: spf.query(i=ip, s=identity, h=helo).check()  # noqa: E731
+            result, _code, reason = await self.auth.rerun(query)
+            if result != "temperror":
+                self.auth.remember_spf(key, (result, reason))
         self.spf = authres.SPFAuthenticationResult(
             result=result,
             smtp_mailfrom=self.envelope.mail_from or None,

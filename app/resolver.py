@@ -95,6 +95,11 @@ class Resolver:
             raise entry[1]
         return entry[1]
 
+    def has(self, name: str | bytes, rdtype: str) -> bool:
+        """True if the cache holds a current answer (or failure) for name/type."""
+        entry = self._cache.get((normal_name(name), rdtype))
+        return entry is not None and entry[0] >= time.monotonic()
+
     async def lookup(self, name: str | bytes, rdtype: str) -> None:
         """Make sure the cache holds an answer (or a failure) for name/type."""
         key = (normal_name(name), rdtype)

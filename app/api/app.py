@@ -210,7 +210,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
 def build(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        url = settings.database_url or embedded.start(settings.data_dir)
+        url = embedded.database_url(settings)
         pool = await queries.create_pool(url, POOL_SIZE)
         await queries.install(pool)
         hub = Hub(url, pool)
