@@ -184,6 +184,31 @@ def sampled(envelope: Envelope, pct: int) -> bool:
     return envelope.id.int % 100 < pct
 
 
+@functools.lru_cache(maxsize=4096)  # pure on its inputs, which repeat per sender
+def dmarc_outcome(
+    record: str,
+    domain: str,
+    found_at: str | None,
+    spf_domain: str | None,
+    dkim_domains: tuple[str, ...],
+) -> tuple[str, str, int]:
+    """(pass, fail or permerror; the published disposition; pct) of the DMARC
+    `record` for the From `domain`, found at the organizational domain
+    `found_at` (None: at the domain itself), given the identities that passed."""
+    try:
+        policy = dmarc.DMARC(_PSL).parse_record(record, domain, org_domain=found_at)
+    except dmarc.Error:
+        return "permerror", "none", 100
+    passes = dmarc.AuthResults(
+        spf=dmarc.SPF(spf_domain, dmarc.SPFResult.PASS) if spf_domain else None,
+        dkim=[dmarc.DKIM(d, dmarc.DKIMResult.PASS) for d in dkim_domains],
+    )
+    outcome = dmarc.DMARC(_PSL).get_result(policy, auth_results=passes)
+    if outcome.result is dmarc.DMARCResult.PASS:
+        return "pass", "none", policy.pct
+    return "fail", outcome.disposition.value, policy.pct
+
+
 @dataclasses.dataclass(frozen=True)
 class DmarcVerdict:
     result: str  # pass, fail, none, permerror
@@ -381,30 +406,21 @@ class _Checks:
             found_at = None
         if record is None:
             return DmarcVerdict("none", domain, None)
-        try:
-            policy = dmarc.DMARC(_PSL).parse_record(record, domain, org_domain=found_at)
-        except dmarc.Error as error:
-            return DmarcVerdict("permerror", domain, None, str(error))
-        spf_pass = None
         identity = self._spf_identity().rpartition("@")[2]
+        spf_domain = None
         if self.spf is not None and self.spf.result == "pass" and identity:
-            spf_pass = dmarc.SPF(normalize_domain(identity) or identity, dmarc.SPFResult.PASS)
-        dkim_passes = [
-            dmarc.DKIM(normal_name(d.header_d), dmarc.DKIMResult.PASS)
-            for d in self.dkim
-            if d.result == "pass" and d.header_d
-        ]
-        outcome = dmarc.DMARC(_PSL).get_result(
-            policy, auth_results=dmarc.AuthResults(spf=spf_pass, dkim=dkim_passes)
+            spf_domain = normalize_domain(identity) or identity
+        dkim_domains = tuple(
+            normal_name(d.header_d) for d in self.dkim if d.result == "pass" and d.header_d
         )
-        if outcome.result is dmarc.DMARCResult.PASS:
-            return DmarcVerdict("pass", domain, "none")
-        published = outcome.disposition.value
+        result, published, pct = dmarc_outcome(record, domain, found_at, spf_domain, dkim_domains)
+        if result != "fail":  # pass: nothing to apply; permerror: no usable policy
+            return DmarcVerdict(result, domain, "none" if result == "pass" else None)
         applied = published
-        if policy.pct < 100 and not sampled(self.envelope, policy.pct):
+        if pct < 100 and not sampled(self.envelope, pct):
             # Outside the sample: the next less strict policy (RFC 7489 6.6.4).
             applied = {"reject": "quarantine", "quarantine": "none"}.get(published, published)
-        comment = f"p={published} pct={policy.pct}" if applied != published else None
+        comment = f"p={published} pct={pct}" if applied != published else None
         return DmarcVerdict("fail", domain, applied, comment)
 
     def _missing(self, check: str) -> str:
