@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from . import db, embedded, metrics, retention
+from . import db, db_schema, embedded, metrics, retention
 from .auth import Authenticator
 from .config import Settings
 from .heartbeat import Heartbeat, check_health
@@ -101,20 +101,22 @@ async def prepare_database(
     schema_ready: asyncio.Event,
     retention_hours: float,
 ) -> None:
-    async def install() -> None:
+    async def install(indexes: bool) -> None:
         async with pool.acquire() as conn:
-            await db.install_schema(conn)
+            await db_schema.install_schema(conn, indexes=indexes)
 
-    await retry_until_done("db", install)
+    await retry_until_done("db", lambda: install(False))
     try:
         # Partitions for the coming hours, before the first write. Not fatal:
         # without them rows go to the DEFAULT partition, and the task retries.
-        await retention.maintain(pool, retention_hours, expire=False)
+        await retention.maintain(pool, retention_hours, None, expire_mail=False)
     except Exception as error:
         log.warning("[retention] could not create partitions yet: %r", error)
     schema_ready.set()
     if replay_spool:  # one worker replays; the others would only repeat it
         await writer.replay()
+    # Last: on a big existing table an index build takes a while (it blocks nobody).
+    await retry_until_done("db", lambda: install(True))
 
 
 async def serve(settings: Settings, replay_spool: bool = True) -> int:
@@ -201,7 +203,7 @@ async def serve(settings: Settings, replay_spool: bool = True) -> int:
             run_every(
                 "retention",
                 settings.retention_interval,
-                lambda: retention.maintain(pool, settings.retention_hours),
+                lambda: retention.maintain(pool, settings.retention_hours, lists.current.private),
             ),
             name="retention",
         )

@@ -77,8 +77,10 @@ class Server:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
+        # A clean environment: the developer's settings must not leak in.
         self.env = {
-            **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)},
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
             "SMTP_RECEIVE_PORT": str(self.port),
             "SMTP_BIND": "127.0.0.1",
             "SMTP_HOSTNAME": "mx.test",
