@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import smtplib
+import uuid
 
 import pytest
 
 from . import cybertemp
 from .cybertemp import PRIVATE, PUBLIC, app, as_role, count, visible_ids
-from .helpers import as_sent, eventually, query
+from .helpers import ROOT, as_sent, eventually, query
 
 OUR_INDEXES = {"emails_owner_recent_idx", "emails_raw_id_idx", "emails_received_idx"}
 THEIR_INDEXES = {"emails_pkey", "emails_mailbox_owner_idx", "emails_created_at_idx"}
@@ -196,6 +197,8 @@ def test_serving_keeps_old_mail_private_mail_and_the_website_view(
         email=PRIVATE[0],
     )
     assert [r[0] for r in vip] == ["new private", "ours, private"]
+    summary = as_role(database_url, "anon", "SELECT mailbox_owner, messages FROM inbox_summary")
+    assert [tuple(r) for r in summary] == [(PUBLIC, old_rows // 3 + 1)]
     assert (
         count(database_url, "SELECT received FROM mail_counter WHERE mailbox_owner = $1", PUBLIC)
         == counted + 1
@@ -211,6 +214,34 @@ def test_serving_keeps_old_mail_private_mail_and_the_website_view(
         PUBLIC,
     )
     assert [r[0] for r in newest] == ["new public", "old 1"]
+
+
+# The README's field table ("Switching from Cybertemp"), each row asserted below.
+README_FIELDS = (
+    "id",
+    "mailbox_owner",
+    "mailbox",
+    "subject",
+    "body",
+    "html",
+    "from_addr",
+    "to_addrs",
+    "timestamp",
+    "flags",
+    "size",
+    "created_at",
+    "encrypted",
+    "key_version",
+    "header_to",
+    "received_at",
+)
+
+
+def test_readme_field_table_is_the_one_tested():
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| column | we store | Cybertemp stored |") :]
+    rows = table[: table.index("\n\n")].splitlines()[2:]
+    assert tuple(row.split("`")[1] for row in rows) == README_FIELDS
 
 
 def test_stored_fields_mean_what_cybertemp_stored(database_url, tmp_path, quiet_dns):
@@ -244,6 +275,7 @@ def test_stored_fields_mean_what_cybertemp_stored(database_url, tmp_path, quiet_
     }
     alice, bcc = rows[(PUBLIC, "café")], rows[(PRIVATE[0], "café")]
     plain = rows[(PUBLIC, "No Subject")]
+    assert isinstance(alice["id"], uuid.UUID) and alice["id"] != bcc["id"]
     assert alice["mailbox"] == "INBOX"
     assert alice["to_addrs"] == [PUBLIC] and bcc["to_addrs"] == [PRIVATE[0]]
     assert (
