@@ -34,14 +34,22 @@ async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitab
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     from . import workers
 
+    if workers.worker_index() is None:  # once: the supervisor or the only process
+        log.info("[config] settings read from %s", config.describe_sources(args.env_file))
+        for warning in config.warnings(env_file=args.env_file):
+            log.warning("[config] %s", warning)
+
     if settings.workers > 1 and workers.worker_index() is None:
         return workers.Supervisor(settings, sys.argv[1:]).run()
 
     import uvloop
 
-    from .service import serve
+    from .service import Service
 
-    return uvloop.run(serve(settings, replay_spool=workers.worker_index() in (None, 0)))
+    async def serve() -> int:
+        return await Service(settings, replay_spool=workers.worker_index() in (None, 0)).serve()
+
+    return uvloop.run(serve())
 
 
 def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -103,11 +111,13 @@ def cmd_domains(settings: config.Settings, args: argparse.Namespace) -> int:
     async def act(conn: Any) -> int:
         if args.action == "add":
             await db.add_domain(conn, domain)
+            await db.announce_list_change(conn, "domains")  # running services reload it now
             print(f"added {domain}")
         elif args.action == "remove":
             if not await db.remove_domain(conn, domain):
                 print(f"error: {domain} is not in the list", file=sys.stderr)
                 return 1
+            await db.announce_list_change(conn, "domains")
             print(f"removed {domain}")
         else:
             for row in await db.list_domains(conn):
@@ -136,11 +146,13 @@ def cmd_bans(settings: config.Settings, args: argparse.Namespace) -> int:
     async def act(conn: Any) -> int:
         if args.action == "add":
             await db.add_ban(conn, args.scope, value, args.match)
+            await db.announce_list_change(conn, "bans")  # running services reload it now
             print(f"banned {args.scope} {args.match} {value}")
         elif args.action == "remove":
             if not await db.remove_ban(conn, args.scope, value):
                 print(f"error: no {args.scope} ban on {value}", file=sys.stderr)
                 return 1
+            await db.announce_list_change(conn, "bans")
             print(f"unbanned {args.scope} {value}")
         else:
             for row in await db.list_bans(conn):
@@ -153,7 +165,7 @@ def cmd_bans(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_check(settings: config.Settings, args: argparse.Namespace) -> int:
     from .check import run_checks
 
-    return asyncio.run(run_checks(settings, config.warnings(env_file=args.env_file)))
+    return asyncio.run(run_checks(settings, args.env_file))
 
 
 def build_parser() -> argparse.ArgumentParser:

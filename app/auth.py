@@ -1,8 +1,13 @@
 """Sender authentication on receipt: SPF, DKIM, ARC and DMARC (RFC 8601 results).
 
 The algorithms are the libraries': pyspf (SPF), dkimpy (DKIM signatures and
-the ARC chain), authheaders (DMARC policy discovery and alignment, with its
-public-suffix list) and authres (the Authentication-Results header). They
+the ARC chain), dmarc (DMARC record parsing, alignment and policy, on
+authheaders' public-suffix list) and authres (the Authentication-Results
+header). DMARC is given the From domain we parse ourselves (authheaders'
+extraction cut `bank-of-trust.com` to `bank`), and its `pct` is applied
+(RFC 7489 6.6.4: a message outside the sample gets the next less strict
+policy). At most MAX_SIGNATURES DKIM signatures are verified per message:
+each costs DNS queries to domains the sender chooses. The libraries
 are synchronous and do their own DNS, so they run here on answers already
 in the asynchronous resolver's cache: a lookup they need and the cache lacks
 raises `NeedLookup`, we resolve it (awaiting, never blocking the loop) and
@@ -27,15 +32,16 @@ from collections.abc import Awaitable, Callable
 from email.utils import getaddresses
 from typing import Any, TypeVar
 
-import authheaders
 import authres
 import dkim
+import dmarc
 import spf
 from authres.arc import ARCAuthenticationResult
 from authres.dmarc import DMARCAuthenticationResult
 from publicsuffix2 import PublicSuffixList
 
-from .model import Envelope
+from .model import AuthResult, Envelope
+from .policy import normalize_domain
 from .resolver import DnsFailure, NeedLookup, Resolver, normal_name
 
 log = logging.getLogger("app.auth")
@@ -46,6 +52,10 @@ MAX_RERUNS = 30  # SPF allows 10 DNS-querying terms, each maybe two lookups
 # so the event loop (and every session on it) never waits for it.
 OFFLOAD_SIZE = 256 * 1024
 SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
+MAX_SIGNATURES = 5  # DKIM signatures verified per message; the rest are not checked
+MAX_ARC_SETS = 50  # RFC 8617 5.1.1.1: a longer chain fails without lookups
+# Strictest first: with several From domains the strictest policy applies.
+DISPOSITIONS = ("reject", "quarantine", "none")
 _TAG = re.compile(rb"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", re.IGNORECASE)
 
 
@@ -62,24 +72,14 @@ def org_domain(domain: str) -> str:
     return str(_public_suffixes().get_public_suffix(domain))
 
 
-# authheaders re-reads and re-parses its 200 KB list on every call (~30 ms):
-# the same list, parsed once and memoized.
-authheaders.get_org_domain = authheaders.dmarc_lookup.get_org_domain = org_domain
+class _OrganizationalDomains:
+    """The public-suffix interface the dmarc library asks for, memoized."""
+
+    def get_public_suffix(self, domain: str) -> str:
+        return org_domain(domain)
 
 
-@dataclasses.dataclass(frozen=True)
-class AuthResult:
-    spf: str
-    dkim: str
-    dmarc: str
-    dmarc_domain: str | None  # the header From domain DMARC evaluated
-    dmarc_policy: str | None  # its published policy: none, quarantine, reject
-    header: str  # Authentication-Results: <authserv-id>; ...
-
-    @property
-    def dmarc_reject(self) -> bool:
-        """DMARC failed and the domain asks receivers to reject (what enforce refuses)."""
-        return self.dmarc == "fail" and self.dmarc_policy == "reject"
+_PSL = _OrganizationalDomains()
 
 
 class Authenticator:
@@ -137,19 +137,39 @@ class Authenticator:
 
 
 def signature_keys(headers: list[tuple[bytes, bytes]]) -> list[str]:
-    """The `s._domainkey.d` names of the DKIM and ARC signatures in `headers`."""
-    names = []
+    """The `s._domainkey.d` names of the signatures we will verify: the first
+    MAX_SIGNATURES of each kind (DKIM, ARC seal, ARC message signature)."""
+    names: list[str] = []
+    seen = dict.fromkeys(SIGNATURE_HEADERS, 0)
     for field, value in headers:
-        if field.lower() in SIGNATURE_HEADERS:
-            tags = {k.lower(): v.strip() for k, v in _TAG.findall(value.replace(b"\r\n", b""))}
-            if tags.get(b"s") and tags.get(b"d"):
-                names.append(normal_name(tags[b"s"] + b"._domainkey." + tags[b"d"]))
-    return names
+        kind = field.lower()
+        if kind not in seen or seen[kind] >= MAX_SIGNATURES:
+            continue
+        seen[kind] += 1
+        tags = {k.lower(): v.strip() for k, v in _TAG.findall(value.replace(b"\r\n", b""))}
+        if tags.get(b"s") and tags.get(b"d"):
+            names.append(normal_name(tags[b"s"] + b"._domainkey." + tags[b"d"]))
+    return list(dict.fromkeys(names))
 
 
 def from_domains(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The domains of the header From addresses, lower case, IDNs in punycode."""
     values = [v.decode("utf-8", "replace") for f, v in headers if f.lower() == b"from"]
-    return [normal_name(a.rpartition("@")[2]) for _, a in getaddresses(values) if "@" in a]
+    found = (normalize_domain(a.rpartition("@")[2]) for _, a in getaddresses(values) if "@" in a)
+    return list(dict.fromkeys(domain for domain in found if domain))
+
+
+def sampled(envelope: Envelope, pct: int) -> bool:
+    """RFC 7489 6.6.4 sampling, deterministic per message: is it in the pct%?"""
+    return envelope.id.int % 100 < pct
+
+
+@dataclasses.dataclass(frozen=True)
+class DmarcVerdict:
+    result: str  # pass, fail, none, permerror
+    domain: str
+    applied: str | None  # the disposition applied after pct: none, quarantine, reject
+    comment: str | None = None
 
 
 class _Checks:
@@ -165,6 +185,8 @@ class _Checks:
         self.spf: authres.SPFAuthenticationResult | None = None
         self.dkim: list[authres.DKIMAuthenticationResult] = []
         self.dkim_pending = 0  # signatures not yet verified
+        self.dkim_skipped = 0  # signatures past MAX_SIGNATURES: never verified
+        self.arc_sets = 0
         self.has_arc = False
         self.arc: ARCAuthenticationResult | None = None
         self.dmarc: DMARCAuthenticationResult | None = None
@@ -177,8 +199,11 @@ class _Checks:
         except Exception:
             self.headers = []
         fields = [f.lower() for f, _ in self.headers]
-        self.dkim_pending = fields.count(b"dkim-signature")
-        self.has_arc = b"arc-seal" in fields
+        signatures = fields.count(b"dkim-signature")
+        self.dkim_pending = min(signatures, MAX_SIGNATURES)
+        self.dkim_skipped = signatures - self.dkim_pending
+        self.arc_sets = fields.count(b"arc-seal")
+        self.has_arc = self.arc_sets > 0
         self.from_domains = from_domains(self.headers)
         await self._prefetch()
         for stage, name in (
@@ -281,6 +306,9 @@ class _Checks:
     async def _arc(self) -> None:
         if not self.has_arc:
             return
+        if self.arc_sets > MAX_ARC_SETS:
+            self.arc = ARCAuthenticationResult(result="fail", result_comment="chain too long")
+            return
         verifier = await self._verifier(dkim.ARC)
         try:
             cv, _results, comment = await self.auth.rerun(
@@ -296,28 +324,59 @@ class _Checks:
         )
 
     async def _dmarc(self) -> None:
-        passing = [d for d in self.dkim if d.result == "pass"]
-        domains = self.from_domains
-        # authheaders aligns one DKIM result: give it a passing one that aligns if any.
-        chosen = next(
-            (d for d in passing if any(_aligned(d.header_d, f) for f in domains)),
-            passing[0] if passing else None,
+        if not self.from_domains:
+            self.dmarc = DMARCAuthenticationResult(result="none")
+            return
+        verdicts = [
+            await self.auth.rerun(lambda d=d: self._dmarc_for(d))  # type: ignore[misc]
+            for d in self.from_domains
+        ]
+        # RFC 7489 6.6.1: with several From domains, the strictest policy applies.
+        strictest = min(verdicts, key=_strictness)
+        self.dmarc = DMARCAuthenticationResult(
+            result=strictest.result,
+            result_comment=strictest.comment,
+            header_from=strictest.domain,
+            policy=strictest.applied,
         )
-        message, spf_result = self.message, self.spf
+
+    def _dmarc_for(self, domain: str) -> DmarcVerdict:
+        """Policy discovery (the From domain, then its organizational domain),
+        alignment and the disposition, on cached DNS answers."""
+        organizational = org_domain(domain)
+        record = self.auth.dmarc_txt("_dmarc." + domain)
+        if record is None and organizational != domain:
+            record = self.auth.dmarc_txt("_dmarc." + organizational)
+            found_at: str | None = organizational
+        else:
+            found_at = None
+        if record is None:
+            return DmarcVerdict("none", domain, None)
         try:
-            self.dmarc = await self.auth.rerun(
-                lambda: authheaders.check_dmarc(
-                    message,
-                    spf_result=_copy(spf_result, self._spf_identity()),
-                    dkim_result=chosen,
-                    dnsfunc=self.auth.dmarc_txt,
-                ),
-                self.offload,
-            )
-        except DnsFailure:
-            self.dmarc = DMARCAuthenticationResult(
-                result="temperror", header_from=domains[0] if domains else None
-            )
+            policy = dmarc.DMARC(_PSL).parse_record(record, domain, org_domain=found_at)
+        except dmarc.Error as error:
+            return DmarcVerdict("permerror", domain, None, str(error))
+        spf_pass = None
+        identity = self._spf_identity().rpartition("@")[2]
+        if self.spf is not None and self.spf.result == "pass" and identity:
+            spf_pass = dmarc.SPF(normalize_domain(identity) or identity, dmarc.SPFResult.PASS)
+        dkim_passes = [
+            dmarc.DKIM(normal_name(d.header_d), dmarc.DKIMResult.PASS)
+            for d in self.dkim
+            if d.result == "pass" and d.header_d
+        ]
+        outcome = dmarc.DMARC(_PSL).get_result(
+            policy, auth_results=dmarc.AuthResults(spf=spf_pass, dkim=dkim_passes)
+        )
+        if outcome.result is dmarc.DMARCResult.PASS:
+            return DmarcVerdict("pass", domain, "none")
+        published = outcome.disposition.value
+        applied = published
+        if policy.pct < 100 and not sampled(self.envelope, policy.pct):
+            # Outside the sample: the next less strict policy (RFC 7489 6.6.4).
+            applied = {"reject": "quarantine", "quarantine": "none"}.get(published, published)
+        comment = f"p={published} pct={policy.pct}" if applied != published else None
+        return DmarcVerdict("fail", domain, applied, comment)
 
     def _missing(self, check: str) -> str:
         """The result of a check that did not complete."""
@@ -329,6 +388,12 @@ class _Checks:
         )
         unfinished = [authres.DKIMAuthenticationResult(result=self._missing("dkim"))]
         dkim_results = self.dkim + unfinished * self.dkim_pending
+        if self.dkim_skipped:
+            dkim_results.append(
+                authres.DKIMAuthenticationResult(
+                    result="policy", reason=f"{self.dkim_skipped} more signatures not checked"
+                )
+            )
         dmarc = self.dmarc or DMARCAuthenticationResult(result=self._missing("dmarc"))
         results: list[Any] = [spf_result]
         results += dkim_results or [authres.DKIMAuthenticationResult(result="none")]
@@ -352,25 +417,14 @@ class _Checks:
 _DKIM_ORDER = ("pass", "fail", "permerror", "temperror", "neutral", "policy", "none")
 
 
+def _strictness(verdict: DmarcVerdict) -> int:
+    return DISPOSITIONS.index(verdict.applied) if verdict.applied else len(DISPOSITIONS)
+
+
 def _best(results: list[str]) -> str:
     if not results:
         return "none"
     return min(results, key=lambda r: _DKIM_ORDER.index(r) if r in _DKIM_ORDER else 99)
-
-
-def _aligned(signer: str | None, from_domain: str) -> bool:
-    if not signer:
-        return False
-    signer = normal_name(signer)
-    return org_domain(signer) == org_domain(from_domain)
-
-
-def _copy(result: authres.SPFAuthenticationResult | None, identity: str) -> Any:
-    """The SPF result as authheaders' DMARC wants it: a copy (it rewrites the
-    field), naming the identity checked (postmaster@HELO for the null sender)."""
-    if result is None:
-        return None
-    return authres.SPFAuthenticationResult(result=result.result, smtp_mailfrom=identity)
 
 
 _QUIET = logging.getLogger("app.auth.libraries")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from . import db, db_catalog, db_schema, embedded
+from . import config, db, db_catalog, db_schema, embedded
 from .config import Settings
 from .sources import PRIVATE_ORDER, make_source
 from .spool import Spool
@@ -13,9 +13,8 @@ from .tls import certificate_expiry
 CERT_WARN_DAYS = 14
 
 
-async def run_checks(settings: Settings, warnings: list[str]) -> int:
-    """Print one `ok:`/`error:` line per check (`warn:` for settings we do not
-    act on, config.warnings); return 1 if any check failed."""
+async def run_checks(settings: Settings, env_file: str | None = None) -> int:
+    """Print one `ok:`/`error:` line per check; return 1 if any failed."""
     failed = False
 
     def report(ok: bool, text: str) -> None:
@@ -23,11 +22,15 @@ async def run_checks(settings: Settings, warnings: list[str]) -> int:
         failed |= not ok
         print(("ok:    " if ok else "error: ") + text)
 
+    print(f"       settings read from {config.describe_sources(env_file)}:")
     for key, value in settings.masked().items():
         print(f"       {key}={value}")
-    for warning in warnings:
-        print("warn:  " + warning)
-    url = settings.database_url or embedded.start(settings.data_dir)
+    for warning in config.warnings(env_file=env_file):
+        report(False, warning)
+    url = settings.database_url
+    if url is None:
+        url = embedded.start(settings.data_dir)
+        report(True, f"embedded PostgreSQL (DATABASE_URL unset): psql '{url}'")
     try:
         pool = await db.create_pool(url)
         await db.ping(pool)
@@ -77,6 +80,11 @@ async def run_checks(settings: Settings, warnings: list[str]) -> int:
         except (OSError, ValueError) as error:
             report(False, f"TLS certificate {settings.tls_cert} unreadable: {error}")
     spool = Spool(settings.spool_dir)
+    try:
+        spool.check_writable()
+        report(True, f"spool {spool.directory} writable")
+    except OSError as error:
+        report(False, f"spool {spool.directory} not writable: {error.strerror or error}")
     pending, dead = spool.counts()
     report(pending == 0, f"spool: {pending} messages waiting for replay in {spool.pending_dir}")
     report(dead == 0, f"dead letters: {dead} in {spool.dead_dir}")

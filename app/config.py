@@ -394,6 +394,11 @@ def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".e
         )
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("TLS_CERT and TLS_KEY must be set together")
+    if values["max_receiving_bytes"] < values["max_message_size"]:
+        raise ConfigError(
+            f"MAX_RECEIVING_BYTES={values['max_receiving_bytes']} is below MAX_MESSAGE_SIZE="
+            f"{values['max_message_size']}: a message of the largest size could never arrive"
+        )
     return Settings(**values)
 
 

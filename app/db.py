@@ -11,15 +11,17 @@ losses, timeouts and server-side trouble are worth retrying; data errors
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
 
-from .model import Envelope, ParsedMail
+from .model import Prepared
 
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
@@ -37,6 +39,29 @@ async def create_pool(url: str, max_size: int = 4) -> asyncpg.Pool:
 
 async def connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url, timeout=5)
+
+
+# `python -m app domains|bans` announces a change here (payload: the table).
+LISTS_CHANNEL = "tempmail_lists"
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    url: str, channel: str, on_payload: Callable[[str], None]
+) -> AsyncIterator[asyncio.Event]:
+    """A connection LISTENing on `channel`; yields an event set when it drops."""
+    conn = await connect(url)
+    closed = asyncio.Event()
+    conn.add_termination_listener(lambda _: closed.set())
+    try:
+        await conn.add_listener(channel, lambda _c, _pid, _ch, payload: on_payload(payload))
+        yield closed
+    finally:
+        conn.terminate()
+
+
+async def announce_list_change(conn: asyncpg.Connection, table: str) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", LISTS_CHANNEL, table)
 
 
 RETRY, REJECT, UNKNOWN = "retry", "reject", "unknown"
@@ -98,16 +123,20 @@ WITH raw AS (
     ON CONFLICT (email_address) DO NOTHING
 ), private AS (
     UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY($5::text[])
+), revoked AS (
+    DELETE FROM emails WHERE raw_id = ANY($25::uuid[])
+), revoked_raw AS (
+    DELETE FROM raw_messages WHERE id = ANY($25::uuid[])
 )
 SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
 FROM unnest($4::uuid[], $5::text[]) AS n(id, owner)
 """
 
 
-def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
+def batch_args(batch: Sequence[Prepared]) -> list[list[Any]]:
     """The 24 column arrays of INSERT_BATCH for `batch`."""
     columns: list[list[Any]] = [[] for _ in range(24)]
-    for envelope, parsed in batch:
+    for envelope, parsed, auth in ((p.envelope, p.parsed, p.auth) for p in batch):
         columns[0].append(envelope.id)
         columns[1].append(envelope.raw)
         columns[2].append(envelope.received_at)
@@ -120,7 +149,6 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
         header_to = json.dumps(parsed.header_to)
         # The sender's bytes, as Cybertemp counted them: without our trace line.
         size = len(envelope.raw) - envelope.trace_length
-        auth = envelope.auth
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for column, value in zip(
                 columns[3:],
@@ -154,33 +182,21 @@ def batch_args(batch: Sequence[tuple[Envelope, ParsedMail]]) -> list[list[Any]]:
 
 
 async def insert_batch(
-    pool: asyncpg.Pool,
-    batch: Sequence[tuple[Envelope, ParsedMail]],
-    revoke: Sequence[uuid.UUID] = (),
+    pool: asyncpg.Pool, batch: Sequence[Prepared], revoke: Sequence[uuid.UUID] = ()
 ) -> None:
-    """Insert `batch` in one transaction; first delete the messages in `revoke`.
+    """Insert `batch` and delete the messages in `revoke`, in one statement.
 
-    `revoke` holds messages whose sender was told 451 after a write that
-    failed ambiguously (it may have committed): the sender will send again,
-    so a copy of ours must not stay.
+    One statement is one implicit transaction and one round trip. `revoke`
+    holds messages whose sender was told 451 after a write that may have
+    committed: the sender will send again, so a copy of ours must not stay.
     """
     async with pool.acquire() as conn:
         try:
-            async with conn.transaction():
-                if revoke:
-                    await conn.execute(REVOKE, list(revoke))
-                if batch:
-                    await conn.execute(INSERT_BATCH, *batch_args(batch))
+            await conn.execute(INSERT_BATCH, *batch_args(batch), list(revoke))
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
             conn.terminate()
             raise
-
-
-REVOKE = """
-WITH gone AS (DELETE FROM emails WHERE raw_id = ANY($1::uuid[]))
-DELETE FROM raw_messages WHERE id = ANY($1::uuid[])
-"""
 
 
 async def ping(pool: asyncpg.Pool) -> None:

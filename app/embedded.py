@@ -23,5 +23,10 @@ def start(data_dir: str) -> str:
     path.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(path, cleanup_mode="stop")
     url: str = server.get_uri()
-    log.warning("[db] DATABASE_URL is unset: using the embedded PostgreSQL in %s", path)
+    log.warning(
+        "[db] DATABASE_URL is unset: using the embedded PostgreSQL in %s; look at the "
+        "tables with: psql '%s'",
+        path,
+        url,
+    )
     return url

@@ -1,10 +1,11 @@
 """Health and heartbeat: tell a monitor we are alive only when we really are.
 
-Healthy means: the database answers, the writer is not stuck (its oldest
-unwritten message is younger than WRITER_STUCK_AFTER), and the lists the
-policy needs are loaded. `heartbeat_once` GETs HEARTBEAT_URL only then, so
-the monitor alerts when we are up but useless. It never raises; failures
-are logged at most once a minute.
+Healthy means: the database answers, the writer is running and not stuck
+(its oldest unwritten message is younger than WRITER_STUCK_AFTER), the
+spool is writable, and the lists the policy needs are loaded. The heartbeat
+GETs HEARTBEAT_URL only then, so the monitor alerts when we are up but
+useless. It never raises; why it did not ping is logged at most once a
+minute per reason, so one reason never hides another.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -25,6 +27,8 @@ log = logging.getLogger("app.heartbeat")
 WRITER_STUCK_AFTER = 60.0
 PING_TIMEOUT = 10.0
 LOG_EVERY = 60.0
+
+Readiness = Callable[[], Awaitable[tuple[bool, list[str]]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,10 @@ async def check_health(pool: db.Pool, writer: BatchWriter, lists: ListsState) ->
             await db.ping(pool)
     except Exception as error:
         problems.append(f"database unreachable: {error!r}")
+    if not writer.running:
+        problems.append("writer not running")
+    if writer.spool_error is not None:
+        problems.append(f"spool not writable: {writer.spool_error}")
     age = writer.oldest_age()
     if age > WRITER_STUCK_AFTER:
         problems.append(f"writer stuck: oldest queued message is {age:.0f}s old")
@@ -49,32 +57,24 @@ async def check_health(pool: db.Pool, writer: BatchWriter, lists: ListsState) ->
 
 
 class Heartbeat:
-    def __init__(
-        self,
-        url: str,
-        client: httpx.AsyncClient,
-        pool: db.Pool,
-        writer: BatchWriter,
-        lists: ListsState,
-    ) -> None:
+    def __init__(self, url: str, client: httpx.AsyncClient, ready: Readiness) -> None:
         self._url = url
         self._client = client
-        self._pool = pool
-        self._writer = writer
-        self._lists = lists
-        self._last_logged = 0.0
+        self._ready = ready
+        self._last_logged: dict[str, float] = {}
 
-    def _log(self, text: str) -> None:
+    def _log(self, reason: str, text: str) -> None:
         now = time.monotonic()
-        if now - self._last_logged >= LOG_EVERY:
+        if now - self._last_logged.get(reason, -LOG_EVERY) >= LOG_EVERY:
             log.warning("[heartbeat] %s", text)
-            self._last_logged = now
+            self._last_logged[reason] = now
 
     async def once(self) -> bool:
         """Ping if healthy; True if a ping was sent and answered 2xx."""
-        health = await check_health(self._pool, self._writer, self._lists)
-        if not health.ok:
-            self._log("unhealthy, not pinging: " + "; ".join(health.problems))
+        ok, problems = await self._ready()
+        if not ok:
+            for problem in problems:
+                self._log(problem.partition(":")[0], f"unhealthy, not pinging: {problem}")
             return False
         try:
             # httpx timeouts are per step: bound the whole request.
@@ -82,6 +82,6 @@ class Heartbeat:
                 response = await self._client.get(self._url)
             response.raise_for_status()
         except Exception as error:
-            self._log(f"ping failed: {error!r}")
+            self._log("ping failed", f"ping failed: {error!r}")
             return False
         return True

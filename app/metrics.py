@@ -47,6 +47,12 @@ ACK_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5),
 )
 DEAD_LETTERS = Counter("tempmail_dead_letters_total", "messages set aside in dead letters")
+WRITER_ERRORS = Counter(
+    "tempmail_writer_errors_total", "unexpected writer errors (the batch is written again)"
+)
+LOST = Counter(
+    "tempmail_lost_total", "acknowledged messages that could be neither written nor spooled"
+)
 SPOOLED = Counter("tempmail_spooled_total", "messages spooled to disk at shutdown")
 QUEUE_DEPTH = Gauge(
     "tempmail_queue_depth", "messages waiting to be written", multiprocess_mode="livesum"

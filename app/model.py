@@ -1,4 +1,4 @@
-"""Frozen records passed between the stages of the flow."""
+"""Frozen records passed between the stages of the flow. Imports nothing of ours."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import dataclasses
 import datetime
 import os
 import uuid
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .auth import AuthResult
-
 
 NO_SUBJECT = "No Subject"
 
@@ -42,6 +37,23 @@ class ParsedMail:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuthResult:
+    """The sender-authentication verdicts of one message (RFC 8601 words)."""
+
+    spf: str
+    dkim: str
+    dmarc: str
+    dmarc_domain: str | None  # the header From domain DMARC evaluated
+    dmarc_policy: str | None  # the policy applied (after pct): none, quarantine, reject
+    header: str  # Authentication-Results: <authserv-id>; ...
+
+    @property
+    def dmarc_reject(self) -> bool:
+        """DMARC failed and the policy applied is reject (what enforce refuses)."""
+        return self.dmarc == "fail" and self.dmarc_policy == "reject"
+
+
+@dataclasses.dataclass(frozen=True)
 class Envelope:
     """One accepted DATA: what the SMTP session knows, plus the raw bytes.
 
@@ -51,7 +63,7 @@ class Envelope:
 
     id: uuid.UUID
     received_at: datetime.datetime
-    mail_from: str
+    mail_from: str  # "" for the null sender <>
     recipients: tuple[str, ...]
     raw: bytes
     remote_ip: str | None
@@ -62,7 +74,8 @@ class Envelope:
     # Bytes of our own trace fields at the start of `raw`: parsing skips them
     # (mail-parser's Received parsing would cost a quarter of the parse).
     trace_length: int = 0
-    # SPF/DKIM/DMARC outcome; None until checked (or with AUTH_CHECKS=off).
+    # SPF/DKIM/DMARC outcome when already known (a spooled message keeps the
+    # verdict it got on receipt); None: to be checked.
     auth: AuthResult | None = None
 
     @property
@@ -97,3 +110,12 @@ class Envelope:
             row_ids=tuple(ids[1:]),
             tls=tls,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A message ready for its rows: the envelope, its fields and its verdicts."""
+
+    envelope: Envelope
+    parsed: ParsedMail
+    auth: AuthResult | None  # None with AUTH_CHECKS=off

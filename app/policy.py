@@ -133,6 +133,12 @@ class Lists:
 LOCAL_PART_MAX, DOMAIN_MAX, PATH_MAX = 64, 255, 256
 
 
+def bad_characters(text: str) -> bool:
+    """Control characters (NUL included) or bytes that were not UTF-8
+    (aiosmtpd keeps them as lone surrogates): PostgreSQL would refuse them."""
+    return any(ord(c) < 32 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
 def address_problem(address: str) -> str | None:
     """Why `address` (as parsed from MAIL/RCPT) is not a usable mailbox, or None.
 
@@ -148,7 +154,7 @@ def address_problem(address: str) -> str | None:
         return "too long"
     if len(domain) > DOMAIN_MAX:
         return "too long"
-    if any(ord(c) < 32 or c == "\x7f" for c in address):
+    if bad_characters(address):
         return "syntax"
     if domain.startswith("[") and domain.endswith("]"):
         return None

@@ -1,17 +1,22 @@
 """Composition root: builds the stages, runs them, and owns the shutdown order.
 
-Start: database URL (embedded PostgreSQL if unset), pool, writer, lists,
-SMTP listener; the schema install, spool replay and list loads run in the
-background with retries, so a database that is down at start gives 451s
-(lists not loaded) rather than a crash loop.
-
-Stop (SIGTERM/SIGINT), bounded by DRAIN_TIMEOUT in total:
-  1. close the listener; 421 to idle sessions, sessions inside a transaction
-     finish it (up to half the drain time), then the rest are cut;
-  2. the writer writes what is queued; what it cannot write in the time left
-     is spooled to disk (fsynced) for the next start;
-  3. periodic tasks (lists, heartbeat, retention, certificates) are
-     cancelled and the pool closed.
+`Service.serve()` runs in named phases, as uvicorn's server does:
+  build  check the spool is writable (else refuse to start, one line), find
+         the database (embedded PostgreSQL if DATABASE_URL is unset), make
+         the pool, the prepare stage, the writer, the lists, the handler;
+  start  start the writer; install the schema and load the lists, waiting
+         up to LISTS_WAIT so the first messages after a (re)start are not
+         refused; then listen, and start the side tasks (list refresh and
+         LISTEN, spool replay, retention, heartbeat, certificates, metrics);
+  run    until SIGTERM/SIGINT; SIGHUP reloads (lists now, the certificate);
+  drain  bounded by DRAIN_TIMEOUT: close the listener, say 421 to idle
+         sessions, let sessions inside a transaction finish (half the time),
+         write the queue, spool what is left (durable sessions still
+         waiting then get their 250: the spool keeps the promise), close
+         the remaining sessions;
+  stop   cancel the side tasks, close the pool (deadline, then terminate).
+A second SIGTERM/SIGINT ends the waiting at once: what is queued is spooled
+and the process exits.
 """
 
 from __future__ import annotations
@@ -22,27 +27,35 @@ import logging
 import resource
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import httpx
 
 from . import db, db_schema, embedded, metrics, retention
 from .auth import Authenticator
 from .config import Settings
+from .connections import Connections
 from .heartbeat import Heartbeat, check_health
+from .prepare import Preparer
+from .refresh import ListsKeeper
 from .resolver import Resolver
-from .smtp import Connections, Handler, session_factory
-from .sources import ListsState, make_source, refresh_once
+from .smtp import Handler, session_factory
+from .sources import ListsState
 from .spool import Spool
 from .store import BatchWriter
-from .tasks import run_every
+from .tasks import retry_until_done, run_every
 from .tls import CertificateHolder
 
 log = logging.getLogger("app.service")
 
 QUEUE_BYTES = 512 * 1024 * 1024
 CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
-STARTUP_BACKOFF_MAX = 10.0
+LISTS_WAIT = 10.0  # seconds start-up waits for the lists before listening anyway
+POOL_CLOSE_TIMEOUT = 5.0
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; str() is the one line to log."""
 
 
 def raise_fd_limit() -> int:
@@ -51,214 +64,6 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-async def retry_until_done(name: str, step: Callable[[], Awaitable[object]]) -> None:
-    """Run `step` until it succeeds, backing off; log the first failure and each recovery."""
-    backoff = 0.2
-    failed = False
-    while True:
-        try:
-            await step()
-        except Exception as error:
-            if not failed:
-                log.warning("[%s] not ready, retrying: %r", name, error)
-            failed = True
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, STARTUP_BACKOFF_MAX)
-            continue
-        if failed:
-            log.warning("[%s] ready", name)
-        return
-
-
-async def keep_lists_fresh(
-    state: ListsState, settings: Settings, pool: db.Pool, schema_ready: asyncio.Event
-) -> None:
-    source = make_source(settings, pool)
-    if source.name == "postgres":
-        await schema_ready.wait()  # the tables exist only once the schema is installed
-    tables = [("private_email", settings.private_refresh)]
-    if settings.use_domain_whitelist:
-        tables.append(("domains", settings.domains_refresh))
-    if settings.use_bans:
-        tables.append(("bans", settings.bans_refresh))
-
-    async def keep(table: str, interval: float) -> None:
-        async def once() -> None:
-            await refresh_once(state, source, table)
-
-        await retry_until_done(f"lists:{table}", once)
-        await run_every(f"lists:{table}", interval, once)
-
-    await asyncio.gather(*(keep(table, interval) for table, interval in tables))
-
-
-async def prepare_database(
-    pool: db.Pool,
-    writer: BatchWriter,
-    replay_spool: bool,
-    schema_ready: asyncio.Event,
-    retention_hours: float,
-) -> None:
-    async def install(indexes: bool) -> None:
-        async with pool.acquire() as conn:
-            await db_schema.install_schema(conn, indexes=indexes)
-
-    await retry_until_done("db", lambda: install(False))
-    try:
-        # Partitions for the coming hours, before the first write. Not fatal:
-        # without them rows go to the DEFAULT partition, and the task retries.
-        await retention.maintain(pool, retention_hours, None, expire_mail=False)
-    except Exception as error:
-        log.warning("[retention] could not create partitions yet: %r", error)
-    schema_ready.set()
-    if replay_spool:  # one worker replays; the others would only repeat it
-        await writer.replay()
-    # Last: on a big existing table an index build takes a while (it blocks nobody).
-    await retry_until_done("db", lambda: install(True))
-
-
-async def serve(settings: Settings, replay_spool: bool = True) -> int:
-    """Run until SIGTERM/SIGINT; return the process exit code."""
-    loop = asyncio.get_running_loop()
-    # Handlers first: a SIGTERM during start-up still means a clean stop.
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    raise_fd_limit()
-    url = settings.database_url
-    if url is None:
-        url = await asyncio.to_thread(embedded.start, settings.data_dir)
-    pool = await db.create_pool(url)
-    authenticate = None
-    if settings.auth_checks != "off":
-        authenticator = Authenticator(
-            Resolver(settings.dns_resolver, timeout=settings.auth_timeout),
-            settings.smtp_hostname,
-            settings.auth_timeout,
-        )
-        authenticate = authenticator.check
-    writer = BatchWriter(
-        pool,
-        Spool(settings.spool_dir),
-        batch_max=settings.batch_max,
-        batch_delay=settings.batch_delay_ms / 1000,
-        queue_size=settings.queue_size,
-        queue_bytes=QUEUE_BYTES,
-        authenticate=authenticate,
-    )
-    lists = ListsState(settings)
-    connections = Connections(settings.max_connections, settings.max_connections_per_ip)
-    handler = Handler(settings, lists.get, writer, authenticate)
-    certificates = None
-    if settings.tls_cert and settings.tls_key:
-        certificates = CertificateHolder(settings.tls_cert, settings.tls_key)
-        loop.add_signal_handler(signal.SIGHUP, certificates.reload)
-
-    def tls_context() -> ssl.SSLContext | None:
-        return certificates.context if certificates else None
-
-    try:
-        server = await loop.create_server(
-            session_factory(settings, handler, connections, tls_context),
-            settings.smtp_bind,
-            settings.smtp_receive_port,
-            # Only shared on purpose: otherwise a stale instance would silently split the port.
-            reuse_port=settings.workers > 1,
-            backlog=1024,
-        )
-    except OSError as error:
-        await pool.close()
-        log.error("[smtp] %s", bind_failure(settings, error))
-        return 1
-    port = server.sockets[0].getsockname()[1]
-    log.info(
-        "[smtp] listening on %s:%d as %s, ACK_MODE=%s",
-        settings.smtp_bind,
-        port,
-        settings.smtp_hostname,
-        settings.ack_mode,
-    )
-
-    writer_task = asyncio.create_task(writer.run(), name="writer")
-    schema_ready = asyncio.Event()
-    side_tasks = [
-        asyncio.create_task(
-            prepare_database(pool, writer, replay_spool, schema_ready, settings.retention_hours),
-            name="prepare-db",
-        ),
-        asyncio.create_task(keep_lists_fresh(lists, settings, pool, schema_ready), name="lists"),
-    ]
-    if certificates is not None:
-        side_tasks.append(
-            asyncio.create_task(
-                run_every("tls", CERT_CHECK_INTERVAL, certificates.reload_if_changed), name="tls"
-            )
-        )
-    http = httpx.AsyncClient(timeout=5)
-    # Also when mail is kept forever: it makes the partitions ahead.
-    side_tasks.append(
-        asyncio.create_task(
-            run_every(
-                "retention",
-                settings.retention_interval,
-                lambda: retention.maintain(pool, settings.retention_hours, lists.current.private),
-            ),
-            name="retention",
-        )
-    )
-    if settings.heartbeat_url:
-        heartbeat = Heartbeat(settings.heartbeat_url, http, pool, writer, lists)
-        side_tasks.append(
-            asyncio.create_task(
-                run_every("heartbeat", settings.heartbeat_interval, heartbeat.once),
-                name="heartbeat",
-            )
-        )
-    metrics_server = None
-    if settings.metrics_port:
-
-        async def ready() -> tuple[bool, list[str]]:
-            health = await check_health(pool, writer, lists)
-            return health.ok, list(health.problems)
-
-        metrics_server = await metrics.start_http(
-            settings.metrics_bind, settings.metrics_port, ready, shared=settings.workers > 1
-        )
-    await stop.wait()
-
-    log.info(
-        "[service] stopping: draining sessions and queue (up to %.0fs)", settings.drain_timeout
-    )
-    deadline = loop.time() + settings.drain_timeout
-    server.close()
-    if metrics_server is not None:
-        metrics_server.close()
-    connections.close_idle()
-    try:
-        await asyncio.wait_for(connections.all_closed.wait(), settings.drain_timeout / 2)
-    except TimeoutError:
-        log.warning("[service] %d sessions still open: closing them", len(connections.sessions))
-    for session in list(connections.sessions):
-        session.say_goodbye()
-    spooled = await writer.drain(writer_task, max(0.0, deadline - loop.time()))
-    writer.close()
-    for task in side_tasks:
-        task.cancel()
-    await asyncio.gather(*side_tasks, return_exceptions=True)
-    await http.aclose()
-    try:
-        await asyncio.wait_for(pool.close(), 5)
-    except TimeoutError:
-        pool.terminate()
-    log.info(
-        "[service] stopped: %d rows written, %d spooled, %d dead letters",
-        writer.stats.rows_written,
-        spooled,
-        writer.stats.dead_letters,
-    )
-    return 0
 
 
 def bind_failure(settings: Settings, error: OSError) -> str:
@@ -272,3 +77,265 @@ def bind_failure(settings: Settings, error: OSError) -> str:
     if error.errno == errno.EADDRINUSE:
         return f"cannot listen on {where}: the address is already in use"
     return f"cannot listen on {where}: {error.strerror or error}"
+
+
+def check_spool(directory: str) -> None:
+    """Raise StartupError unless SPOOL_DIR can hold acknowledged mail."""
+    try:
+        Spool(directory).check_writable()
+    except OSError as error:
+        raise StartupError(
+            f"SPOOL_DIR={directory!r} is not writable ({error.strerror or error}): "
+            "acknowledged mail could not be kept through an outage or a restart. "
+            "Create it, writable by this user (the systemd unit uses /var/spool/tempmail-smtp)"
+        ) from None
+
+
+class Service:
+    def __init__(self, settings: Settings, replay_spool: bool = True) -> None:
+        self.settings = settings
+        self.replay_spool = replay_spool  # one worker replays; the others would only repeat it
+        self.stopping = asyncio.Event()
+        self.forced = asyncio.Event()  # a second stop signal: no more waiting
+        self.side_tasks: list[asyncio.Task[object]] = []
+        self.pool: db.Pool | None = None
+        self.server: asyncio.Server | None = None
+        self.metrics_server: asyncio.Server | None = None
+        self.certificates: CertificateHolder | None = None
+
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code."""
+        self.install_signal_handlers()  # first: a signal during start-up is a clean stop
+        try:
+            await self.build()
+            await self.start()
+        except StartupError as error:
+            log.error("[service] %s", error)
+            await self.stop()
+            return 1
+        await self.run()
+        spooled = await self.drain()
+        await self.stop()
+        log.info(
+            "[service] stopped: %d rows written, %d spooled, %d dead letters",
+            self.writer.stats.rows_written,
+            spooled,
+            self.writer.stats.dead_letters,
+        )
+        return 0
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.handle_stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+
+    def handle_stop(self, signum: int) -> None:
+        if self.stopping.is_set():
+            log.warning("[service] second %s: spooling what is queued and exiting", signum)
+            self.forced.set()
+        self.stopping.set()
+
+    def handle_reload(self) -> None:
+        if not hasattr(self, "keeper"):
+            log.warning("[service] SIGHUP during start-up: nothing to reload yet")
+            return
+        log.warning("[service] SIGHUP: reloading the lists and, if configured, the certificate")
+        self.keeper.reload()
+        if self.certificates is not None:
+            self.certificates.reload()
+
+    # Phases -------------------------------------------------------------------
+
+    async def build(self) -> None:
+        settings = self.settings
+        check_spool(settings.spool_dir)
+        raise_fd_limit()
+        url = settings.database_url
+        if url is None:
+            url = await asyncio.to_thread(embedded.start, settings.data_dir)
+        self.url = url
+        self.pool = await db.create_pool(url)
+        authenticate = None
+        if settings.auth_checks != "off":
+            authenticator = Authenticator(
+                Resolver(settings.dns_resolver, timeout=settings.auth_timeout),
+                settings.smtp_hostname,
+                settings.auth_timeout,
+            )
+            authenticate = authenticator.check
+        self.preparer = Preparer(authenticate)
+        self.writer = BatchWriter(
+            self.pool,
+            Spool(settings.spool_dir),
+            batch_max=settings.batch_max,
+            batch_delay=settings.batch_delay_ms / 1000,
+            queue_size=settings.queue_size,
+            queue_bytes=QUEUE_BYTES,
+        )
+        self.lists = ListsState(settings)
+        self.schema_ready = asyncio.Event()
+        self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
+        self.connections = Connections(
+            settings.max_connections, settings.max_connections_per_ip, settings.max_receiving_bytes
+        )
+        self.handler = Handler(settings, self.lists.get, self.preparer, self.writer)
+        if settings.tls_cert and settings.tls_key:
+            self.certificates = CertificateHolder(settings.tls_cert, settings.tls_key)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.writer_task = asyncio.ensure_future(self.writer.run())
+        self.spawn("prepare-db", self.prepare_database())
+        self.spawn("lists", self.keeper.run())
+        if settings.metrics_port:  # first: /readyz tells why start-up is waiting
+            try:
+                self.metrics_server = await metrics.start_http(
+                    settings.metrics_bind, settings.metrics_port, self.health, settings.workers > 1
+                )
+            except OSError as error:
+                where = f"{settings.metrics_bind}:{settings.metrics_port}"
+                raise StartupError(f"[metrics] cannot listen on {where}: {error}") from None
+        try:
+            await asyncio.wait_for(self.lists.ready.wait(), LISTS_WAIT)
+        except TimeoutError:
+            log.warning(
+                "[lists] not loaded after %.0fs: listening anyway; recipients get 451 "
+                "until they load",
+                LISTS_WAIT,
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            self.server = await loop.create_server(
+                session_factory(settings, self.handler, self.connections, self.tls_context),
+                settings.smtp_bind,
+                settings.smtp_receive_port,
+                # Only shared on purpose: otherwise a stale instance would silently split the port.
+                reuse_port=settings.workers > 1,
+                backlog=1024,
+            )
+        except OSError as error:
+            raise StartupError(f"[smtp] {bind_failure(settings, error)}") from None
+        port = self.server.sockets[0].getsockname()[1]
+        log.info(
+            "[smtp] listening on %s:%d as %s, ACK_MODE=%s",
+            settings.smtp_bind,
+            port,
+            settings.smtp_hostname,
+            settings.ack_mode,
+        )
+        self.start_side_tasks()
+
+    def start_side_tasks(self) -> None:
+        settings, pool = self.settings, self.pool
+        assert pool is not None
+        if self.certificates is not None:
+            self.spawn(
+                "tls", run_every("tls", CERT_CHECK_INTERVAL, self.certificates.reload_if_changed)
+            )
+        # Also when mail is kept forever: it makes the partitions ahead.
+        self.spawn(
+            "retention",
+            run_every(
+                "retention",
+                settings.retention_interval,
+                lambda: retention.maintain(
+                    pool, settings.retention_hours, self.lists.current.private
+                ),
+            ),
+        )
+        self.http = httpx.AsyncClient(timeout=5)
+        if settings.heartbeat_url:
+            heartbeat = Heartbeat(settings.heartbeat_url, self.http, self.health)
+            self.spawn(
+                "heartbeat", run_every("heartbeat", settings.heartbeat_interval, heartbeat.once)
+            )
+
+    async def run(self) -> None:
+        await self.stopping.wait()
+
+    async def drain(self) -> int:
+        """Stop taking mail, finish or spool what was accepted; return how many were spooled."""
+        settings = self.settings
+        log.info(
+            "[service] stopping: draining sessions and queue (up to %.0fs)", settings.drain_timeout
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.drain_timeout
+        if self.server is not None:
+            self.server.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        self.connections.close_idle()
+        if not await self.until(self.connections.all_closed.wait(), settings.drain_timeout / 2):
+            log.warning(
+                "[service] %d sessions still open: writing the queue, then closing them",
+                len(self.connections.sessions),
+            )
+        left = 0.0 if self.forced.is_set() else max(0.0, deadline - loop.time())
+        spooled = await self.writer.drain(self.writer_task, self.until, left)
+        for session in list(self.connections.sessions):
+            session.say_goodbye()
+        return spooled
+
+    async def stop(self) -> None:
+        for task in self.side_tasks:
+            task.cancel()
+        await asyncio.gather(*self.side_tasks, return_exceptions=True)
+        if hasattr(self, "preparer"):
+            self.preparer.close()
+        if hasattr(self, "http"):
+            await self.http.aclose()
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT)
+            except TimeoutError:
+                self.pool.terminate()
+
+    # Helpers ------------------------------------------------------------------
+
+    def spawn(self, name: str, work: Awaitable[object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(work)
+        task.set_name(name)
+        self.side_tasks.append(task)
+
+    async def until(self, work: Awaitable[object], timeout: float) -> bool:
+        """Await `work` for up to `timeout`, or until a forced stop; True if it finished."""
+        waiting = asyncio.ensure_future(work)
+        forced = asyncio.ensure_future(self.forced.wait())
+        await asyncio.wait([waiting, forced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finished = waiting.done()
+        waiting.cancel()
+        forced.cancel()
+        return finished
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self.certificates.context if self.certificates else None
+
+    async def prepare_database(self) -> None:
+        """Install the schema (retrying while the database is down), make the
+        partitions ahead, replay the spool, then build missing indexes."""
+        pool = self.pool
+        assert pool is not None
+
+        async def install(indexes: bool) -> None:
+            async with pool.acquire() as conn:
+                await db_schema.install_schema(conn, indexes=indexes)
+
+        await retry_until_done("db", lambda: install(False))
+        try:
+            # Partitions for the coming hours, before the first write. Not fatal:
+            # without them rows go to the DEFAULT partition, and the task retries.
+            await retention.maintain(pool, self.settings.retention_hours, None, expire_mail=False)
+        except Exception as error:
+            log.warning("[retention] could not create partitions yet: %r", error)
+        self.schema_ready.set()
+        if self.replay_spool:
+            self.writer.replay(self.preparer.start)
+        # Last: on a big existing table an index build takes a while (it blocks nobody).
+        await retry_until_done("db", lambda: install(True))
+
+    async def health(self) -> tuple[bool, list[str]]:
+        assert self.pool is not None
+        found = await check_health(self.pool, self.writer, self.lists)
+        return found.ok, list(found.problems)

@@ -1,10 +1,13 @@
-"""SMTP stage: aiosmtpd protocol and handler. Translates verbs, nothing else.
+"""SMTP stage: the aiosmtpd protocol subclass and the handler. Translates
+verbs, nothing else.
 
-`Session` (an aiosmtpd.smtp.SMTP subclass, one per connection) owns what
-aiosmtpd gets wrong for port 25: DATA is read in chunks and ends only at
-CRLF.CRLF (long lines kept intact, memory bounded by the size limit, no
-smuggling), connection limits, and our reply texts. `Handler` answers the
-verbs with policy verdicts and hands accepted mail to the writer.
+`Session` (one per connection) is the one place where aiosmtpd's behaviour
+is changed for port 25: DATA is read in chunks and ends only at CRLF.CRLF
+(long lines kept intact, memory bounded by the size and receive budgets,
+no smuggling), the null sender counts as a sender, connection limits,
+reply texts (replies.py) and error counting. `Handler` answers each verb
+with a policy verdict and hands accepted mail to the prepare stage and the
+writer.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import collections
 import dataclasses
 import datetime
 import email.utils
+import ipaddress
 import logging
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from aiosmtpd.proxy_protocol import V2_CMD, ProxyData
 from aiosmtpd.smtp import SMTP
@@ -28,19 +32,20 @@ from aiosmtpd.smtp import Session as SMTPSession
 
 from . import metrics, replies
 from .config import Settings
+from .connections import Connections, client_key
 from .model import Envelope
 from .policy import (
     Lists,
     Verdict,
     address_problem,
+    bad_characters,
     check_recipient,
     check_sender,
     normalize_address,
+    normalize_domain,
 )
+from .prepare import Preparer
 from .store import BatchWriter, QueueFull
-
-if TYPE_CHECKING:
-    from .auth import AuthResult
 
 log = logging.getLogger("app.smtp")
 # aiosmtpd logs every command at INFO and every limit hit at WARNING
@@ -55,6 +60,8 @@ TERMINATOR = b"\r\n.\r\n"
 # up to 1000 (some clients send long MAIL parameters), CRLF excluded.
 COMMAND_LINE_MAX = 998
 UNLIMITED = 1 << 40  # a command budget no session reaches
+NULL_SENDER = "<>"  # kept as aiosmtpd's envelope.mail_from: it must be truthy
+UNTRUSTED_PROXY = "untrusted PROXY peer"
 
 VERDICT_REPLIES = {
     Verdict.NOT_LOADED: replies.LISTS_NOT_LOADED,
@@ -62,49 +69,6 @@ VERDICT_REPLIES = {
     Verdict.SENDER_BANNED: replies.SENDER_BANNED,
     Verdict.DOMAIN_BANNED: replies.DOMAIN_BANNED,
 }
-
-# aiosmtpd's own texts for limits we also hold, reworded to DESIGN.md's.
-AIOSMTPD_REPLIES = {
-    b"500 Command line too long": replies.LINE_TOO_LONG.encode(),
-    b"552 Error: message size exceeds fixed maximum message size": replies.MESSAGE_TOO_BIG.encode(),
-    b"553 5.1.3 Error: malformed address": replies.BAD_ADDRESS_SYNTAX.encode(),
-    b"502 5.5.1 Too many unrecognized commands, goodbye.": replies.TOO_MANY_UNKNOWN.encode(),
-}
-
-
-# RFC 2034: with ENHANCEDSTATUSCODES every error reply carries one. aiosmtpd's
-# own error texts do not: add the usual code for the reply code.
-ENHANCED = re.compile(rb"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}( |$)")
-DEFAULT_ENHANCED = {
-    b"421": b"4.3.0",
-    b"451": b"4.3.0",
-    b"452": b"4.3.1",
-    b"454": b"4.7.0",
-    b"500": b"5.5.2",
-    b"501": b"5.5.4",
-    b"502": b"5.5.1",
-    b"503": b"5.5.1",
-    b"504": b"5.5.4",
-    b"530": b"5.7.0",
-    b"550": b"5.0.0",
-    b"552": b"5.3.4",
-    b"553": b"5.1.3",
-    b"554": b"5.0.0",
-    b"555": b"5.5.4",
-}
-
-
-def with_enhanced_code(status: bytes) -> bytes:
-    if status[:1] not in (b"4", b"5") or ENHANCED.match(status):
-        return status
-    code = status[:3]
-    default = DEFAULT_ENHANCED.get(code, code[:1] + b".0.0")
-    return (
-        code + status[3:4] + default + b" " + status[4:]
-        if len(status) > 4
-        else (code + b" " + default)
-    )
-
 
 # The common path `<local@domain>` in a plain form: no need for aiosmtpd's
 # RFC 5322 tokenizer, which also defines a class on every call (about 15% of
@@ -114,6 +78,7 @@ PLAIN_PATH = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>(.*)\Z",
     re.S,
 )
+SIZE_PARAMETER = re.compile(r"SIZE=(\d{1,15})\Z", re.I)
 
 
 def _printable(text: str) -> str:
@@ -137,85 +102,11 @@ def received_header(
     ).encode()
 
 
-class RefusalLog:
-    """One line per refused or cut session, at most `per_minute` a minute.
-
-    A flood cannot fill the disk: past the budget lines are only counted,
-    and the count is logged when the minute is over.
-    """
-
-    def __init__(self, per_minute: int = 60) -> None:
-        self.per_minute = per_minute
-        self._window_start = time.monotonic()
-        self._logged = 0
-        self.suppressed = 0
-        self.total = 0
-
-    def note(self, ip: str, reason: str) -> None:
-        metrics.REFUSED.labels(reason).inc()
-        self.total += 1
-        now = time.monotonic()
-        if now - self._window_start >= 60:
-            if self.suppressed:
-                log.warning("[smtp] %d more refused sessions were not logged", self.suppressed)
-            self._window_start, self._logged, self.suppressed = now, 0, 0
-        if self._logged < self.per_minute:
-            self._logged += 1
-            log.warning("[smtp] refused %s: %s", ip or "?", reason)
-        else:
-            self.suppressed += 1
-
-
-class Connections:
-    """Live sessions of this worker, with the total and per-address limits."""
-
-    def __init__(self, max_total: int, max_per_ip: int) -> None:
-        self.max_total = max_total
-        self.max_per_ip = max_per_ip
-        self.sessions: set[Session] = set()
-        # Keys are only addresses with a live session: bounded by max_total.
-        self.per_ip: collections.Counter[str] = collections.Counter()
-        self.closing = False
-        self.refusals = RefusalLog()
-        self.all_closed = asyncio.Event()  # set once closing and no session is left
-
-    def admit(self, session: Session) -> str | None:
-        """Register `session` (total limit); the refusal reply if it is reached."""
-        if self.closing:
-            return replies.SHUTTING_DOWN
-        if len(self.sessions) >= self.max_total:
-            return replies.TOO_MANY_CONNECTIONS
-        self.sessions.add(session)
-        return None
-
-    def count_address(self, ip: str) -> str | None:
-        """Count one more session from `ip` (per-address limit); the refusal if over.
-
-        Called at connect, or after the PROXY header when the real client
-        address is behind a load balancer.
-        """
-        if self.per_ip[ip] >= self.max_per_ip:
-            return replies.TOO_MANY_FROM_IP
-        self.per_ip[ip] += 1
-        return None
-
-    def release(self, session: Session, counted_ip: str | None) -> None:
-        self.sessions.discard(session)
-        if counted_ip is not None:
-            self.per_ip[counted_ip] -= 1
-            if self.per_ip[counted_ip] <= 0:
-                del self.per_ip[counted_ip]
-        if self.closing and not self.sessions:
-            self.all_closed.set()
-
-    def close_idle(self) -> None:
-        """Shutdown: say 421 to every session not inside a transaction, and close it."""
-        self.closing = True
-        if not self.sessions:
-            self.all_closed.set()
-        for session in list(self.sessions):
-            if not session.in_transaction:
-                session.say_goodbye()
+def push_back(reader: asyncio.StreamReader, data: bytes | bytearray) -> None:
+    """Return `data` to the front of `reader`: bytes read past the end of DATA
+    are the client's next (pipelined) commands. StreamReader has no public
+    unread; its buffer is a bytearray in CPython's asyncio and in uvloop."""
+    reader._buffer[:0] = data  # type: ignore[attr-defined]
 
 
 class Session(SMTP):
@@ -232,8 +123,9 @@ class Session(SMTP):
         self._settings = settings
         self._refusal: str | None = None
         self._ip = ""
-        self._counted_ip: str | None = None  # the key this session holds in per_ip
-        self._errors = 0
+        self._counted_key: str | None = None  # the key this session holds in per_client
+        self._held = 0  # bytes this session counts against MAX_RECEIVING_BYTES
+        self._errors = 0  # failed commands since the last delivered message
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
@@ -252,8 +144,11 @@ class Session(SMTP):
             peer = transport.get_extra_info("peername")
             self._ip = str(peer[0]) if peer else ""
             self._refusal = self._connections.admit(self)
-            if self._refusal is None and not self._settings.proxy_protocol:
-                self._refusal = self._count_address(self._ip)
+            if self._refusal is None and self._settings.proxy_protocol:
+                if not self._trusted_proxy(self._ip):
+                    self._refusal = UNTRUSTED_PROXY
+            elif self._refusal is None:
+                self._refusal = self._count_client(self._ip)
             self._deadline = self.loop.call_later(
                 self._settings.session_timeout,
                 self._close_with,
@@ -262,39 +157,52 @@ class Session(SMTP):
             )
 
     def connection_lost(self, error: Exception | None) -> None:
-        self._connections.release(self, self._counted_ip)
+        self._connections.release(self, self._counted_key, self._held)
+        self._held = 0
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
 
-    def _count_address(self, ip: str) -> str | None:
-        refusal = self._connections.count_address(ip)
+    def _trusted_proxy(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._settings.proxy_trusted)
+
+    def _count_client(self, ip: str) -> str | None:
+        key = client_key(ip)
+        refusal = self._connections.count_client(key)
         if refusal is None:
-            self._counted_ip = ip
+            self._counted_key = key
         return refusal
 
     def accept_proxy(self, proxy: ProxyData) -> bool:
         """PROXY header read: the client is the address it names (LOCAL: the balancer)."""
         if proxy.src_addr is not None and proxy.command is not V2_CMD.LOCAL:
             self._ip = str(proxy.src_addr)
-        refusal = self._count_address(self._ip)
+        refusal = self._count_client(self._ip)
         if refusal is not None:
             self._close_with(refusal, refusal)
             return False
         return True
 
-    def note_refusal(self, reason: str) -> None:
-        self._connections.refusals.note(self._ip, reason)
+    def note_refusal(self, reason: str, detail: str = "") -> None:
+        self._connections.refusals.note(self._ip, reason, detail)
 
-    def _close_with(self, reply: str, reason: str | None) -> None:
-        """Say `reply` (a 421) and close; log `reason` as a refusal unless None."""
+    def _close_with(self, reply: str | None, reason: str | None) -> None:
+        """Say `reply` (a 421; None: nothing) and close; log `reason` as a refusal."""
         if reason is not None:
             self.note_refusal(reason)
         if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(reply.encode() + b"\r\n")
+            if reply is not None:
+                self._writer.write(reply.encode() + b"\r\n")
             self.transport.close()
 
     async def _handle_client(self) -> None:
+        if self._refusal == UNTRUSTED_PROXY:  # its PROXY header would be a lie we believe
+            self._close_with(None, UNTRUSTED_PROXY)
+            return
         if self._refusal is not None:
             self._close_with(self._refusal, self._refusal)
             return
@@ -310,58 +218,93 @@ class Session(SMTP):
         """Shutdown: 421 and close (not a refusal of this client)."""
         self._close_with(replies.SHUTTING_DOWN, None)
 
+    # The receive budget ------------------------------------------------------
+
+    def hold(self, size: int) -> bool:
+        """Count `size` bytes of this session's message against the worker's
+        receive budget (never less than already counted); False if over it."""
+        if size <= self._held:
+            return True
+        if not self._connections.reserve(size - self._held):
+            return False
+        self._held = size
+        return True
+
+    def _release_hold(self) -> None:
+        self._connections.reserve(-self._held)
+        self._held = 0
+
+    def _set_post_data_state(self) -> None:
+        # Also after RSET, HELO and EHLO (aiosmtpd's _set_rset_state calls this).
+        self._release_hold()
+        super()._set_post_data_state()
+
+    # Replies -----------------------------------------------------------------
+
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = status.encode("utf-8")
-        status = with_enhanced_code(AIOSMTPD_REPLIES.get(status, status))
+        status = replies.with_enhanced_code(status)
         await super().push(status)
         if status[:1] == b"5":
-            # Refused or malformed commands: a client that keeps failing is
-            # probing or broken; do not let it spin the server.
+            # Failed commands since the last delivered message (as Postfix's
+            # smtpd_hard_error_limit): a client that keeps failing is probing
+            # or broken; do not let it spin the server.
             self._errors += 1
             if self._errors >= self._settings.max_errors:
                 self._close_with(replies.TOO_MANY_ERRORS, "too many errors")
+
+    # DATA --------------------------------------------------------------------
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed():
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Error: need RCPT command")
+            await self.push(replies.NEED_RCPT)
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
+            await self.push(replies.DATA_SYNTAX)
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        if not self.hold(CHUNK):  # no room for even one read: do not take the upload
+            self.note_refusal("452 receive budget")
+            await self.push(replies.BUSY_RECEIVING)
+            return
+        await self.push(replies.START_DATA)
         try:
             async with asyncio.timeout(self._settings.data_timeout):
-                content = await self._read_data()
+                content, refusal = await self._read_data()
         except TimeoutError:
             self._close_with(replies.DATA_TIMEOUT, "DATA time limit")
             return
-        if content is None:
+        if refusal is not None:
             self._set_post_data_state()
-            await self.push(replies.MESSAGE_TOO_BIG)
+            await self.push(refusal)
             return
-        self.envelope.content = self.envelope.original_content = content
+        # A bytearray (the stubs say bytes): handle_DATA prepends the trace in place.
+        self.envelope.content = self.envelope.original_content = content  # type: ignore[assignment]
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push(status)
+        if status.startswith("250"):
+            self._errors = 0  # mail delivered: the client is not just failing
         if self._connections.closing:
             self.say_goodbye()
 
-    async def _read_data(self) -> bytes | None:
-        """The dot-unstuffed message, or None if it exceeded the size limit.
+    async def _read_data(self) -> tuple[bytearray, str | None]:
+        """The dot-unstuffed message, or the refusal to send after its end.
 
         Reads 64 KiB chunks and looks for CRLF.CRLF only (a bare LF or CR never
         ends DATA). A leading CRLF stands for the end of the DATA command line,
         so an empty message ('.' alone) ends the same way. Bytes after the
-        terminator (pipelined commands) go back to the reader.
+        terminator (pipelined commands) go back to the reader. Past the size
+        limit or the receive budget, only a tail that may hold the terminator
+        is kept, and the message is refused once it ends.
         """
         limit = self.data_size_limit or 0
         buffer = bytearray(b"\r\n")
         scan_from = 0
-        oversize = False
+        refusal: str | None = None
         while True:
             chunk = await self._reader.read(CHUNK)
             if not chunk:  # peer closed: aiosmtpd cancels this task at EOF
@@ -370,20 +313,28 @@ class Session(SMTP):
             buffer += chunk
             end = buffer.find(TERMINATOR, scan_from)
             if end != -1:
-                rest = buffer[end + len(TERMINATOR) :]
-                if rest:
-                    self._reader._buffer[:0] = rest  # type: ignore[attr-defined]
-                if oversize or (limit and end > limit):  # `end` is the stuffed size
-                    return None
-                # Dot-unstuffing: a line's leading '.' is dropped (RFC 5321 4.5.2).
-                # Copies are few: a big message costs a millisecond per copy.
-                body = buffer[: end + 2]
-                if b"\r\n." in body:
-                    body = body.replace(b"\r\n.", b"\r\n")
-                return bytes(memoryview(body)[2:])
-            if limit and len(buffer) > limit + 2:
-                # Too big: keep only a tail that may hold part of the terminator.
-                oversize = True
+                if len(buffer) > end + len(TERMINATOR):
+                    push_back(self._reader, buffer[end + len(TERMINATOR) :])
+                if refusal is None and limit and end > limit:  # `end` is the stuffed size
+                    refusal = replies.MESSAGE_TOO_BIG
+                if refusal is not None:
+                    return bytearray(), refusal
+                # Trim in place, unstuff dots (RFC 5321 4.5.2; the leading CRLF
+                # makes a first-line dot count), drop the leading CRLF (O(1) for
+                # a bytearray). A 25 MB message is held at most twice here.
+                del buffer[end + 2 :]
+                if b"\r\n." in buffer:
+                    buffer = buffer.replace(b"\r\n.", b"\r\n")
+                del buffer[:2]
+                return buffer, None
+            if refusal is None:
+                if limit and len(buffer) > limit + 2:
+                    refusal = replies.MESSAGE_TOO_BIG
+                elif not self.hold(len(buffer)):
+                    refusal = replies.BUSY_RECEIVING
+                    self.note_refusal("452 receive budget")
+            if refusal is not None:
+                # Keep only a tail that may hold part of the terminator.
                 del buffer[: -len(TERMINATOR)]
             scan_from = max(0, len(buffer) - len(TERMINATOR) + 1)
 
@@ -395,20 +346,30 @@ class Handler:
         self,
         settings: Settings,
         lists: Callable[[], Lists],
+        preparer: Preparer,
         writer: BatchWriter,
-        authenticate: Callable[[Envelope], Awaitable[AuthResult]] | None = None,
     ) -> None:
         self._settings = settings
         self._lists = lists
+        self._preparer = preparer
         self._writer = writer
-        # Only with AUTH_CHECKS=enforce do the checks run before the reply.
-        self._enforce = authenticate if settings.auth_checks == "enforce" else None
+        # Only with AUTH_CHECKS=enforce does the reply wait for the checks.
+        self._enforce = settings.auth_checks == "enforce"
+        self._postmaster = f"postmaster@{normalize_domain(settings.smtp_hostname) or 'localhost'}"
 
     async def handle_PROXY(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, proxy: ProxyData
     ) -> bool:
         # aiosmtpd closes the connection when the header is missing or invalid.
         return bool(proxy.valid) and server.accept_proxy(proxy)
+
+    async def handle_HELO(
+        self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, hostname: str
+    ) -> str:
+        if bad_characters(hostname):
+            return replies.BAD_HELO.format(verb="HELO")
+        session.host_name = hostname
+        return f"250 {self._settings.smtp_hostname}"
 
     async def handle_EHLO(
         self,
@@ -418,6 +379,8 @@ class Handler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
+        if bad_characters(hostname):  # NUL or invalid UTF-8 would never store
+            return [replies.BAD_HELO.format(verb="EHLO")]
         session.host_name = hostname
         # aiosmtpd does not advertise these; it processes pipelined input in order.
         last = responses.pop()  # "250 HELP"
@@ -432,18 +395,23 @@ class Handler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        sender = "" if address == "<>" else address
+        sender = "" if address == NULL_SENDER else address
         problem = sender and address_problem(sender)
         if problem:
             return replies.ADDRESS_TOO_LONG if problem == "too long" else replies.BAD_SENDER_SYNTAX
         verdict = check_sender(self._lists(), sender)
         if verdict is not Verdict.OK:
-            metrics.REFUSED.labels(verdict.value).inc()
-            log.info("[smtp] refused sender from %s: %s", server.peer_ip, verdict.value)
+            server.note_refusal(verdict.value, sender.rpartition("@")[2] or NULL_SENDER)
             return VERDICT_REPLIES[verdict]
-        envelope.mail_from = sender
+        declared = next((m for m in map(SIZE_PARAMETER.match, mail_options) if m), None)
+        if declared and not server.hold(int(declared.group(1))):
+            server.note_refusal("452 receive budget")
+            return replies.BUSY_RECEIVING
+        # The null sender is kept as "<>": aiosmtpd reads an empty sender as
+        # "no MAIL yet" and would refuse RCPT (and allow a second MAIL).
+        envelope.mail_from = address if sender else NULL_SENDER
         envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 OK"
+        return replies.SENDER_OK
 
     async def handle_RCPT(
         self,
@@ -455,29 +423,34 @@ class Handler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
-        problem = address_problem(address)
-        if problem:
-            return (
-                replies.ADDRESS_TOO_LONG if problem == "too long" else replies.BAD_RECIPIENT_SYNTAX
-            )
-        verdict = check_recipient(self._lists(), address)
-        if verdict is not Verdict.OK:
-            metrics.REFUSED.labels(verdict.value).inc()
-            return VERDICT_REPLIES[verdict]
-        recipient = normalize_address(address)
+        if address.lower() == "postmaster":
+            # RFC 5321 4.5.1: <postmaster> without a domain MUST be accepted.
+            recipient = self._postmaster
+        else:
+            problem = address_problem(address)
+            if problem:
+                if problem == "too long":
+                    return replies.ADDRESS_TOO_LONG
+                return replies.BAD_RECIPIENT_SYNTAX
+            verdict = check_recipient(self._lists(), address)
+            if verdict is not Verdict.OK:
+                server.note_refusal(verdict.value, address.rpartition("@")[2].lower()[:255])
+                return VERDICT_REPLIES[verdict]
+            recipient = normalize_address(address)
         if recipient not in envelope.rcpt_tos:  # one copy per mailbox
             envelope.rcpt_tos.append(recipient)
-        return "250 2.1.5 OK"
+        return replies.RECIPIENT_OK
 
     async def handle_DATA(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope
     ) -> str:
-        assert envelope.original_content is not None and envelope.mail_from is not None
+        content = envelope.original_content
+        assert isinstance(content, bytearray) and envelope.mail_from is not None
         started = time.perf_counter()
         message = Envelope.new(
-            mail_from=envelope.mail_from,
+            mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from,
             recipients=tuple(envelope.rcpt_tos),
-            raw=envelope.original_content,
+            raw=b"",
             remote_ip=server.peer_ip or None,
             helo=session.host_name,
             tls=session.ssl is not None,
@@ -490,27 +463,28 @@ class Handler:
             message.tls,
             message.received_at,
         )
-        message = dataclasses.replace(message, raw=trace + message.raw, trace_length=len(trace))
-        if self._enforce is not None:
-            auth = await self._enforce(message)  # bounded by AUTH_TIMEOUT
-            if auth.dmarc_reject:
-                # One metric label for all domains; the domain goes to the log.
-                server.note_refusal("550 dmarc reject")
-                log.info("[smtp] DMARC reject from %s for %s", server.peer_ip, auth.dmarc_domain)
+        content[:0] = trace
+        message = dataclasses.replace(message, raw=bytes(content), trace_length=len(trace))
+        del content[:]
+        prepared = self._preparer.start(message)
+        if self._enforce:
+            auth = (await prepared).auth  # bounded by AUTH_TIMEOUT
+            if auth is not None and auth.dmarc_reject:
+                server.note_refusal("550 dmarc reject", auth.dmarc_domain or "")
                 return replies.DMARC_REJECT.format(domain=auth.dmarc_domain)
-            message = dataclasses.replace(message, auth=auth)
         await self._writer.wait_for_room(BACKPRESSURE_WAIT)
         try:
-            committed = self._writer.submit(message, wait=self._settings.durable)
+            committed = self._writer.submit(message, prepared, wait=self._settings.durable)
         except QueueFull as why:
+            prepared.cancel()
             server.note_refusal(f"451 {why}")
             return replies.QUEUE_FULL
         if committed is not None:
             try:
                 await asyncio.wait_for(committed, self._settings.durable_timeout)
             except TimeoutError:
-                # wait_for cancelled the future: the writer drops the message
-                # unless it is already being written (then the retry duplicates).
+                # wait_for cancelled the future: the writer drops the message,
+                # or revokes it if its write went through after all.
                 log.warning("[smtp] commit wait timed out for %s", message.id)
                 return replies.QUEUE_FULL
         metrics.ACCEPTED.inc()

@@ -15,6 +15,7 @@ first, where Cybertemp keeps it, and from Supabase when PostgreSQL's is empty.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -171,7 +172,8 @@ class ListsState:
         self.current = Lists(
             whitelist_enabled=settings.use_domain_whitelist, bans_enabled=settings.use_bans
         )
-        self.origins: dict[str, str] = {}
+        self.origins: dict[str, str] = {}  # table -> where it was last loaded from
+        self.ready = asyncio.Event()  # set once every list the policy needs is loaded
 
     def get(self) -> Lists:
         return self.current
@@ -208,4 +210,6 @@ async def refresh_once(state: ListsState, source: Source, table: str) -> None:
         )
         log.info("[lists] %s loaded from %s: %d rows%s", table, loaded.origin, len(rows), where)
     state.origins[table] = loaded.origin
+    if state.current.ready:
+        state.ready.set()
     metrics.LIST_LOADED.labels(table).set(time.time())

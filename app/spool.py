@@ -1,15 +1,22 @@
-"""Spool: accepted messages kept on local disk when the database cannot take them.
+"""Spool: what must survive a restart, kept on local disk.
 
-`pending/` holds messages acknowledged with 250 but not yet committed (written
-at shutdown with the database down); they are replayed at the next start and
-each file is removed only after its commit. `dead/` holds messages whose row
-the database rejected, with the reason, for an operator to look at.
-One file per message: a JSON header line (envelope and reason), then the raw
-bytes. Written to a temporary name, fsynced, renamed, directory fsynced.
+- `pending/`: messages acknowledged with 250 but not yet committed (written
+  at shutdown with the database down); replayed at the next start, each file
+  removed only after its commit.
+- `dead/`: messages whose row the database rejected, with the reason, for
+  an operator to look at.
+- `revoke/`: ids of messages whose sender was told 451 after a write that
+  may have committed anyway; deleted from the database at the next write,
+  then forgotten. One empty file per id.
+
+A message file is a JSON header line (envelope, sender-authentication
+verdict, reason), then the raw bytes. Every file is written to a temporary
+name, fsynced, renamed, and its directory fsynced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -18,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .model import Envelope
+from .model import AuthResult, Envelope
 
 log = logging.getLogger("app.spool")
 
@@ -36,6 +43,7 @@ def _encode(envelope: Envelope, reason: str | None) -> bytes:
         "helo": envelope.helo,
         "tls": envelope.tls,
         "trace_length": envelope.trace_length,
+        "auth": dataclasses.asdict(envelope.auth) if envelope.auth else None,
         "reason": reason,
     }
     return MAGIC + json.dumps(header).encode() + b"\n" + envelope.raw
@@ -46,6 +54,7 @@ def _decode(data: bytes) -> tuple[Envelope, str | None]:
         raise ValueError("not a spool file")
     line, _, raw = data[len(MAGIC) :].partition(b"\n")
     header = json.loads(line)
+    auth = header.get("auth")
     envelope = Envelope(
         id=uuid.UUID(header["id"]),
         received_at=datetime.datetime.fromisoformat(header["received_at"]),
@@ -57,8 +66,17 @@ def _decode(data: bytes) -> tuple[Envelope, str | None]:
         row_ids=tuple(uuid.UUID(r) for r in header["row_ids"]),
         tls=bool(header.get("tls")),
         trace_length=int(header.get("trace_length", 0)),
+        auth=AuthResult(**auth) if auth else None,
     )
     return envelope, header.get("reason")
+
+
+def _fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -68,21 +86,26 @@ def _write_durably(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    _fsync_directory(path.parent)
 
 
 class Spool:
     def __init__(self, directory: str | Path) -> None:
-        self.pending_dir = Path(directory) / "pending"
-        self.dead_dir = Path(directory) / "dead"
+        self.directory = Path(directory)
+        self.pending_dir = self.directory / "pending"
+        self.dead_dir = self.directory / "dead"
+        self.revoke_dir = self.directory / "revoke"
 
     def _ensure(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         return directory
+
+    def check_writable(self) -> None:
+        """Raise OSError unless every spool directory can take a durable file."""
+        for directory in (self.pending_dir, self.dead_dir, self.revoke_dir):
+            probe = self._ensure(directory) / f".probe-{os.getpid()}"
+            _write_durably(probe, b"probe")
+            probe.unlink()
 
     def save_pending(self, envelope: Envelope) -> Path:
         path = self._ensure(self.pending_dir) / f"{envelope.id}.msg"
@@ -101,7 +124,7 @@ class Spool:
         for path in sorted(self.pending_dir.glob("*.msg"), key=lambda p: p.stat().st_mtime):
             try:
                 envelope, _ = _decode(path.read_bytes())
-            except (OSError, ValueError, KeyError) as error:
+            except (OSError, ValueError, KeyError, TypeError) as error:
                 log.error("[spool] unreadable spool file %s (%s): moved to dead/", path, error)
                 os.replace(path, self._ensure(self.dead_dir) / (path.name + ".unreadable"))
                 continue
@@ -115,7 +138,7 @@ class Spool:
         for path in sorted(self.dead_dir.iterdir()):
             try:
                 reason = _decode(path.read_bytes())[1] or "?"
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 reason = "unreadable spool file"
             found.append((path, reason))
         return found
@@ -124,3 +147,24 @@ class Spool:
         """(pending, dead) file counts."""
         pending = len(list(self.pending_dir.glob("*.msg"))) if self.pending_dir.is_dir() else 0
         return pending, len(self.dead())
+
+    # Revokes ------------------------------------------------------------------
+
+    def save_revoke(self, message_id: uuid.UUID) -> None:
+        path = self._ensure(self.revoke_dir) / str(message_id)
+        _write_durably(path, b"")
+
+    def revokes(self) -> list[uuid.UUID]:
+        if not self.revoke_dir.is_dir():
+            return []
+        found = []
+        for path in self.revoke_dir.iterdir():
+            try:
+                found.append(uuid.UUID(path.name))
+            except ValueError:
+                continue  # a temporary or foreign file
+        return found
+
+    def forget_revokes(self, message_ids: list[uuid.UUID]) -> None:
+        for message_id in message_ids:
+            (self.revoke_dir / str(message_id)).unlink(missing_ok=True)

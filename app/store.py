@@ -1,55 +1,51 @@
-"""Store stage: the adaptive batch writer between the queue and PostgreSQL.
+"""Store stage: the batch writer between the prepare stage and PostgreSQL.
 
 The promise behind a 250: a message handed to `submit()` ends in exactly one
 of three places: committed to the database (once; writes are idempotent by
 pre-made ids), spooled to local disk with fsync (shutdown with the database
-down; replayed at the next start), or set aside on disk as a dead letter
-(a row PostgreSQL rejects). In durable mode `submit()` returns a future that
-is resolved only after that COMMIT or fsync, so one commit releases every
-session whose message was in the batch (group commit). A waiter that gives
-up cancels its future, and a message not yet in flight is then dropped:
-its sender got no 250 and will retry.
+down; replayed at the next start), or set aside on disk as a dead letter (a
+row PostgreSQL rejects). Until then it stays in this writer's memory, and
+the writer never gives it up: a database outage is retried, an unexpected
+error puts the batch back at the front of the line, and a spool that cannot
+be written keeps the message here while new mail is refused (451).
 
-Batching: the writer takes what is queued, up to BATCH_MAX messages or
-BATCH_BYTES; under light load it flushes at once, under load it lingers up
+In durable mode `submit()` returns a future that is resolved only after that
+COMMIT or fsync, so one commit releases every session whose message was in
+the batch (group commit). A waiter that gives up (451) cancels its future:
+a message not yet written is then dropped, and one whose write may have
+committed is revoked (deleted by id in the next write; the id is kept in
+the spool until then, so a restart does not forget it).
+
+Batching: the writer takes what is waiting, up to BATCH_MAX messages or
+BATCH_BYTES; under light load it writes at once, under load it lingers up
 to BATCH_DELAY_MS (scaled by how full the last batch was) to fill the next.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
 import dataclasses
 import logging
-import multiprocessing
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import db, metrics
-from .model import Envelope, ParsedMail
-from .parse import parse
+from .model import Envelope, Prepared
+from .parse import EMPTY
 from .spool import Spool
-
-if TYPE_CHECKING:
-    from .auth import AuthResult
 
 log = logging.getLogger("app.store")
 
 BATCH_BYTES = 8 * 1024 * 1024
-# Messages larger than this are parsed in a separate process: parsing 20 MB
-# takes seconds of CPU, and in a thread it would hold the GIL against the
-# event loop that answers every other session.
-PARSE_ELSEWHERE = 1024 * 1024
-PARSE_SLICE = 0.005  # seconds of parsing between yields to the event loop
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
 # An error we cannot classify is retried this often before the batch is
 # searched for a bad row (a broken connection can raise odd client errors).
 UNKNOWN_RETRIES = 5
 STALLED_AFTER = 1.0  # seconds without a commit before backpressure gives up waiting
-OUTAGE_PROBE = 0.5  # seconds between database probes while idle in an outage
+IDLE_PROBE = 0.5  # seconds between database probes while idle with work owed
 
 
 class QueueFull(Exception):
@@ -59,16 +55,25 @@ class QueueFull(Exception):
 @dataclasses.dataclass(eq=False)
 class Item:
     envelope: Envelope
-    committed: asyncio.Future[None] | None = None
-    spool_path: Path | None = None
-    parsed: ParsedMail | None = None
-    # The sender-authentication checks, started when the message is queued.
-    auth: asyncio.Task[AuthResult] | None = None
+    prepared: asyncio.Future[Prepared]
+    committed: asyncio.Future[None] | None = None  # durable mode: the 250 waits on it
+    spool_path: Path | None = None  # replayed from this spool file
     enqueued: float = dataclasses.field(default_factory=time.monotonic)
+    done: bool = False  # committed, on disk, or dropped after a 451: not ours to keep
 
     @property
     def abandoned(self) -> bool:
+        """The sender was told 451 (its durable wait gave up)."""
         return self.committed is not None and self.committed.cancelled()
+
+
+def with_verdict(item: Item) -> Envelope:
+    """The envelope to put on disk: with its sender-authentication verdict when
+    the checks have finished (a replay need not, and later cannot, redo them)."""
+    prepared = item.prepared
+    if prepared.done() and not prepared.cancelled() and prepared.exception() is None:
+        return dataclasses.replace(item.envelope, auth=prepared.result().auth)
+    return item.envelope
 
 
 @dataclasses.dataclass
@@ -89,61 +94,68 @@ class BatchWriter:
         batch_delay: float,
         queue_size: int,
         queue_bytes: int,
-        authenticate: Callable[[Envelope], Awaitable[AuthResult]] | None = None,
     ) -> None:
         self._pool = pool
-        self._authenticate = authenticate
-        self._checking: set[asyncio.Task[AuthResult]] = set()
         self._spool = spool
         self._batch_max = batch_max
         self._batch_delay = batch_delay
-        self._queue: asyncio.Queue[Item] = asyncio.Queue(queue_size)
+        self._queue_size = queue_size
+        self._queue_bytes_max = queue_bytes
+        self._waiting: collections.deque[Item] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._in_flight: list[Item] = []  # taken from _waiting, not yet safe
+        self._queued_bytes = 0
         # Past the high-water mark new messages wait for room (backpressure)
         # rather than being refused at once; the room event is set below it.
         self._high_water = max(1, queue_size * 8 // 10)
         self._room = asyncio.Event()
         self._room.set()
+        self._idle = asyncio.Event()  # nothing waiting or in flight
+        self._idle.set()
         self._last_commit = time.monotonic()
-        self._queue_bytes_max = queue_bytes
-        self._queued_bytes = 0
-        self._in_flight: list[Item] = []
         self._last_batch_len = 1
-        self._parser_pool: concurrent.futures.ProcessPoolExecutor | None = None
-        # Abandoned after an ambiguous failed write: delete with the next write.
+        # Abandoned after a write that may have committed: deleted with the next write.
         self._revoke: list[uuid.UUID] = []
+        # Dead letters the spool could not take yet (it is retried each cycle).
+        self._unsaved_dead: list[tuple[Item, str]] = []
         self.outage = False  # the last write attempt failed for a transient reason
+        self.running = False  # the writer loop is alive
+        self.spool_error: str | None = None  # why the spool cannot be written, if so
         self.stats = WriterStats()
 
     # Producer side -----------------------------------------------------------
 
-    def submit(self, envelope: Envelope, wait: bool) -> asyncio.Future[None] | None:
-        """Queue `envelope`; with `wait`, return a future resolved after its commit."""
+    def submit(
+        self, envelope: Envelope, prepared: asyncio.Future[Prepared], wait: bool
+    ) -> asyncio.Future[None] | None:
+        """Queue a message; with `wait`, return a future resolved after its commit.
+
+        Raises QueueFull (the sender gets 451) when memory is full, when the
+        spool is broken, or in durable mode while the database is unreachable.
+        """
         size = len(envelope.raw)
-        if self._queue.full() or self._queued_bytes + size > self._queue_bytes_max:
+        if len(self._waiting) >= self._queue_size or (
+            self._queued_bytes + size > self._queue_bytes_max
+        ):
             raise QueueFull("queue full")
+        if self.spool_error is not None:
+            raise QueueFull("spool not writable")
+        if not self.running:
+            raise QueueFull("writer not running")
         if wait and self.outage:
             raise QueueFull("database unreachable")
-        item = self._item(envelope, asyncio.get_running_loop().create_future() if wait else None)
-        self._queue.put_nowait(item)
-        self._queued_bytes += size
-        metrics.QUEUE_DEPTH.set(self._queue.qsize())
-        if self._queue.qsize() >= self._high_water:
-            self._room.clear()
-        return item.committed
+        committed = asyncio.get_running_loop().create_future() if wait else None
+        self._enqueue(Item(envelope, prepared, committed))
+        return committed
 
-    def _item(
-        self,
-        envelope: Envelope,
-        committed: asyncio.Future[None] | None = None,
-        spool_path: Path | None = None,
-    ) -> Item:
-        item = Item(envelope, committed, spool_path)
-        if self._authenticate is not None and envelope.auth is None:
-            # Checks run while the message waits for its batch: off the 250's path.
-            item.auth = asyncio.ensure_future(self._authenticate(envelope))
-            self._checking.add(item.auth)
-            item.auth.add_done_callback(self._checking.discard)
-        return item
+    def _enqueue(self, item: Item) -> None:
+        self._waiting.append(item)
+        self._queued_bytes += len(item.envelope.raw)
+        self._arrived.set()
+        self._idle.clear()
+        metrics.QUEUE_DEPTH.set(len(self._waiting))
+        if len(self._waiting) >= self._high_water:
+            self._room.clear()
 
     async def wait_for_room(self, timeout: float) -> None:
         """Wait (up to `timeout`) while the queue is past its high-water mark.
@@ -159,115 +171,124 @@ class BatchWriter:
         except TimeoutError:
             pass
 
-    async def replay(self) -> int:
-        """Queue the spooled messages of an earlier run; files go after their commit."""
+    def replay(self, prepare: Callable[[Envelope], asyncio.Future[Prepared]]) -> int:
+        """Queue the spooled messages and revokes of an earlier run.
+
+        Spool files go only after their commit.
+        """
+        self._revoke += [i for i in self._spool.revokes() if i not in self._revoke]
         count = 0
         for path, envelope in self._spool.pending():
-            await self._queue.put(self._item(envelope, spool_path=path))
-            self._queued_bytes += len(envelope.raw)
+            item = Item(envelope, prepare(envelope), spool_path=path)
+            self._enqueue(item)
             count += 1
-        if count:
-            log.warning("[store] replaying %d spooled messages", count)
+        if count or self._revoke:
+            log.warning(
+                "[store] replaying %d spooled messages and %d revokes", count, len(self._revoke)
+            )
+            self._arrived.set()
         return count
 
     def oldest_age(self) -> float:
         """Seconds the oldest unwritten message has waited (0 if none)."""
         oldest = self._in_flight[0] if self._in_flight else None
-        if oldest is None and not self._queue.empty():
-            oldest = self._queue._queue[0]  # type: ignore[attr-defined]
+        if oldest is None and self._waiting:
+            oldest = self._waiting[0]
         return time.monotonic() - oldest.enqueued if oldest else 0.0
 
     # Consumer side -----------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            # Left set if cancelled mid-write, so drain() can spool the batch.
-            self._in_flight = batch
-            live = [item for item in batch if not item.abandoned]
-            await self._parse(live)
-            await self._authenticated(live)
-            if live:
-                await self._write(live)
-            self._in_flight = []
-            for item in batch:
-                self._queued_bytes -= len(item.envelope.raw)
-                self._queue.task_done()
-            if self._queue.qsize() < self._high_water:
-                self._room.set()
-            metrics.QUEUE_DEPTH.set(self._queue.qsize())
+        """The writer loop, supervised: an unexpected error is logged and
+        counted, its batch goes back to the front of the line, and the loop
+        goes on after a pause. Only cancellation (shutdown) ends it."""
+        self.running = True
+        backoff = BACKOFF_FIRST
+        try:
+            while True:
+                try:
+                    await self._cycle()
+                    backoff = BACKOFF_FIRST
+                except Exception:
+                    log.exception("[store] writer error; its batch will be written again")
+                    metrics.WRITER_ERRORS.inc()
+                    self._put_back(self._in_flight)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+        finally:
+            self.running = False
+
+    async def _cycle(self) -> None:
+        self._retry_unsaved_dead()
+        batch = await self._next_batch()
+        prepared = [await self._prepared(item) for item in batch]
+        live = [(item, ready) for item, ready in zip(batch, prepared, strict=True)]
+        for item, _ in live:
+            if item.abandoned:  # 451 given before any write: nothing is owed
+                self._forget(item)
+        live = [(item, ready) for item, ready in live if not item.abandoned]
+        if live or self._revoke or self.outage:
+            await self._write([item for item, _ in live], [ready for _, ready in live])
+        self._in_flight = []
+        if len(self._waiting) < self._high_water:
+            self._room.set()
+        if not self._waiting:
+            self._idle.set()
+        metrics.QUEUE_DEPTH.set(len(self._waiting))
 
     async def _next_batch(self) -> list[Item]:
-        while True:
-            if self.outage or self._revoke:
-                # Nothing may arrive while durable sessions get 451 for the
-                # outage: probe, so the flag (and pending revokes) clear.
+        """Take the next batch; every item counts as in flight once taken.
+
+        While idle with work owed (revokes, a database outage, a spool to
+        retry), return an empty batch every IDLE_PROBE seconds, so the owed
+        work runs even when no mail arrives (new mail gets 451 meanwhile).
+        """
+        if self._in_flight:  # put back after an error: written first
+            return list(self._in_flight)
+        while not self._waiting:
+            self._arrived.clear()
+            if self.outage or self._revoke or self.spool_error is not None:
                 try:
-                    async with asyncio.timeout(OUTAGE_PROBE):
-                        first = await self._queue.get()
-                    break
+                    await asyncio.wait_for(self._arrived.wait(), IDLE_PROBE)
                 except TimeoutError:
-                    await self._write([])
-                    continue
-            first = await self._queue.get()
-            break
-        batch = [first]
-        if self._batch_delay and self._last_batch_len > 1 and self._queue.qsize() < self._batch_max:
+                    return []
+            else:
+                await self._arrived.wait()
+        batch = self._in_flight
+        self._take(batch)
+        if self._batch_delay and self._last_batch_len > 1 and len(batch) < self._batch_max:
             # Under load, linger briefly so one commit carries more messages.
             fill = min(1.0, self._last_batch_len / self._batch_max)
             await asyncio.sleep(self._batch_delay * fill)
-        size = len(batch[0].envelope.raw)
-        while len(batch) < self._batch_max and size < BATCH_BYTES and not self._queue.empty():
-            item = self._queue.get_nowait()
+            self._take(batch)
+        self._last_batch_len = len(batch)
+        return list(batch)
+
+    def _take(self, batch: list[Item]) -> None:
+        size = sum(len(item.envelope.raw) for item in batch)
+        while self._waiting and len(batch) < self._batch_max and size < BATCH_BYTES:
+            item = self._waiting.popleft()
             batch.append(item)
             size += len(item.envelope.raw)
-        self._last_batch_len = len(batch)
-        return batch
 
-    async def _parse(self, items: list[Item]) -> None:
-        slice_started = time.perf_counter()
-        for item in items:
-            if item.parsed is not None:
-                continue
-            raw = item.envelope.as_received
-            if len(raw) > PARSE_ELSEWHERE:
-                item.parsed = await self._parse_elsewhere(raw)
-                continue
-            item.parsed = parse(raw)
-            if time.perf_counter() - slice_started > PARSE_SLICE:
-                # Let sessions run, but in slices: yielding after every message
-                # would let a busy listener starve the writer.
-                await asyncio.sleep(0)
-                slice_started = time.perf_counter()
+    def _put_back(self, items: list[Item]) -> None:
+        """After an unexpected error: items not yet safe stay in flight, written first."""
+        unsaved = {id(item) for item, _ in self._unsaved_dead}
+        self._in_flight = [item for item in items if not item.done and id(item) not in unsaved]
 
-    async def _authenticated(self, items: list[Item]) -> None:
-        """Put each check's result on its envelope (each check is time-bounded)."""
-        for item in items:
-            if item.auth is not None:
-                auth = await item.auth
-                item.envelope = dataclasses.replace(item.envelope, auth=auth)
-                item.auth = None
+    def _forget(self, item: Item) -> None:
+        """`item` leaves the writer: written, on disk, or dropped before any write."""
+        item.done = True
+        self._queued_bytes -= len(item.envelope.raw)
 
-    async def _parse_elsewhere(self, raw: bytes) -> ParsedMail:
-        """Parse in the parser process (started on first use); a thread if it broke."""
-        if self._parser_pool is None:
-            self._parser_pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
+    async def _prepared(self, item: Item) -> Prepared:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._parser_pool, parse, raw)
-        except concurrent.futures.BrokenExecutor:
-            log.error("[store] the parser process died; parsing in a thread")
-            self._parser_pool = None
-            return await asyncio.to_thread(parse, raw)
+            return await item.prepared
+        except Exception:  # a preparation never raises; if one does, store it raw
+            log.exception("[store] preparing %s failed: storing it unparsed", item.envelope.id)
+            return Prepared(item.envelope, EMPTY, None)
 
-    def close(self) -> None:
-        for check in list(self._checking):  # their messages were spooled: checked on replay
-            check.cancel()
-        if self._parser_pool is not None:
-            self._parser_pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _write(self, batch: list[Item]) -> None:
+    async def _write(self, batch: list[Item], prepared: list[Prepared]) -> None:
         """Commit `batch`, retrying transient failures; split it on a bad row.
 
         An empty batch still runs the pending revokes (and probes the database).
@@ -278,57 +299,79 @@ class BatchWriter:
             started = time.perf_counter()
             revoke = list(self._revoke)
             try:
-                await db.insert_batch(
-                    self._pool,
-                    [(item.envelope, item.parsed) for item in batch],  # type: ignore[misc]
-                    revoke,
-                )
+                await db.insert_batch(self._pool, prepared, revoke)
             except Exception as error:
                 kind = db.classify(error)
                 if kind == db.UNKNOWN:
                     unknown_failures += 1
                 if kind == db.REJECT or unknown_failures > UNKNOWN_RETRIES:
-                    await self._isolate(batch, error)
+                    await self._isolate(batch, prepared, error)
                     return
                 if not self.outage:
                     log.warning("[store] database write failed, retrying: %r", error)
                 self.outage = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
-                batch = self._without_abandoned(batch)
+                # The failed attempt may have committed: a message whose
+                # sender gave up meanwhile is revoked, not retried.
+                batch, prepared = self._without_abandoned(batch, prepared)
                 continue
             if self.outage:
                 log.warning("[store] database writes recovered")
             self.outage = False
             del self._revoke[: len(revoke)]
+            self._forget_revokes(revoke)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             self._committed(batch)
             return
 
-    def _without_abandoned(self, batch: list[Item]) -> list[Item]:
-        """Drop messages whose waiter gave up (451) and revoke them, since the
-        failed attempt may in fact have committed them."""
-        keep = []
-        for item in batch:
+    def _without_abandoned(
+        self, batch: list[Item], prepared: list[Prepared]
+    ) -> tuple[list[Item], list[Prepared]]:
+        kept: list[tuple[Item, Prepared]] = []
+        for item, ready in zip(batch, prepared, strict=True):
             if item.abandoned:
-                self._revoke.append(item.envelope.id)
+                self._add_revoke(item.envelope.id)
+                self._forget(item)
             else:
-                keep.append(item)
-        return keep
+                kept.append((item, ready))
+        return [item for item, _ in kept], [ready for _, ready in kept]
 
-    async def _isolate(self, batch: list[Item], error: Exception) -> None:
+    def _add_revoke(self, message_id: uuid.UUID) -> None:
+        """Owe a delete of `message_id`, kept on disk until it commits."""
+        self._revoke.append(message_id)
+        try:
+            self._spool.save_revoke(message_id)
+        except OSError as error:
+            self._spool_failed(error)
+
+    def _forget_revokes(self, message_ids: list[uuid.UUID]) -> None:
+        if message_ids:
+            try:
+                self._spool.forget_revokes(message_ids)
+            except OSError as error:  # a stale revoke file only deletes nothing later
+                log.warning("[store] could not remove revoke files: %r", error)
+
+    async def _isolate(self, batch: list[Item], prepared: list[Prepared], error: Exception) -> None:
         """A row was rejected: halve the batch until the bad message is alone."""
         if not batch:
             log.error("[store] database write failed: %r", error)
             return
         if len(batch) > 1:
             middle = len(batch) // 2
-            await self._write(batch[:middle])
-            await self._write(batch[middle:])
+            await self._write(batch[:middle], prepared[:middle])
+            await self._write(batch[middle:], prepared[middle:])
             return
-        item = batch[0]
-        reason = f"{type(error).__name__}: {error}"
-        path = self._spool.save_dead(item.envelope, reason)
+        self._save_dead(batch[0], f"{type(error).__name__}: {error}")
+
+    def _save_dead(self, item: Item, reason: str) -> bool:
+        """Set `item` aside on disk; if the spool fails, keep it here and refuse new mail."""
+        try:
+            path = self._spool.save_dead(with_verdict(item), reason)
+        except OSError as error:
+            self._spool_failed(error)
+            self._unsaved_dead.append((item, reason))
+            return False
         log.error(
             "[store] message %s rejected by the database (%s); kept in %s",
             item.envelope.id,
@@ -338,6 +381,29 @@ class BatchWriter:
         self.stats.dead_letters += 1
         metrics.DEAD_LETTERS.inc()
         self._release(item)
+        return True
+
+    def _retry_unsaved_dead(self) -> None:
+        unsaved, self._unsaved_dead = self._unsaved_dead, []
+        for item, reason in unsaved:
+            if not self._save_dead(item, reason):
+                return
+        if self.spool_error is not None and not self._unsaved_dead:
+            try:
+                self._spool.check_writable()
+            except OSError:
+                return
+            log.warning("[store] the spool is writable again: accepting mail")
+            self.spool_error = None
+
+    def _spool_failed(self, error: OSError) -> None:
+        if self.spool_error is None:
+            log.error(
+                "[store] cannot write the spool (%r): refusing new mail with 451 "
+                "until it is writable; nothing accepted is dropped",
+                error,
+            )
+        self.spool_error = repr(error)
 
     def _committed(self, batch: list[Item]) -> None:
         self._last_commit = time.monotonic()
@@ -348,10 +414,15 @@ class BatchWriter:
             metrics.BATCHES.inc()
             metrics.BATCH_SIZE.observe(len(batch))
         for item in batch:
+            if item.abandoned:
+                # Its sender was told 451 while the write went through: it will
+                # send again, so this copy must go.
+                self._add_revoke(item.envelope.id)
             self._release(item)
 
     def _release(self, item: Item) -> None:
         """The message is safe (committed or on disk): tell its waiter, drop its spool file."""
+        self._forget(item)
         if item.committed is not None and not item.committed.done():
             item.committed.set_result(None)
         if item.spool_path is not None:
@@ -359,25 +430,32 @@ class BatchWriter:
 
     # Shutdown ----------------------------------------------------------------
 
-    async def drain(self, task: asyncio.Task[None], timeout: float) -> int:
-        """Write what is queued within `timeout`, spool the rest; stop `task`.
-
-        Returns how many messages were spooled.
-        """
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout)
-        except TimeoutError:
-            pass
+    async def drain(
+        self,
+        task: asyncio.Future[None],
+        until: Callable[[Awaitable[object], float], Awaitable[bool]],
+        timeout: float,
+    ) -> int:
+        """Write what is queued (waiting with `until`, up to `timeout`), spool
+        the rest, and stop the writer `task`. Returns how many were spooled."""
+        await until(self._idle.wait(), timeout)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        left = list(self._in_flight)
-        while not self._queue.empty():
-            left.append(self._queue.get_nowait())
-        spooled = 0
+        for item in self._in_flight:
+            if item.abandoned and not item.done:
+                # No 250 was given, and its write may have committed.
+                self._add_revoke(item.envelope.id)
+        left = [*self._in_flight, *(item for item, _ in self._unsaved_dead), *self._waiting]
+        spooled = lost = 0
         for item in left:
-            if item.abandoned or item.spool_path is not None:
-                continue  # no 250 was given, or it is on disk already
-            self._spool.save_pending(item.envelope)
+            if item.done or item.abandoned or item.spool_path is not None:
+                continue  # written, refused with 451, or on disk already
+            try:
+                self._spool.save_pending(with_verdict(item))
+            except OSError as error:
+                lost += 1
+                log.error("[store] could not spool message %s: %r", item.envelope.id, error)
+                continue
             spooled += 1
             self._release(item)
         metrics.SPOOLED.inc(spooled)
@@ -387,4 +465,7 @@ class BatchWriter:
                 spooled,
                 self._spool.pending_dir,
             )
+        if lost:
+            metrics.LOST.inc(lost)
+            log.error("[store] %d acknowledged messages could not be kept", lost)
         return spooled

@@ -1,4 +1,5 @@
-"""The one periodic-task loop: run `fn` every `interval` seconds, with jitter.
+"""Side-task loops: `run_every` runs `fn` every `interval` seconds, with
+jitter; `retry_until_done` runs a start-up step until it succeeds.
 
 A failing run is logged (at most once a minute per task) and counted; the
 loop carries on. Cancel the task to stop it.
@@ -37,3 +38,25 @@ async def run_every(
             if now - last_logged >= 60:
                 log.warning("[%s] run failed (%d failures so far): %r", name, failures, error)
                 last_logged = now
+
+
+STARTUP_BACKOFF_MAX = 10.0
+
+
+async def retry_until_done(name: str, step: Callable[[], Awaitable[object]]) -> None:
+    """Run `step` until it succeeds, backing off; log the first failure and the recovery."""
+    backoff = 0.2
+    failed = False
+    while True:
+        try:
+            await step()
+        except Exception as error:
+            if not failed:
+                log.warning("[%s] not ready, retrying: %r", name, error)
+            failed = True
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, STARTUP_BACKOFF_MAX)
+            continue
+        if failed:
+            log.warning("[%s] ready", name)
+        return

@@ -50,9 +50,16 @@ class Supervisor:
 
     def stop(self, signum: int, frame: object) -> None:
         self.stopping = True
+        self.forward(signal.SIGTERM)
+
+    def reload(self, signum: int, frame: object) -> None:
+        log.warning("[workers] SIGHUP: reloading every worker")
+        self.forward(signal.SIGHUP)
+
+    def forward(self, signum: int) -> None:
         for process in self.workers.values():
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(signum)
 
     def run(self) -> int:
         self.database_url = self.settings.database_url or embedded.start(self.settings.data_dir)
@@ -61,6 +68,7 @@ class Supervisor:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tempmail-metrics-")
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self.reload)
         for index in range(self.settings.workers):
             self.spawn(index)
         while not self.stopping:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from .dnsserver import DnsServer
 from .helpers import Server, create_database, drop_database, install_schema, url_for
+from .load import THREAD_PREFIX
 
 DOMAINS = ("example.com", "*.example.org", "例え.jp")
 
@@ -53,3 +55,13 @@ def make_server(database_url: str, tmp_path, quiet_dns) -> Iterator[Callable[...
     for server in servers:
         if server.process is not None:
             server.kill()
+
+
+@pytest.fixture(autouse=True)
+def no_load_thread_outlives_its_test() -> Iterator[None]:
+    """A load thread still running after its test would send mail into the next one."""
+    yield
+    alive = [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
+    for thread in alive:
+        thread.join(60)
+    assert not [t.name for t in alive if t.is_alive()], "load threads outlived their test"

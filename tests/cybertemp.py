@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncpg
 
-from .helpers import ROOT, Server, query
+from .helpers import ROOT, Server, clean_environment, query
 
 # Roles are cluster-wide: made once, idempotently (other tests and other
 # databases share them), never dropped.
@@ -164,12 +163,9 @@ def visible_ids(url: str, role: str, email: str | None = None) -> set[str]:
 
 
 def clean_env(**settings: str) -> dict[str, str]:
-    """The environment a test gives the service: its settings, PATH and HOME only."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        **{k.upper(): str(v) for k, v in settings.items()},
-    }
+    """The environment a test gives the service: its settings, and what
+    helpers.clean_environment passes through from the shell."""
+    return {**clean_environment(), **{k.upper(): str(v) for k, v in settings.items()}}
 
 
 def app(*args: str, timeout: float = 120, **settings: str) -> subprocess.CompletedProcess[str]:

@@ -66,6 +66,15 @@ def install_schema(url: str, domains: tuple[str, ...] = ()) -> None:
     asyncio.run(go())
 
 
+# Only these pass from the developer's shell into the servers a test starts:
+# an ACK_MODE or WORKERS exported there must not change what a test proves.
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+
+
+def clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in PASSED_THROUGH}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,10 +86,8 @@ class Server:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
-        # A clean environment: the developer's settings must not leak in.
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
+            **clean_environment(),
             "SMTP_RECEIVE_PORT": str(self.port),
             "SMTP_BIND": "127.0.0.1",
             "SMTP_HOSTNAME": "mx.test",
@@ -90,7 +97,7 @@ class Server:
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self, ready: str = r"\[lists\] domains loaded", timeout: float = 30) -> Server:
+    def start(self, ready: str = r"\[smtp\] listening on", timeout: float = 60) -> Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
             cwd=ROOT,
@@ -115,7 +122,7 @@ class Server:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for_log(self, pattern: str, timeout: float = 30) -> None:
+    def wait_for_log(self, pattern: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if re.search(pattern, self.log):
@@ -191,7 +198,7 @@ def smtp_reply(port: int, sender: str, rcpt: str | None = None) -> tuple[int, by
         return client.rcpt(rcpt)
 
 
-def eventually(check: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+def eventually(check: Any, timeout: float = 30, interval: float = 0.05) -> Any:
     """Poll `check()` until it returns a truthy value; fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

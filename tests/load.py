@@ -2,18 +2,23 @@
 
 Every message carries a unique Subject marker; `outcomes` maps the marker to
 the final reply code (250, 451, ... or 0 when the connection died before a
-reply), so a test can check that each 250 is stored exactly once and that
-each refused message is not stored at all.
+reply), so a test can check that each 250 is stored exactly once, with the
+exact bytes sent, and that each refused message is not stored at all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import smtplib
 import threading
 import time
 from collections import Counter
 
-from .helpers import query
+from .helpers import as_sent, query
+
+THREAD_PREFIX = "load-"  # tests/conftest.py checks none outlives its test
+SUBJECT = re.compile(rb"\r\nSubject: (m-\d+-\d+)\r\n")
 
 
 class Load:
@@ -26,7 +31,10 @@ class Load:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [
-            threading.Thread(target=self._session, args=(n,), daemon=True) for n in range(sessions)
+            threading.Thread(
+                target=self._session, args=(n,), name=f"{THREAD_PREFIX}{n}", daemon=True
+            )
+            for n in range(sessions)
         ]
 
     def start(self) -> Load:
@@ -69,7 +77,7 @@ class Load:
     def _send(self, client: smtplib.SMTP, marker: str) -> int:
         client.mail("load@sender.test")
         client.rcpt("load@example.com")
-        body = f"Subject: {marker}\r\n\r\n{'x' * 2000}\r\n".encode()
+        body = message(marker)
         try:
             code, _ = client.data(body)
         except smtplib.SMTPDataError as error:
@@ -83,12 +91,17 @@ class Load:
             self.outcomes[marker] = code
 
 
+def message(marker: str) -> bytes:
+    return f"Subject: {marker}\r\n\r\n{'x' * 2000}\r\n".encode()
+
+
 def stored_subjects(database_url: str) -> Counter[str]:
     return Counter(r[0] for r in query(database_url, "SELECT subject FROM emails"))
 
 
 def verify(load: Load, database_url: str, timeout: float = 60) -> dict[str, int]:
-    """Every 250 stored exactly once, nothing refused stored; returns the figures."""
+    """Every 250 stored exactly once with the bytes sent, nothing refused
+    stored, no raw message without its row or the other way round."""
     accepted = {m for m, code in load.outcomes.items() if code == 250}
     refused = {m for m, code in load.outcomes.items() if code not in (0, 250)}
     deadline = time.monotonic() + timeout
@@ -99,6 +112,24 @@ def verify(load: Load, database_url: str, timeout: float = 60) -> dict[str, int]
         time.sleep(0.2)
     lost = accepted - set(stored)
     duplicates = {m for m, c in stored.items() if c > 1}
+    rows = query(
+        database_url,
+        "SELECT e.subject, r.raw FROM emails e JOIN raw_messages r ON r.id = e.raw_id",
+    )
+    digests = {r[0]: hashlib.sha256(as_sent(r[1])).digest() for r in rows}
+    altered = {m for m in set(stored) & set(load.outcomes) if digests.get(m) != _digest(message(m))}
+    raw_copies = Counter(
+        match.group(1).decode()
+        for r in query(database_url, "SELECT raw FROM raw_messages")
+        if (match := SUBJECT.search(r[0]))
+    )
+    orphans = query(
+        database_url,
+        "SELECT (SELECT count(*) FROM raw_messages r WHERE NOT EXISTS "
+        "(SELECT 1 FROM emails e WHERE e.raw_id = r.id)), "
+        "(SELECT count(*) FROM emails e WHERE NOT EXISTS "
+        "(SELECT 1 FROM raw_messages r WHERE r.id = e.raw_id))",
+    )[0]
     figures = {
         "sent": len(load.outcomes),
         "250": len(accepted),
@@ -107,6 +138,28 @@ def verify(load: Load, database_url: str, timeout: float = 60) -> dict[str, int]
         "lost": len(lost),
         "duplicates": len(duplicates),
         "refused_but_stored": len(refused & set(stored)),
+        "altered": len(altered),
+        "raw_duplicates": sum(1 for m, c in raw_copies.items() if c > 1),
+        "raw_orphans": orphans[0],
+        "row_orphans": orphans[1],
     }
     print(f"figures: {figures}")
     return figures
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def assert_kept(figures: dict[str, int]) -> None:
+    """Nothing acknowledged lost, altered or doubled; nothing refused kept."""
+    for name in (
+        "lost",
+        "duplicates",
+        "refused_but_stored",
+        "altered",
+        "raw_duplicates",
+        "raw_orphans",
+        "row_orphans",
+    ):
+        assert figures[name] == 0, figures

@@ -158,6 +158,7 @@ class TCPProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.cut_off = False
+        self.refused = 0  # connections turned away while cut: each is a client's attempt
         self.sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.running = True
@@ -170,6 +171,7 @@ class TCPProxy:
             except OSError:
                 return
             if self.cut_off:
+                self.refused += 1
                 client.close()
                 continue
             try:

@@ -3,20 +3,18 @@ SIGTERM and kill -9 under load, a row the database rejects)."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import ROOT, db_address, eventually, query, with_port
-from .load import Load, stored_subjects, verify
+from .helpers import ROOT, clean_environment, db_address, eventually, query, with_port
+from .load import Load, assert_kept, stored_subjects, verify
 from .netfakes import TCPProxy
 
 
@@ -25,11 +23,6 @@ def proxy(database_url):
     proxy = TCPProxy(db_address(database_url))
     yield proxy
     proxy.stop()
-
-
-def assert_kept(figures: dict[str, int]) -> None:
-    assert figures["lost"] == 0 and figures["duplicates"] == 0, figures
-    assert figures["refused_but_stored"] == 0, figures
 
 
 @pytest.mark.parametrize("ack_mode", ["instant", "durable"])
@@ -126,20 +119,36 @@ def test_sigterm_with_database_cut_spools_then_replays(make_server, database_url
     print(f"spooled at SIGTERM: {len(spooled)}, replayed at restart: all")
 
 
-@pytest.mark.parametrize("ack_mode", ["durable", "instant"])
-def test_kill_9_under_load(make_server, database_url, ack_mode):
-    server = make_server(ack_mode=ack_mode)
+def test_kill_9_under_load_in_the_default_mode_loses_nothing(make_server, database_url, tmp_path):
+    """ACK_MODE's default is durable: kill -9 under load, restart, and every
+    250 is there exactly once (the row was committed before the 250)."""
+    server = make_server()
+    assert "ACK_MODE=durable" in server.log
     load = Load(server.port, sessions=10, per_session=300).start()
     load.wait_for(250, at_least=500)
     server.stop(signal.SIGKILL)
     load.stop.set()
     load.join()
+    make_server()  # a restart: spool replay, revokes, nothing owed left behind
+    figures = verify(load, database_url, timeout=30)
+    print(f"kill -9 in the default (durable) mode, after restart: {figures}")
+    assert_kept(figures)
+
+
+def test_kill_9_under_load_in_instant_mode_is_the_documented_window(make_server, database_url):
+    """Instant mode trades a crash window for a sub-millisecond 250: what was
+    queued at the kill is lost (reported, not asserted); nothing is doubled."""
+    server = make_server(ack_mode="instant")
+    load = Load(server.port, sessions=10, per_session=300).start()
+    load.wait_for(250, at_least=500)
+    server.stop(signal.SIGKILL)
+    load.stop.set()
+    load.join()
+    make_server(ack_mode="instant")
     figures = verify(load, database_url, timeout=2)
-    print(f"kill -9 in {ack_mode} mode: {figures}")
+    print(f"kill -9 in instant mode, after restart: {figures}")
     assert figures["duplicates"] == 0 and figures["refused_but_stored"] == 0
-    if ack_mode == "durable":
-        assert figures["lost"] == 0, figures  # the promise holds through kill -9
-    # instant mode: the lost figure is the documented window, reported, not asserted
+    assert figures["altered"] == 0 and figures["raw_orphans"] == 0
 
 
 def test_poison_row_goes_to_dead_letters(make_server, database_url, tmp_path):
@@ -167,7 +176,11 @@ def test_poison_row_goes_to_dead_letters(make_server, database_url, tmp_path):
     check = subprocess.run(
         [sys.executable, "-m", "app", "--env-file", "/nonexistent", "check"],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "SPOOL_DIR": str(tmp_path / "spool")},
+        env={
+            **clean_environment(),
+            "DATABASE_URL": database_url,
+            "SPOOL_DIR": str(tmp_path / "spool"),
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -232,8 +245,3 @@ def test_interleaved_sends_and_outages_never_lose_or_duplicate(make_server, data
         f"property test: {len(outcomes)} messages, "
         f"{sum(c == 250 for c in outcomes.values())} accepted, all stored once"
     )
-
-
-def test_wait_for_threads_helper_is_bounded():
-    # Guard for the suite: no background load thread may outlive its test.
-    assert all(not t.name.startswith("load") for t in threading.enumerate())

@@ -19,8 +19,7 @@ import pytest
 from app import __version__, config
 from bench.retention import Probe
 
-from .cybertemp import clean_env
-from .helpers import ROOT, eventually, query
+from .helpers import ROOT, clean_environment, eventually, query
 from .test_tls import make_certificate
 
 
@@ -28,7 +27,7 @@ def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
         cwd=ROOT,
-        env=clean_env(**env),
+        env={**clean_environment(), **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -37,19 +36,23 @@ def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
     cert, key = make_certificate(tmp_path, "check.test")
-    secret_url = database_url.replace("postgres@", "postgres:hunter2@")
+    secret_url = database_url.replace("postgres@", "postgres:hunter2@") + "?password=hunter3"
     query(database_url, "SELECT 1")
     app_command("init-db", DATABASE_URL=database_url)
     result = app_command(
         "check",
         DATABASE_URL=secret_url,
         SUPABASE_KEY="sekrit-key-123",
+        HEARTBEAT_URL="https://hc-ping.example/4f1c2b9e-token?key=k3y",
         TLS_CERT=cert,
         TLS_KEY=key,
         SPOOL_DIR=str(tmp_path / "spool"),
     )
-    assert "hunter2" not in result.stdout and "sekrit-key-123" not in result.stdout
-    assert re.search(r"DATABASE_URL=postgresql://\*\*\*@", result.stdout)
+    for secret in ("hunter2", "hunter3", "sekrit-key-123", "4f1c2b9e-token", "k3y"):
+        assert secret not in result.stdout, secret
+    assert re.search(r"DATABASE_URL=postgresql://\*\*\*@.*\?password=\*\*\*", result.stdout)
+    assert "HEARTBEAT_URL=https://hc-ping.example/***?key=***" in result.stdout
+    assert "settings read from the environment only" in result.stdout
     assert "ok:    database reachable" in result.stdout
     assert "ok:    schema version 2 (this release: 2)" in result.stdout
     assert re.search(

@@ -82,3 +82,24 @@ def test_per_address_limit_uses_the_header_address(make_server):
         assert same.closed()
     first.close()
     assert "refused 203.0.113.7" in server.log
+
+
+def test_proxy_header_from_an_untrusted_peer_is_not_believed(make_server, database_url):
+    """A PROXY header is believed only from PROXY_TRUSTED peers: a stranger
+    claiming 209.85.220.41 would otherwise forge our SPF (and DMARC) pass."""
+    server = make_server(proxy_protocol="on", proxy_trusted="192.0.2.0/24")
+    with Raw(server.port, timeout=15) as conn:
+        conn.send(proxy_v1("209.85.220.41"))
+        assert conn.closed()
+    assert "refused 127.0.0.1: untrusted PROXY peer" in server.log
+    # The default trusts the loopback balancer, as the other tests here show.
+    trusting = make_server(proxy_protocol="on")
+    assert send_through(trusting.port, proxy_v1("203.0.113.9"), b"ok@example.com").startswith(
+        b"250"
+    )
+    assert (
+        query(database_url, "SELECT count(*) FROM emails WHERE host(remote_ip) = '209.85.220.41'")[
+            0
+        ][0]
+        == 0
+    )

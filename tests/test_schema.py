@@ -131,7 +131,7 @@ def test_start_on_an_installed_database_never_queues_readers(
                 assert "[schema]" not in result.stderr  # no DDL: nothing changed
             else:
                 server = cybertemp.server(database_url, tmp_path / "spool", quiet_dns.address)
-                server.start(timeout=20)  # lists loaded: the schema is ready
+                server.start(ready=r"\[lists\] domains loaded", timeout=20)
                 assert server.stop() == 0
             stall = readers.slowest()
     finally:
@@ -272,7 +272,7 @@ def test_serve_waits_for_a_busy_table_without_blocking_readers(database_url, tmp
             server = cybertemp.server(database_url, tmp_path / "spool", quiet_dns.address)
             server.start(ready=r"install the schema: a table is busy")
             stall = readers.slowest()
-        server.wait_for_log(r"\[lists\] domains loaded")
+        server.wait_for_log(r"\[smtp\] listening on")
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
             client.sendmail("a@sender.test", [PUBLIC], b"Subject: after\r\n\r\nx\r\n")
         assert server.stop() == 0

@@ -1,4 +1,5 @@
-"""Pure pieces of smtp.py: the address fast path, enhanced codes, refusal log."""
+"""Pure pieces of the SMTP stage: the address fast path, enhanced codes,
+refusal log, connection counters."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import config
-from app.smtp import Connections, Handler, RefusalLog, Session, with_enhanced_code
+from app.connections import Connections, RefusalLog, client_key
+from app.replies import with_enhanced_code
+from app.smtp import Handler, Session
 
 
 def stock_getaddr(arg: str):
@@ -52,16 +55,16 @@ def test_enhanced_codes_added_to_errors_only():
 
 def test_refusal_log_is_rate_limited(caplog):
     refusals = RefusalLog(per_minute=5)
-    with caplog.at_level("WARNING", logger="app.smtp"):
+    with caplog.at_level("WARNING", logger="app.connections"):
         for n in range(100):
             refusals.note(f"10.0.0.{n}", "too many connections")
     assert len(caplog.records) == 5 and refusals.suppressed == 95 and refusals.total == 100
 
 
 def test_connections_counters_are_bounded_by_live_sessions():
-    connections = Connections(max_total=3, max_per_ip=2)
+    connections = Connections(max_total=3, max_per_client=2, max_receiving_bytes=1000)
     settings = config.load({}, env_file=None)
-    handler = Handler(settings, lambda: None, None)  # type: ignore[arg-type]
+    handler = Handler(settings, lambda: None, None, None)  # type: ignore[arg-type]
     sessions = [
         Session(handler, connections, settings, hostname="h", loop=asyncio.new_event_loop())
         for _ in range(4)
@@ -69,16 +72,26 @@ def test_connections_counters_are_bounded_by_live_sessions():
     for session in sessions[:3]:
         assert connections.admit(session) is None
     assert connections.admit(sessions[3]) is not None  # total
-    assert connections.count_address("1.1.1.1") is None
-    assert connections.count_address("1.1.1.1") is None
-    assert connections.count_address("1.1.1.1") is not None  # per address
-    assert connections.count_address("2.2.2.2") is None
-    for session, ip in (
-        (sessions[0], "1.1.1.1"),
-        (sessions[1], "1.1.1.1"),
-        (sessions[2], "2.2.2.2"),
+    assert connections.count_client("1.1.1.1") is None
+    assert connections.count_client("1.1.1.1") is None
+    assert connections.count_client("1.1.1.1") is not None  # per client
+    assert connections.count_client("2.2.2.2") is None
+    assert connections.reserve(600) and not connections.reserve(600)  # the byte budget
+    for session, key, held in (
+        (sessions[0], "1.1.1.1", 600),
+        (sessions[1], "1.1.1.1", 0),
+        (sessions[2], "2.2.2.2", 0),
     ):
-        connections.release(session, ip)
-    assert not connections.per_ip and not connections.sessions
+        connections.release(session, key, held)
+    assert not connections.per_client and not connections.sessions
+    assert connections.receiving_bytes == 0
     for session in sessions:
         session.loop.close()
+
+
+def test_ipv6_clients_count_per_64():
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff::9")
+    assert client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"  # IPv4-mapped: the IPv4 address
+    assert client_key("192.0.2.7") == "192.0.2.7"

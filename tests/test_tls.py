@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
-import time
+import threading
 import warnings
 
 import pytest
@@ -120,12 +121,54 @@ def test_swaks_tls(tls_server, database_url):
     eventually(lambda: query(database_url, "SELECT tls FROM emails") == [(True,)])
 
 
+def legacy_client() -> ssl.SSLContext:
+    """A client that offers TLS 1.0 and 1.1 only. OpenSSL 3 refuses them at its
+    default security level: SECLEVEL=0 lets it offer them for real."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():  # old versions are deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    return context
+
+
+def permissive_server(cert: str, key: str) -> tuple[int, threading.Thread]:
+    """The control: a TLS server that does accept 1.1, on a free port, for one handshake."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with listener, context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1)
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
 def test_old_tls_versions_refused(tls_server):
-    server, _ = tls_server
+    server, directory = tls_server
+    control_port, control = permissive_server(
+        str(directory / "cert.pem"), str(directory / "key.pem")
+    )
+    with socket.create_connection(("127.0.0.1", control_port), timeout=10) as sock:
+        with legacy_client().wrap_socket(sock) as tls:
+            assert tls.version() == "TLSv1.1"  # this client really offers 1.1
+            tls.sendall(b"x")
+    control.join(10)
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
         client.ehlo("old.test")
         with pytest.raises((ssl.SSLError, OSError)):
-            client.starttls(context=client_context(maximum=ssl.TLSVersion.TLSv1_1))
+            client.starttls(context=legacy_client())
 
 
 def test_certificate_reloaded_on_sighup_without_dropping_sessions(tls_server):
@@ -142,4 +185,3 @@ def test_certificate_reloaded_on_sighup_without_dropping_sessions(tls_server):
         assert peer_common_name(client) == "renewed.test"
     assert open_session.noop()[0] == 250  # the old session goes on
     open_session.quit()
-    time.sleep(0.1)

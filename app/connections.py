@@ -1,0 +1,140 @@
+"""Connection limits of one worker, and the rate-limited refusal log.
+
+- at most MAX_CONNECTIONS sessions, and MAX_CONNECTIONS_PER_IP from one
+  client (an IPv4 address, or an IPv6 /64: one host's whole allocation);
+- at most MAX_RECEIVING_BYTES of messages being received at once (declared
+  SIZE= reserved at MAIL, actual bytes counted while DATA streams), so
+  memory stays bounded however many clients send big messages together;
+- at shutdown, idle sessions are told 421 and closed at once.
+
+Counters exist only for live sessions, so they are bounded by the limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import time
+from typing import Protocol
+
+from . import metrics, replies
+
+log = logging.getLogger("app.connections")
+
+IPV6_CLIENT_PREFIX = 64
+
+
+class Goodbye(Protocol):
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def say_goodbye(self) -> None: ...
+
+
+def client_key(ip: str) -> str:
+    """The unit the per-client limit counts: the address, or its /64 for IPv6."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_CLIENT_PREFIX}", strict=False))
+    return str(address)
+
+
+class RefusalLog:
+    """One line per refusal, at most `per_minute` a minute.
+
+    A flood cannot fill the disk: past the budget lines are only counted,
+    and the count is logged when the minute is over. The metric's label is
+    the reason alone (bounded); the detail (a domain) goes to the log only.
+    """
+
+    def __init__(self, per_minute: int = 60) -> None:
+        self.per_minute = per_minute
+        self._window_start = time.monotonic()
+        self._logged = 0
+        self.suppressed = 0
+        self.total = 0
+
+    def note(self, ip: str, reason: str, detail: str = "") -> None:
+        metrics.REFUSED.labels(reason).inc()
+        self.total += 1
+        now = time.monotonic()
+        if now - self._window_start >= 60:
+            if self.suppressed:
+                log.warning("[smtp] %d more refusals were not logged", self.suppressed)
+            self._window_start, self._logged, self.suppressed = now, 0, 0
+        if self._logged < self.per_minute:
+            self._logged += 1
+            log.warning(
+                "[smtp] refused %s: %s%s", ip or "?", reason, f" ({detail})" if detail else ""
+            )
+        else:
+            self.suppressed += 1
+
+
+class Connections:
+    """Live sessions of this worker, with the total, per-client and byte limits."""
+
+    def __init__(self, max_total: int, max_per_client: int, max_receiving_bytes: int) -> None:
+        self.max_total = max_total
+        self.max_per_client = max_per_client
+        self.max_receiving_bytes = max_receiving_bytes
+        self.receiving_bytes = 0
+        self.sessions: set[Goodbye] = set()
+        self.per_client: collections.Counter[str] = collections.Counter()
+        self.closing = False
+        self.refusals = RefusalLog()
+        self.all_closed = asyncio.Event()  # set once closing and no session is left
+
+    def admit(self, session: Goodbye) -> str | None:
+        """Register `session` (total limit); the refusal reply if it is reached."""
+        if self.closing:
+            return replies.SHUTTING_DOWN
+        if len(self.sessions) >= self.max_total:
+            return replies.TOO_MANY_CONNECTIONS
+        self.sessions.add(session)
+        return None
+
+    def count_client(self, key: str) -> str | None:
+        """Count one more session from client `key`; the refusal if over the limit.
+
+        Called at connect, or after the PROXY header when the real client
+        address is behind a load balancer.
+        """
+        if self.per_client[key] >= self.max_per_client:
+            return replies.TOO_MANY_FROM_IP
+        self.per_client[key] += 1
+        return None
+
+    def reserve(self, change: int) -> bool:
+        """Add `change` bytes to those being received; False (nothing added)
+        if a positive change would pass the budget."""
+        if change > 0 and self.receiving_bytes + change > self.max_receiving_bytes:
+            return False
+        self.receiving_bytes += change
+        return True
+
+    def release(self, session: Goodbye, counted_key: str | None, held_bytes: int) -> None:
+        self.sessions.discard(session)
+        self.receiving_bytes -= held_bytes
+        if counted_key is not None:
+            self.per_client[counted_key] -= 1
+            if self.per_client[counted_key] <= 0:
+                del self.per_client[counted_key]
+        if self.closing and not self.sessions:
+            self.all_closed.set()
+
+    def close_idle(self) -> None:
+        """Shutdown: say 421 to every session not inside a transaction, and close it."""
+        self.closing = True
+        if not self.sessions:
+            self.all_closed.set()
+        for session in list(self.sessions):
+            if not session.in_transaction:
+                session.say_goodbye()
