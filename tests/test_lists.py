@@ -150,6 +150,25 @@ def test_supabase_tables_as_cybertemp_documents_them(make_server):
         )
         server.wait_for_log(r"private_email loaded from postgres: 1 rows")
         assert not domain_requests(fake, "private_email")
+        check = subprocess.run(
+            [sys.executable, "-m", "app", "--env-file", "/nonexistent", "check"],
+            cwd=ROOT,
+            env={
+                **clean_environment(),
+                "DATABASE_URL": server.env["DATABASE_URL"],
+                "SUPABASE_URL": fake.url,
+                "SUPABASE_KEY": KEY,
+                "SPOOL_DIR": server.env["SPOOL_DIR"],
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (
+            "ok:    postgres private_email: 1 rows (private_email: PostgreSQL first, then "
+            "Supabase)" in check.stdout
+        ), check.stdout
+        assert "ok:    supabase domains: 1200 rows" in check.stdout
     finally:
         fake.stop()
 
