@@ -91,8 +91,11 @@ async def drop_partition(
     transaction under LOCK_TIMEOUT, so no reader ever sees them missing.
     """
     async with pool.acquire() as conn, conn.transaction():
-        rows = int(await conn.fetchval(f"SELECT count(*) FROM {q(name)}"))
         await conn.execute(f"SET LOCAL lock_timeout = '{db.LOCK_TIMEOUT}'")
+        # No row may arrive between the look and the drop (a late spool
+        # replay): SHARE stops writes into this partition, not reads.
+        await conn.execute(f"LOCK TABLE {q(name)} IN SHARE MODE")
+        rows = int(await conn.fetchval(f"SELECT count(*) FROM {q(name)}"))
         kept = 0
         if await has_kept_rows(conn, table, name, private):
             await conn.execute(f"ALTER TABLE {q(table)} DETACH PARTITION {q(name)}")

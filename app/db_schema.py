@@ -182,7 +182,8 @@ async def _install_tables(conn: db.Connection) -> None:
             "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, "
             "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        await conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
+        if "checksum" not in await db.columns(conn, "schema_migrations"):  # an earlier release
+            await conn.execute("ALTER TABLE schema_migrations ADD COLUMN checksum text")
         applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, path in migrations():
             if version == 1 or version not in applied:

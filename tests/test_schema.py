@@ -20,7 +20,7 @@ import pytest
 
 from . import cybertemp
 from .cybertemp import PUBLIC, app, clean_env, count
-from .helpers import ROOT, eventually, query
+from .helpers import ROOT, create_database, drop_database, eventually, query, url_for
 
 WEBSITE_READ = (
     "SELECT id, subject, from_addr, created_at FROM emails WHERE mailbox_owner = $1 "
@@ -307,3 +307,24 @@ def test_init_db_gives_up_on_a_table_that_stays_busy(database_url):
     assert result.returncode != 0
     assert "LockNotAvailableError" in result.stderr
     assert "a table is busy (pid" in result.stderr and "idle in transaction" in result.stderr
+
+
+def test_an_upgraded_cybertemp_emails_has_every_column_of_a_fresh_one(database_url):
+    """schema.sql's CREATE TABLE and db_schema.EMAIL_COLUMNS must not drift apart."""
+    cybertemp.build(database_url, rows_per_owner=1)
+    fresh = url_for(create_database())
+    try:
+        for url in (database_url, fresh):
+            assert app("init-db", database_url=url).returncode == 0
+
+        def columns(url: str) -> dict[str, str]:
+            rows = query(
+                url,
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'emails'::regclass AND attnum > 0 AND NOT attisdropped",
+            )
+            return dict(rows)
+
+        assert columns(database_url) == columns(fresh)
+    finally:
+        drop_database(fresh.rsplit("/", 1)[1])
