@@ -22,7 +22,7 @@ def setup_logging(level: str) -> None:
 
 
 async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
-    url = settings.database_url or embedded.start(settings.data_dir)
+    url = embedded.database_url(settings)
     conn = await db.connect(url)
     try:
         await db_schema.install_schema(conn)
@@ -74,7 +74,7 @@ def cmd_retention(settings: config.Settings, args: argparse.Namespace) -> int:
         return 0
 
     async def run() -> int:
-        pool = await db.create_pool(settings.database_url or embedded.start(settings.data_dir))
+        pool = await db.create_pool(embedded.database_url(settings))
         try:
             async with pool.acquire() as conn:
                 await db_schema.install_schema(conn)

@@ -27,9 +27,8 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
         print(f"       {key}={value}")
     for warning in config.warnings(env_file=env_file):
         report(False, warning)
-    url = settings.database_url
-    if url is None:
-        url = embedded.start(settings.data_dir)
+    url = embedded.database_url(settings)
+    if settings.database_url is None:
         report(True, f"embedded PostgreSQL (DATABASE_URL unset): psql '{url}'")
     try:
         pool = await db.create_pool(url)

@@ -27,6 +27,10 @@ Pool = asyncpg.Pool
 Connection = asyncpg.Connection
 
 
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 async def create_pool(url: str, max_size: int = 4) -> asyncpg.Pool:
     # min_size=0: the pool can be made while the database is down; the
     # writer's retries then find it once it is back.
@@ -84,14 +88,76 @@ def classify(error: BaseException) -> str:
     return UNKNOWN
 
 
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One emails column: how its value is made for a recipient's row, and
+    the SQL that stores it (`r.<name>` unless given; no parameter when
+    `value` is None: the SQL alone makes it)."""
+
+    name: str
+    type: str = "text"  # of the parameter array
+    value: Callable[[Prepared, uuid.UUID, str], Any] | None = None
+    sql: str = ""
+
+
+def _attachments(p: Prepared) -> str:
+    return json.dumps(
+        [
+            {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+            for a in p.parsed.attachments
+        ]
+    )
+
+
+# The emails columns the writer fills, in Cybertemp's meanings where the
+# column is Cybertemp's (README, "Switching from Cybertemp").
+EMAIL_COLUMNS = (
+    Column("id", "uuid", lambda p, row, owner: row),
+    Column("mailbox_owner", "text", lambda p, row, owner: owner),
+    Column("subject", "text", lambda p, row, owner: p.parsed.subject),
+    Column("body", "text", lambda p, row, owner: p.parsed.body),
+    Column("html", "text", lambda p, row, owner: p.parsed.html),
+    # Cybertemp stored the envelope sender lower-cased.
+    Column("from_addr", "text", lambda p, row, owner: p.envelope.mail_from.lower()),
+    # Cybertemp's meaning: the envelope recipient of this row.
+    Column("to_addrs", sql="ARRAY[r.mailbox_owner]"),
+    Column("received_at", "timestamptz", lambda p, row, owner: p.envelope.received_at),
+    Column("timestamp", sql="r.received_at"),
+    # The sender's bytes, as Cybertemp counted them: without our trace line.
+    Column("size", "bigint", lambda p, row, owner: len(p.envelope.raw) - p.envelope.trace_length),
+    Column("message_id", "text", lambda p, row, owner: p.parsed.message_id),
+    Column("header_from", "text", lambda p, row, owner: p.parsed.header_from),
+    Column(
+        "header_to",
+        "text",
+        lambda p, row, owner: json.dumps(p.parsed.header_to),
+        "ARRAY(SELECT jsonb_array_elements_text(r.header_to::jsonb))",
+    ),
+    Column("attachments", "text", lambda p, row, owner: _attachments(p), "r.attachments::jsonb"),
+    Column("remote_ip", "text", lambda p, row, owner: p.envelope.remote_ip, "r.remote_ip::inet"),
+    Column("helo", "text", lambda p, row, owner: p.envelope.helo),
+    Column("raw_id", "uuid", lambda p, row, owner: p.envelope.id),
+    Column("tls", "bool", lambda p, row, owner: p.envelope.tls),
+    Column("auth_results", "text", lambda p, row, owner: p.auth and p.auth.header),
+    Column("spf", "text", lambda p, row, owner: p.auth and p.auth.spf),
+    Column("dkim", "text", lambda p, row, owner: p.auth and p.auth.dkim),
+    Column("dmarc", "text", lambda p, row, owner: p.auth and p.auth.dmarc),
+    Column("dmarc_domain", "text", lambda p, row, owner: p.auth and p.auth.dmarc_domain),
+    Column("encrypted", sql="false"),  # bodies are stored in clear (Cybertemp's flag)
+    Column("key_version", sql="NULL"),
+)
+_PARAMETERS = [c for c in EMAIL_COLUMNS if c.value is not None]
+_RAW_PARAMETERS = 3  # $1..$3: raw_messages id, raw, received_at
+_OWNER = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[1])}::text[]"
+_ROW_ID = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[0])}::uuid[]"
+_REVOKE = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::uuid[]"
+
 # One statement, so one round trip and one implicit transaction per batch.
 # Ids are made before the insert; ON CONFLICT DO NOTHING makes a retried
-# batch that had in fact committed a no-op (idempotent writes). The emails
-# columns are Cybertemp's meanings (README, "Switching from Cybertemp"):
-# to_addrs holds the envelope recipient, encrypted is false. Each new row is
-# announced on NEW_MAIL_CHANNEL ("<emails.id> <mailbox_owner>"); PostgreSQL
-# delivers notifications only at COMMIT, so a listener never hears of a row
-# it cannot read yet.
+# batch that had in fact committed a no-op (idempotent writes). Each new row
+# is announced on NEW_MAIL_CHANNEL ("<emails.id> <mailbox_owner>");
+# PostgreSQL delivers notifications only at COMMIT, so a listener never
+# hears of a row it cannot read yet.
 NEW_MAIL_CHANNEL = "tempmail_new_mail"
 INSERT_BATCH = f"""
 WITH raw AS (
@@ -99,86 +165,43 @@ WITH raw AS (
     SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::timestamptz[])
     ON CONFLICT DO NOTHING
 ), mail AS (
-    INSERT INTO emails (id, mailbox_owner, subject, body, html, from_addr, to_addrs,
-                        "timestamp", size, received_at, message_id, header_from,
-                        attachments, remote_ip, helo, raw_id, tls,
-                        auth_results, spf, dkim, dmarc, dmarc_domain, header_to,
-                        encrypted, key_version)
-    SELECT r.id, r.owner, r.subject, r.body, r.html, r.from_addr, ARRAY[r.owner],
-           r.received_at, r.size, r.received_at, r.message_id, r.header_from,
-           r.attachments::jsonb, r.remote_ip::inet, r.helo, r.raw_id, r.tls,
-           r.auth_results, r.spf, r.dkim, r.dmarc, r.dmarc_domain,
-           ARRAY(SELECT jsonb_array_elements_text(r.header_to::jsonb)), false, NULL
-    FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                $10::timestamptz[], $11::bigint[], $12::text[], $13::text[],
-                $14::text[], $15::text[], $16::text[], $17::uuid[], $18::bool[],
-                $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[])
-         AS r(id, owner, subject, body, html, from_addr, received_at, size,
-              message_id, header_from, attachments, remote_ip, helo, raw_id, tls,
-              auth_results, spf, dkim, dmarc, dmarc_domain, header_to)
+    INSERT INTO emails ({", ".join(quote_ident(c.name) for c in EMAIL_COLUMNS)})
+    SELECT {", ".join(c.sql or f"r.{c.name}" for c in EMAIL_COLUMNS)}
+    FROM unnest({
+    ", ".join(f"${_RAW_PARAMETERS + 1 + n}::{c.type}[]" for n, c in enumerate(_PARAMETERS))
+}) AS r({", ".join(c.name for c in _PARAMETERS)})
     ON CONFLICT DO NOTHING
 ), box AS (
     INSERT INTO inbox (email_address)
-    SELECT DISTINCT unnest($5::text[])
+    SELECT DISTINCT unnest({_OWNER})
     ON CONFLICT (email_address) DO NOTHING
 ), private AS (
-    UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY($5::text[])
+    UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY({_OWNER})
 ), revoked AS (
-    DELETE FROM emails WHERE raw_id = ANY($25::uuid[])
+    DELETE FROM emails WHERE raw_id = ANY({_REVOKE})
 ), revoked_raw AS (
-    DELETE FROM raw_messages WHERE id = ANY($25::uuid[])
+    DELETE FROM raw_messages WHERE id = ANY({_REVOKE})
 )
 SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
-FROM unnest($4::uuid[], $5::text[]) AS n(id, owner)
+FROM unnest({_ROW_ID}, {_OWNER}) AS n(id, owner)
 """
 
 
-def batch_args(batch: Sequence[Prepared]) -> list[list[Any]]:
-    """The 24 column arrays of INSERT_BATCH for `batch`."""
-    columns: list[list[Any]] = [[] for _ in range(24)]
-    for envelope, parsed, auth in ((p.envelope, p.parsed, p.auth) for p in batch):
-        columns[0].append(envelope.id)
-        columns[1].append(envelope.raw)
-        columns[2].append(envelope.received_at)
-        attachments = json.dumps(
-            [
-                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
-                for a in parsed.attachments
-            ]
-        )
-        header_to = json.dumps(parsed.header_to)
-        # The sender's bytes, as Cybertemp counted them: without our trace line.
-        size = len(envelope.raw) - envelope.trace_length
+def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[list[Any]]:
+    """The parameters of INSERT_BATCH: raw_messages arrays, one array per
+    EMAIL_COLUMNS parameter (one element per recipient row), the revokes."""
+    raws: list[list[Any]] = [[], [], []]
+    columns: list[list[Any]] = [[] for _ in _PARAMETERS]
+    for prepared in batch:
+        envelope = prepared.envelope
+        for array, value in zip(
+            raws, (envelope.id, envelope.raw, envelope.received_at), strict=True
+        ):
+            array.append(value)
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
-            for column, value in zip(
-                columns[3:],
-                (
-                    row_id,
-                    owner,
-                    parsed.subject,
-                    parsed.body,
-                    parsed.html,
-                    envelope.mail_from.lower(),  # Cybertemp stored it lower-cased
-                    envelope.received_at,
-                    size,
-                    parsed.message_id,
-                    parsed.header_from,
-                    attachments,
-                    envelope.remote_ip,
-                    envelope.helo,
-                    envelope.id,
-                    envelope.tls,
-                    auth and auth.header,
-                    auth and auth.spf,
-                    auth and auth.dkim,
-                    auth and auth.dmarc,
-                    auth and auth.dmarc_domain,
-                    header_to,
-                ),
-                strict=True,
-            ):
-                column.append(value)
-    return columns
+            for array, column in zip(columns, _PARAMETERS, strict=True):
+                array.append(column.value(prepared, row_id, owner))  # type: ignore[misc]
+    return [*raws, *columns, list(revoke)]
 
 
 async def insert_batch(
@@ -192,7 +215,7 @@ async def insert_batch(
     """
     async with pool.acquire() as conn:
         try:
-            await conn.execute(INSERT_BATCH, *batch_args(batch), list(revoke))
+            await conn.execute(INSERT_BATCH, *batch_args(batch, revoke))
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
             conn.terminate()
@@ -211,17 +234,15 @@ async def ping(pool: asyncpg.Pool) -> None:
 LOCK_TIMEOUT = "100ms"
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclasses.dataclass(frozen=True)
-class Column:
+class TableColumn:
+    """A column as the catalog has it (see `columns`)."""
+
     type: str  # as format_type prints it: "text[]", "timestamp with time zone"
     required: bool  # NOT NULL without a default, identity or generation: an INSERT must name it
 
 
-async def columns(conn: asyncpg.Connection, table: str) -> dict[str, Column]:
+async def columns(conn: asyncpg.Connection, table: str) -> dict[str, TableColumn]:
     """The columns of `table` (empty if it does not exist)."""
     rows = await conn.fetch(
         "SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull AND NOT atthasdef "
@@ -229,7 +250,7 @@ async def columns(conn: asyncpg.Connection, table: str) -> dict[str, Column]:
         "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
         table,
     )
-    return {r["attname"]: Column(r["type"], r["required"]) for r in rows}
+    return {r["attname"]: TableColumn(r["type"], r["required"]) for r in rows}
 
 
 async def relkind(conn: asyncpg.Connection, name: str) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .config import Settings
+
 log = logging.getLogger("app.embedded")
 # pgserver logs every command it runs, with its output, at INFO.
 logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -30,3 +32,9 @@ def start(data_dir: str) -> str:
         url,
     )
     return url
+
+
+def database_url(settings: Settings) -> str:
+    """The one place settings become a database URL: DATABASE_URL, or the
+    embedded server under DATA_DIR (started if it is not running)."""
+    return settings.database_url or start(settings.data_dir)

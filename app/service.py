@@ -151,10 +151,7 @@ class Service:
         settings = self.settings
         check_spool(settings.spool_dir)
         raise_fd_limit()
-        url = settings.database_url
-        if url is None:
-            url = await asyncio.to_thread(embedded.start, settings.data_dir)
-        self.url = url
+        self.url = url = await asyncio.to_thread(embedded.database_url, settings)
         self.pool = await db.create_pool(url)
         authenticate = None
         if settings.auth_checks != "off":

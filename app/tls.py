@@ -13,6 +13,8 @@ import logging
 import os
 import ssl
 
+from cryptography import x509
+
 log = logging.getLogger("app.tls")
 
 
@@ -24,11 +26,10 @@ def build_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 def certificate_expiry(cert: str) -> datetime.datetime:
-    """The certificate's notAfter, in UTC."""
-    decoded = ssl._ssl._test_decode_cert(cert)  # type: ignore[attr-defined]
-    return datetime.datetime.fromtimestamp(
-        ssl.cert_time_to_seconds(decoded["notAfter"]), datetime.UTC
-    )
+    """The notAfter of the first certificate in the PEM file, in UTC."""
+    with open(cert, "rb") as handle:
+        certificate = x509.load_pem_x509_certificate(handle.read())
+    return certificate.not_valid_after_utc
 
 
 class CertificateHolder:

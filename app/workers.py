@@ -62,7 +62,7 @@ class Supervisor:
                 process.send_signal(signum)
 
     def run(self) -> int:
-        self.database_url = self.settings.database_url or embedded.start(self.settings.data_dir)
+        self.database_url = embedded.database_url(self.settings)
         if self.settings.metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # One directory per run: stale files of an earlier run would count twice.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tempmail-metrics-")
