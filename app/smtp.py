@@ -116,6 +116,9 @@ class Session(SMTP):
         self, handler: Handler, connections: Connections, settings: Settings, **kwargs: Any
     ) -> None:
         super().__init__(handler, **kwargs)
+        self._setup(connections, settings)
+
+    def _setup(self, connections: Connections, settings: Settings) -> None:
         # aiosmtpd keeps this dict on the class, shared by all sessions.
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LINE_MAX)
         self.command_size_limit = COMMAND_LINE_MAX
@@ -127,6 +130,47 @@ class Session(SMTP):
         self._held = 0  # bytes this session counts against MAX_RECEIVING_BYTES
         self._errors = 0  # failed commands since the last delivered message
         self._deadline: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def factory(
+        cls,
+        handler: Handler,
+        connections: Connections,
+        settings: Settings,
+        current_tls: Callable[[], ssl.SSLContext | None],
+        **options: Any,
+    ) -> Callable[[], Session]:
+        """Sessions for loop.create_server, each with the current TLS context.
+
+        aiosmtpd's SMTP.__init__ rebuilds its command and hook tables with
+        inspect.getmembers and dir() on every connection: a quarter of a busy
+        worker's CPU. Here it runs once, on a prototype; each connection
+        copies the prototype's attributes and renews what is its own: the
+        stream and protocol state, the commands bound to it, the TLS
+        context. tests/test_smtp_unit.py pins the attributes aiosmtpd's
+        __init__ makes, so an upgrade that adds one fails there first.
+        """
+        loop = asyncio.get_running_loop()
+        prototype = cls.__new__(cls)
+        SMTP.__init__(prototype, handler, loop=loop, **options)
+        shared = dict(vars(prototype))
+        commands = list(prototype._smtp_methods)
+
+        def make() -> Session:
+            session = cls.__new__(cls)
+            session.__dict__.update(shared)
+            asyncio.StreamReaderProtocol.__init__(
+                session,
+                asyncio.StreamReader(loop=loop, limit=cls.line_length_limit),
+                client_connected_cb=session._cb_client_connected,
+                loop=loop,
+            )
+            session._smtp_methods = {name: getattr(session, "smtp_" + name) for name in commands}
+            session.tls_context = current_tls()
+            session._setup(connections, settings)
+            return session
+
+        return make
 
     @property
     def in_transaction(self) -> bool:
@@ -384,6 +428,7 @@ class Handler:
         session.host_name = hostname
         # aiosmtpd does not advertise these; it processes pipelined input in order.
         last = responses.pop()  # "250 HELP"
+        responses = [line for line in responses if not line.startswith("250-AUTH")]
         responses += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", last]
         return responses
 
@@ -511,6 +556,13 @@ def session_factory(
     tls_context: Callable[[], ssl.SSLContext | None] = lambda: None,
 ) -> Callable[[], Session]:
     """Sessions for loop.create_server; each new one gets the current TLS context."""
+    return Session.factory(
+        handler, connections, settings, tls_context, **session_options(settings, tls_context())
+    )
+
+
+def session_options(settings: Settings, tls_context: ssl.SSLContext | None) -> dict[str, Any]:
+    """aiosmtpd's SMTP options for our sessions."""
     # 0: no limit (Postfix has none; its clients reuse connections for 300 s).
     # SESSION_TIMEOUT still bounds how long one connection lasts.
     messages = settings.max_messages_per_connection or UNLIMITED
@@ -529,21 +581,15 @@ def session_factory(
         "STARTTLS": 2,
         "*": 50,
     }
-
-    def make() -> Session:
-        return Session(
-            handler,
-            connections,
-            settings,
-            command_call_limit=call_limits,
-            data_size_limit=settings.max_message_size,
-            enable_SMTPUTF8=True,
-            hostname=settings.smtp_hostname,
-            ident="ESMTP",
-            timeout=settings.smtp_timeout,
-            tls_context=tls_context(),
-            proxy_protocol_timeout=PROXY_TIMEOUT if settings.proxy_protocol else None,
-            loop=asyncio.get_running_loop(),
-        )
-
-    return make
+    return {
+        "command_call_limit": call_limits,
+        "data_size_limit": settings.max_message_size,
+        "enable_SMTPUTF8": True,
+        "hostname": settings.smtp_hostname,
+        "ident": "ESMTP",
+        "timeout": settings.smtp_timeout,
+        "tls_context": tls_context,
+        "proxy_protocol_timeout": PROXY_TIMEOUT if settings.proxy_protocol else None,
+        # A receive-only MX authenticates nobody: no AUTH mechanism at all.
+        "auth_exclude_mechanism": ["LOGIN", "PLAIN"],
+    }

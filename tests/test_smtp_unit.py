@@ -95,3 +95,47 @@ def test_ipv6_clients_count_per_64():
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"  # IPv4-mapped: the IPv4 address
     assert client_key("192.0.2.7") == "192.0.2.7"
+
+
+# What aiosmtpd 1.4.6's SMTP.__init__ makes (with our options). Session.factory
+# copies these from a prototype instead of running __init__ per connection: an
+# aiosmtpd that adds or drops one must be looked at before it is trusted.
+AIOSMTPD_ATTRIBUTES = {
+    "__ident__", "_auth_callback", "_auth_methods", "_auth_require_tls", "_auth_required",
+    "_authenticator", "_call_limit_base", "_call_limit_default", "_client_connected_cb",
+    "_closed", "_connection_lost", "_decode_data", "_drain_waiters", "_ehlo_hook_ver",
+    "_enforce_call_limit", "_handle_hooks", "_handler_coroutine", "_loop",
+    "_original_transport", "_over_ssl", "_paused", "_proxy_timeout", "_reject_connection",
+    "_smtp_methods", "_source_traceback", "_stream_reader_wr", "_stream_writer",
+    "_strong_reader", "_task", "_timeout_duration", "_timeout_handle",
+    "_tls_handshake_okay", "_tls_protocol", "_transport", "data_size_limit",
+    "enable_SMTPUTF8", "envelope", "event_handler", "hostname", "loop", "require_starttls",
+    "session", "tls_context", "transport",
+}  # fmt: skip
+# Per connection, never shared: the stream, the protocol's state, bound commands.
+OWN = {"_closed", "_drain_waiters", "_strong_reader", "_stream_reader_wr", "_smtp_methods"}
+
+
+async def test_session_factory_copies_what_aiosmtpd_init_makes():
+    from aiosmtpd.smtp import SMTP
+
+    from app.smtp import session_options
+
+    settings = config.load({}, env_file=None)
+    connections = Connections(10, 10, 1 << 30)
+    handler = Handler(settings, lambda: None, None, None)  # type: ignore[arg-type]
+    options = session_options(settings, None)
+    stock = SMTP(handler, loop=asyncio.get_running_loop(), **options)
+    assert set(vars(stock)) == AIOSMTPD_ATTRIBUTES, set(vars(stock)) ^ AIOSMTPD_ATTRIBUTES
+    make = Session.factory(handler, connections, settings, lambda: None, **options)
+    first, second = make(), make()
+    for name in AIOSMTPD_ATTRIBUTES:
+        assert type(getattr(first, name)) is type(getattr(stock, name)), name
+        if name in OWN:
+            assert getattr(first, name) is not getattr(second, name), name
+    assert first._smtp_methods.keys() == stock._smtp_methods.keys()
+    assert all(method.__self__ is first for method in first._smtp_methods.values())
+    assert first._strong_reader is not second._strong_reader
+    assert first._client_connected_cb.__self__ is first
+    assert first._auth_methods == {}  # no AUTH offered, none shared
+    assert first.command_size_limits is not second.command_size_limits
