@@ -1,15 +1,17 @@
-"""Command line: `python -m app serve | api | init-db | check | domains | bans | accounts`."""
+"""Command line: `python -m app serve | api | init-db | check | retention | domains | bans |
+accounts`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import __version__, config, db, embedded, policy
+from . import __version__, config, db, db_catalog, db_schema, embedded, policy, retention
 
 log = logging.getLogger("app")
 
@@ -24,7 +26,7 @@ async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitab
     url = embedded.database_url(settings)
     conn = await db.connect(url)
     try:
-        await db.install_schema(conn)
+        await db_schema.install_schema(conn)
         return await fn(conn)
     finally:
         await conn.close()
@@ -109,10 +111,46 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
     async def done(conn: Any) -> int:
-        print(f"schema at version {await db.schema_version(conn)} ({db.SCHEMA.parent})")
+        print(
+            f"schema at version {await db_schema.schema_version(conn)} ({db_schema.SCHEMA.parent})"
+        )
+        for _, text in await db_catalog.report(conn):
+            print("  " + text)
         return 0
 
     return asyncio.run(with_connection(settings, done))
+
+
+def cmd_retention(settings: config.Settings, args: argparse.Namespace) -> int:
+    """Expire mail now (or, with --dry-run, say what that would delete)."""
+    from .policy import build_private
+    from .sources import make_source
+
+    if settings.retention_hours <= 0:
+        print("RETENTION_HOURS=0 keeps mail forever: nothing to expire")
+        return 0
+
+    async def run() -> int:
+        pool = await db.create_pool(embedded.database_url(settings))
+        try:
+            async with pool.acquire() as conn:
+                await db_schema.install_schema(conn)
+            # Without the private list nothing is deleted: loading it must succeed.
+            loaded = await make_source(settings, pool).fetch("private_email")
+            private = build_private(loaded.rows)
+            print(f"private_email: {len(private)} addresses (from {loaded.origin}), exempt")
+            now = datetime.datetime.now(datetime.UTC)
+            cutoff = now - datetime.timedelta(hours=settings.retention_hours)
+            found = await retention.survey(pool, cutoff, private, args.include_existing)
+            print(retention.describe(found, cutoff, dry_run=True))
+            if not args.dry_run:
+                found = await retention.expire(pool, cutoff, private, args.include_existing)
+                print(retention.describe(found, cutoff, dry_run=False))
+            return 0
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
 
 
 def cmd_domains(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -201,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_check
     )
 
+    expire = commands.add_parser(
+        "retention", help="expire mail older than RETENTION_HOURS now (private mail is kept)"
+    )
+    expire.set_defaults(run=cmd_retention)
+    expire.add_argument(
+        "--include-existing",
+        action="store_true",
+        help="also expire mail stored before the upgrade (kept by the periodic run)",
+    )
+    expire.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
     domains = commands.add_parser("domains", help="manage the domain whitelist")
     domains.set_defaults(run=cmd_domains)
     domain_actions = domains.add_subparsers(dest="action", required=True)
@@ -242,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     try:
         return int(args.run(settings, args))
+    except db_schema.SchemaRefused as error:
+        print(f"error: init-db refused: {error}", file=sys.stderr)
+        return 1
     except (OSError, db.asyncpg.PostgresError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,12 +1,12 @@
-"""`python -m app check`: settings, database, list source and spool, one line each."""
+"""`python -m app check`: settings, database, mail tables, list source and spool, one line each."""
 
 from __future__ import annotations
 
 import datetime
 
-from . import config, db, embedded
+from . import config, db, db_catalog, db_schema, embedded
 from .config import Settings
-from .sources import make_source
+from .sources import PRIVATE_ORDER, make_source
 from .spool import Spool
 from .tls import certificate_expiry
 
@@ -34,23 +34,36 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
         pool = await db.create_pool(url)
         await db.ping(pool)
         report(True, "database reachable")
-        async with pool.acquire() as conn:
-            version, latest = await db.schema_version(conn), db.migrations()[-1][0]
-        report(
-            version == latest,
-            f"schema version {version} (this release: {latest}"
-            + ("" if version == latest else "; run `python -m app init-db`")
-            + ")",
-        )
     except Exception as error:
         report(False, f"database unreachable: {error!r}")
         pool = None
     if pool is not None:
+        try:
+            async with pool.acquire() as conn:
+                version = await db_schema.schema_version(conn)
+                current = await db_schema.installed_checksum(conn) == db_schema.checksum()
+                latest = db_schema.migrations()[-1][0]
+                report(
+                    current,
+                    f"schema version {version} (this release: {latest}"
+                    + ("" if current else "; run `python -m app init-db`")
+                    + ")",
+                )
+                for ok, text in await db_catalog.report(conn):
+                    report(ok, text)
+        except Exception as error:
+            report(False, f"mail tables unreadable: {error!r}")
+    if pool is not None:
         source = make_source(settings, pool)
         for table in ("domains", "bans", "private_email"):
             try:
-                rows = await source.fetch(table)
-                report(True, f"{source.name} {table}: {len(rows)} rows")
+                loaded = await source.fetch(table)
+                order = (
+                    f" ({PRIVATE_ORDER})"
+                    if table == "private_email" and source.name == "supabase"
+                    else ""
+                )
+                report(True, f"{loaded.origin} {table}: {len(loaded.rows)} rows{order}")
             except Exception as error:
                 report(False, f"{source.name} {table} unreadable: {error!r}")
         await pool.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ipaddress
 import logging
 import time
@@ -33,6 +34,7 @@ class Goodbye(Protocol):
     def say_goodbye(self) -> None: ...
 
 
+@functools.lru_cache(maxsize=4096)  # clients connect again and again
 def client_key(ip: str) -> str:
     """The unit the per-client limit counts: the address, or its /64 for IPv6."""
     try:

@@ -1,4 +1,8 @@
-"""The only module that speaks SQL: pool, schema, batch insert, list tables.
+"""The service's SQL: pool, batch insert, list tables, and what the db_* modules share.
+
+Only app/db*.py speak SQL: db_schema.py installs and upgrades the schema,
+db_expiry.py holds retention's partitions and deletes, db_catalog.py reads
+what `check` reports about the mail tables.
 
 Errors are sorted by what the caller should do (`classify`): connection
 losses, timeouts and server-side trouble are worth retrying; data errors
@@ -10,23 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
 
 from .model import Prepared
 
-SCHEMA = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
-MIGRATIONS = SCHEMA.parent / "migrations"
-# One advisory lock key so several workers installing at once take turns.
-SCHEMA_LOCK = 0x7E3D_A11
-
 Pool = asyncpg.Pool
+Connection = asyncpg.Connection
 
 
 def quote_ident(name: str) -> str:
@@ -68,47 +66,6 @@ async def listening(
 
 async def announce_list_change(conn: asyncpg.Connection, table: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", LISTS_CHANNEL, table)
-
-
-def migrations() -> list[tuple[int, str, Path]]:
-    """(version, name, path) of sql/migrations/NNN_name.sql, in order; schema.sql is 1."""
-    found = [(1, "schema.sql", SCHEMA)]
-    for path in sorted(MIGRATIONS.glob("[0-9][0-9][0-9]_*.sql")):
-        found.append((int(path.name[:3]), path.name, path))
-    return found
-
-
-async def install_schema(conn: asyncpg.Connection) -> int:
-    """Install or upgrade the schema in place; return its version.
-
-    schema.sql is idempotent and runs every time (it also upgrades a
-    Cybertemp database by adding our columns); later migrations run once.
-    """
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, "
-            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, path in migrations():
-            if version == 1 or version not in applied:
-                await conn.execute(path.read_text())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2) "
-                    "ON CONFLICT DO NOTHING",
-                    version,
-                    name,
-                )
-        return await schema_version(conn)
-
-
-async def schema_version(conn: asyncpg.Connection) -> int:
-    """The highest applied migration, 0 if the schema was never installed."""
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    if not exists:
-        return 0
-    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
 
 
 RETRY, REJECT, UNKNOWN = "retry", "reject", "unknown"
@@ -279,125 +236,84 @@ async def insert_batch(
             raise
 
 
-# Partitions ---------------------------------------------------------------------
-
-# How long DDL on the mail tables waits for a lock before giving up until the
-# next run: an insert queued behind a waiting DROP waits at most this long.
-LOCK_TIMEOUT = "100ms"
-
-
-def quote_time(moment: datetime.datetime) -> str:
-    return "'" + moment.isoformat() + "'"
-
-
-async def partitions(pool: asyncpg.Pool, table: str) -> list[tuple[str, str]]:
-    """(name, bound expression) of each partition of `table`, bounds printed in UTC."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL TimeZone = 'UTC'")
-        rows = await conn.fetch(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass",
-            table,
-        )
-        return [(r[0], r[1]) for r in rows]
-
-
-async def create_partition(
-    pool: asyncpg.Pool,
-    table: str,
-    name: str,
-    lower: datetime.datetime,
-    upper: datetime.datetime,
-    default: str | None,
-) -> bool:
-    """Add partition `name` of `table` for [lower, upper); False if it exists.
-
-    Made as a plain table, then attached: ATTACH takes a weaker lock on the
-    parent than CREATE ... PARTITION OF, so inserts go on meanwhile. Rows of
-    the range already in the DEFAULT partition move into it first (otherwise
-    PostgreSQL refuses the new range).
-    """
-    async with pool.acquire() as conn, conn.transaction():
-        # Workers make the same partitions at start: one at a time, once.
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", quote_ident(name)):
-            return False
-        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        await conn.execute(
-            f"CREATE TABLE {quote_ident(name)} "
-            f"(LIKE {quote_ident(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-        )
-        if default is not None:
-            await conn.execute(
-                f"WITH moved AS (DELETE FROM {quote_ident(default)} "
-                "WHERE received_at >= $1 AND received_at < $2 RETURNING *) "
-                f"INSERT INTO {quote_ident(name)} SELECT * FROM moved",
-                lower,
-                upper,
-            )
-        await conn.execute(
-            f"ALTER TABLE {quote_ident(table)} ATTACH PARTITION {quote_ident(name)} "
-            f"FOR VALUES FROM ({quote_time(lower)}) TO ({quote_time(upper)})"
-        )
-        return True
-
-
-async def drop_partition(pool: asyncpg.Pool, name: str) -> int:
-    """Drop partition `name`; return how many rows it held."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = int(await conn.fetchval(f"SELECT count(*) FROM {quote_ident(name)}"))
-        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        await conn.execute(f"DROP TABLE {quote_ident(name)}")
-        return rows
-
-
-async def delete_older(
-    pool: asyncpg.Pool, partition: str, cutoff: datetime.datetime, limit: int
-) -> int:
-    """Delete up to `limit` rows of `partition` received before `cutoff`; return how many.
-
-    Used on the small DEFAULT partitions only. Rows being read are skipped.
-    """
-    status = await pool.execute(
-        f"DELETE FROM {quote_ident(partition)} WHERE ctid IN ("
-        f"SELECT ctid FROM {quote_ident(partition)} WHERE received_at < $1 "
-        "LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        cutoff,
-        limit,
-    )
-    return int(status.rsplit(" ", 1)[1])
-
-
 async def ping(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await conn.fetchval("SELECT 1")
 
 
+# Shared by the db_* modules ------------------------------------------------------
+
+# How long DDL (and retention's deletes) wait for a table lock before giving
+# up until the next try: a reader queued behind our request waits at most this.
+LOCK_TIMEOUT = "100ms"
+
+
+@dataclasses.dataclass(frozen=True)
+class TableColumn:
+    """A column as the catalog has it (see `columns`)."""
+
+    type: str  # as format_type prints it: "text[]", "timestamp with time zone"
+    required: bool  # NOT NULL without a default, identity or generation: an INSERT must name it
+
+
+async def columns(conn: asyncpg.Connection, table: str) -> dict[str, TableColumn]:
+    """The columns of `table` (empty if it does not exist)."""
+    rows = await conn.fetch(
+        "SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull AND NOT atthasdef "
+        "AND attidentity = '' AND attgenerated = '' AS required FROM pg_attribute "
+        "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        table,
+    )
+    return {r["attname"]: TableColumn(r["type"], r["required"]) for r in rows}
+
+
+async def relkind(conn: asyncpg.Connection, name: str) -> str | None:
+    """'r' plain table, 'p' partitioned, 'v' view, 'i' index...; None if there is none."""
+    value = await conn.fetchval(
+        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)", name
+    )
+    return str(value) if value else None
+
+
 # List tables ------------------------------------------------------------------
 
-
 # The columns the service reads of each list table (Supabase reads the same).
+# domains.active is ours: read where the column exists (a Cybertemp table has
+# none, and then every row counts as active).
 LIST_COLUMNS = {
-    "domains": "domain,active",
-    "bans": "scope,value,match_type,status",
-    "private_email": "email",
+    "domains": ("domain", "active"),
+    "bans": ("scope", "value", "match_type", "status"),
+    "private_email": ("email",),
 }
+OPTIONAL_COLUMNS = frozenset({"active"})
+
+
+def readable_columns(table: str, present: Iterable[str]) -> list[str]:
+    """LIST_COLUMNS of `table` without the optional ones `present` lacks."""
+    have = set(present)
+    return [c for c in LIST_COLUMNS[table] if c in have or c not in OPTIONAL_COLUMNS]
 
 
 async def fetch_list(pool: asyncpg.Pool, table: str) -> list[dict[str, Any]]:
     """All rows of one list table (`domains`, `bans` or `private_email`)."""
     async with pool.acquire() as conn:
+        wanted = readable_columns(table, await columns(conn, table))
         # `table` is a key of LIST_COLUMNS, never user input.
-        rows = await conn.fetch(f"SELECT {LIST_COLUMNS[table]} FROM {table}")
+        rows = await conn.fetch(f"SELECT {', '.join(wanted)} FROM {table}")
         return [dict(r) for r in rows]
 
 
 async def add_domain(conn: asyncpg.Connection, domain: str) -> None:
-    await conn.execute(
-        "INSERT INTO domains (domain, active) VALUES ($1, true) "
-        "ON CONFLICT (domain) DO UPDATE SET active = true",
-        domain,
-    )
+    """Add `domain` (or make it active again); works without `active` and without
+    a unique constraint on `domain` (the operator's table may have neither)."""
+    async with conn.transaction():
+        if "active" in await columns(conn, "domains"):
+            await conn.execute("UPDATE domains SET active = true WHERE domain = $1", domain)
+        await conn.execute(
+            "INSERT INTO domains (domain) SELECT $1 "
+            "WHERE NOT EXISTS (SELECT 1 FROM domains WHERE domain = $1)",
+            domain,
+        )
 
 
 async def remove_domain(conn: asyncpg.Connection, domain: str) -> bool:
@@ -405,26 +321,23 @@ async def remove_domain(conn: asyncpg.Connection, domain: str) -> bool:
 
 
 async def list_domains(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT domain, active FROM domains ORDER BY domain")
+    active = "active" if "active" in await columns(conn, "domains") else "true AS active"
+    return await conn.fetch(f"SELECT domain, {active} FROM domains ORDER BY domain")
+
+
+# Cybertemp's bans: scope 'sender' means 'email', a NULL match_type means exact.
+BAN_MATCHES = (
+    "(scope = $1 OR (scope = 'sender' AND $1 = 'email')) AND value = $2 "
+    "AND coalesce(match_type, 'exact') = $3"
+)
 
 
 async def add_ban(conn: asyncpg.Connection, scope: str, value: str, match_type: str) -> None:
     async with conn.transaction():
-        exists = await conn.fetchval(
-            "SELECT count(*) FROM bans WHERE scope = $1 AND value = $2 AND match_type = $3",
-            scope,
-            value,
-            match_type,
+        status = await conn.execute(
+            f"UPDATE bans SET status = 'active' WHERE {BAN_MATCHES}", scope, value, match_type
         )
-        if exists:
-            await conn.execute(
-                "UPDATE bans SET status = 'active' "
-                "WHERE scope = $1 AND value = $2 AND match_type = $3",
-                scope,
-                value,
-                match_type,
-            )
-        else:
+        if status == "UPDATE 0":
             await conn.execute(
                 "INSERT INTO bans (scope, value, match_type, status) VALUES ($1, $2, $3, 'active')",
                 scope,
@@ -434,11 +347,16 @@ async def add_ban(conn: asyncpg.Connection, scope: str, value: str, match_type: 
 
 
 async def remove_ban(conn: asyncpg.Connection, scope: str, value: str) -> bool:
-    result = await conn.execute("DELETE FROM bans WHERE scope = $1 AND value = $2", scope, value)
+    result = await conn.execute(
+        "DELETE FROM bans WHERE (scope = $1 OR (scope = 'sender' AND $1 = 'email')) AND value = $2",
+        scope,
+        value,
+    )
     return result != "DELETE 0"
 
 
 async def list_bans(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT scope, value, match_type, status FROM bans ORDER BY scope, value"
+        "SELECT CASE scope WHEN 'sender' THEN 'email' ELSE scope END AS scope, value, "
+        "coalesce(match_type, 'exact') AS match_type, status FROM bans ORDER BY 1, 2"
     )

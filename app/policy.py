@@ -3,8 +3,9 @@
 Matching rules (DESIGN.md, Cybertemp's documented semantics):
 - whitelist `example.com` matches exactly that domain; `*.example.com` any
   subdomain at any depth, not the apex. Inactive rows are ignored.
-- bans (status 'active' only): scope 'email' matches the envelope sender,
-  `exact` or `contains` (substring); scope 'domain' matches the sender's
+- bans (status 'active' only): scope 'email' (Cybertemp also writes
+  'sender') matches the envelope sender, `exact` (also a NULL match_type)
+  or `contains` (substring); scope 'domain' matches the sender's
   domain and its subdomains (`*.example.com`: subdomains only).
 - The null sender `<>` is allowed unless an exact email ban says `<>`.
 - Comparison is case-insensitive, trailing dots and spaces trimmed, IDN in
@@ -219,6 +220,7 @@ def build_bans(rows: Iterable[Mapping[str, Any]]) -> tuple[Bans, list[str]]:
         if (row.get("status") or "").strip().lower() != "active":
             continue
         scope = (row.get("scope") or "").strip().lower()
+        scope = "email" if scope == "sender" else scope  # Cybertemp's name for it
         value = (row.get("value") or "").strip()
         match_type = (row.get("match_type") or "exact").strip().lower()
         if scope == "email" and value and match_type == "exact":

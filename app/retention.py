@@ -1,15 +1,27 @@
-"""Partitions of the mail tables: created ahead of time, dropped when expired.
+"""Retention: partitions made ahead of time, old mail expired, some mail never.
 
-`emails` and `raw_messages` are range-partitioned by `received_at` (migration
-002) with identical bounds, so a message and its rows expire together.
-Expiring mail is `DROP TABLE` of whole partitions: no row-by-row delete, no
-dead tuples, and each lock is held for milliseconds under a short
-`lock_timeout` (a busy table means "try at the next run", never a queue of
-blocked inserts). Rows that fell outside every partition (the DEFAULT one:
-spool replays after a long outage, clock skew) are deleted in small batches.
+Both shapes of the mail tables work. Partitioned ones (every fresh install,
+and `raw_messages` always) expire by `DROP TABLE` of whole partitions: no
+row-by-row delete, no dead tuples, each lock held for milliseconds under a
+short `lock_timeout` (a busy table means "next run", never a queue of
+blocked inserts). A plain `emails` (a Cybertemp operator's table, kept as it
+was) loses its expired rows in small batches, each a short transaction.
+Rows outside every partition (the DEFAULT one: spool replays after a long
+outage, clock skew) are deleted in small batches too.
 
-The planning here is pure (`partition_width`, `plan`, `parse_bound`); the SQL
-is in `db`.
+Never expired by the periodic run:
+- rows stored before the upgrade (an empty `received_at` in a Cybertemp
+  table; the `*_legacy` partitions of our old migration 002): only
+  `python -m app retention --include-existing` deletes them;
+- mail of `private_email` addresses (and the raw messages it points at):
+  before a partition is dropped those rows move to the DEFAULT partition.
+  Until the private list is loaded, nothing expires.
+
+The first run on a database only logs what it would delete and records
+that it ran (table retention_state); later runs delete.
+
+The planning here is pure (`partition_width`, `plan`, `parse_bound`,
+`steps`, `describe`); the SQL is in `db_expiry`.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from . import db
+from . import db, db_expiry
 
 log = logging.getLogger("app.retention")
 
@@ -114,42 +126,182 @@ def expired(existing: Iterable[Partition], cutoff: datetime.datetime) -> list[Pa
     return [p for p in existing if p.upper is not None and p.upper <= cutoff]
 
 
-async def maintain(
-    pool: db.Pool,
-    retention_hours: float,
-    now: datetime.datetime | None = None,
-    expire: bool = True,
-) -> dict[str, int]:
-    """Create the partitions ahead, then expire old mail; return the rows expired per table.
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "drop" a whole partition, "delete" expired rows, keep "existing" rows
+    relation: str  # the table itself, or one of its partitions
 
-    Creation comes first and runs even when mail is kept forever.
+
+def steps(
+    table: str,
+    existing: Sequence[Partition] | None,
+    cutoff: datetime.datetime,
+    include_existing: bool,
+) -> list[Step]:
+    """What expiring `table` takes; `existing` is None for a plain (unpartitioned) table.
+
+    A partition starting at MINVALUE holds rows stored before the upgrade
+    (our old migration 002 made it): kept unless `include_existing`, then
+    dropped if wholly expired, else thinned like the DEFAULT partition.
     """
-    now = now or datetime.datetime.now(UTC)
+    if existing is None:
+        return [Step("delete", table)]
+    planned = []
+    for partition in existing:
+        if partition.is_default:
+            planned.append(Step("delete", partition.name))
+        elif partition.lower is None and not include_existing:
+            planned.append(Step("existing", partition.name))
+        elif partition.upper is not None and partition.upper <= cutoff:
+            planned.append(Step("drop", partition.name))
+        elif partition.lower is None:
+            planned.append(Step("delete", partition.name))
+    return planned
+
+
+@dataclass
+class Totals:
+    expired: int = 0  # rows deleted (or, in a survey, that would be)
+    kept: int = 0  # expired by age but kept: private addresses, raw messages still pointed at
+    existing: int = 0  # stored before the upgrade, kept
+    partitions: int = 0  # whole partitions dropped (or that would be)
+
+
+async def shape(pool: db.Pool, table: str) -> list[Partition] | None:
+    found = await db_expiry.partitions(pool, table)
+    return None if found is None else [parse_bound(*row) for row in found]
+
+
+async def make_ahead(pool: db.Pool, retention_hours: float, now: datetime.datetime) -> None:
+    """Create the partitions of the coming hours, on the tables that are partitioned."""
     width = partition_width(retention_hours)
-    cutoff = now - datetime.timedelta(hours=retention_hours)
-    gone = dict.fromkeys(TABLES, 0)
-    # emails first: a stored email row always finds its raw message.
     for table in TABLES:
-        existing = [parse_bound(*row) for row in await db.partitions(pool, table)]
+        existing = await shape(pool, table)
+        if existing is None:
+            continue
         default = next((p.name for p in existing if p.is_default), None)
         for lower, upper in plan(existing, now, width):
             name = partition_name(table, lower)
-            if await db.create_partition(pool, table, name, lower, upper, default):
+            if await db_expiry.create_partition(pool, table, name, lower, upper, default):
                 log.info("[retention] created partition %s", name)
-        if retention_hours <= 0 or not expire:
-            continue
-        for partition in expired(existing, cutoff):
-            rows = await db.drop_partition(pool, partition.name)
-            log.info("[retention] dropped partition %s (%d rows)", partition.name, rows)
-            gone[table] += rows
-        while default and (deleted := await db.delete_older(pool, default, cutoff, DEFAULT_BATCH)):
-            gone[table] += deleted
-            await asyncio.sleep(0.01)  # let writes in between
-    if any(gone.values()):
+
+
+async def survey(
+    pool: db.Pool, cutoff: datetime.datetime, private: frozenset[str], include_existing: bool
+) -> dict[str, Totals]:
+    """What expiring now would delete and keep, per table; changes nothing."""
+    found = {}
+    for table in TABLES:
+        totals = found[table] = Totals()
+        for step in steps(table, await shape(pool, table), cutoff, include_existing):
+            if step.kind == "existing":
+                totals.existing += await db_expiry.count_rows(pool, step.relation)
+                continue
+            counts = await db_expiry.count_expired(
+                pool, table, step.relation, cutoff, private, include_existing
+            )
+            totals.expired += counts.expired
+            totals.kept += counts.kept
+            totals.existing += counts.existing
+            totals.partitions += step.kind == "drop"
+    return found
+
+
+async def expire(
+    pool: db.Pool, cutoff: datetime.datetime, private: frozenset[str], include_existing: bool
+) -> dict[str, Totals]:
+    """Delete what `survey` counts. emails first: raw messages that an emails row
+    still points at are kept, and none are dropped in a run where emails was busy."""
+    done = {}
+    emails_busy = False
+    for table in TABLES:
+        totals = done[table] = Totals()
+        for step in steps(table, await shape(pool, table), cutoff, include_existing):
+            try:
+                if step.kind == "drop" and not (table == "raw_messages" and emails_busy):
+                    dropped, kept = await db_expiry.drop_partition(
+                        pool, table, step.relation, private
+                    )
+                    log.info(
+                        "[retention] dropped partition %s (%d rows, %d kept)",
+                        step.relation,
+                        dropped,
+                        kept,
+                    )
+                    totals.expired += dropped
+                    totals.kept += kept
+                    totals.partitions += 1
+                elif step.kind == "delete":
+                    while deleted := await db_expiry.delete_expired(
+                        pool, table, step.relation, cutoff, private, DEFAULT_BATCH, include_existing
+                    ):
+                        totals.expired += deleted
+                        await asyncio.sleep(0.01)  # let writes in between
+            except db.asyncpg.LockNotAvailableError:
+                log.info("[retention] %s is busy: left for the next run", step.relation)
+                emails_busy |= table == "emails"
+    return done
+
+
+def describe(found: dict[str, Totals], cutoff: datetime.datetime, dry_run: bool) -> str:
+    """One line on what expiring did, or (a survey) would do and would keep."""
+    emails, raw = found["emails"], found["raw_messages"]
+    text = (
+        f"{'would delete' if dry_run else 'deleted'} {emails.expired} emails rows and "
+        f"{raw.expired} raw messages received before {cutoff:%Y-%m-%d %H:%M} UTC "
+        f"({emails.partitions + raw.partitions} whole partitions)"
+    )
+    if not dry_run:
+        return text
+    text += (
+        f"; kept {emails.kept} emails rows of private addresses, {raw.kept} raw "
+        "messages their rows point at"
+    )
+    existing = emails.existing + raw.existing
+    if existing:
+        text += (
+            f", and {existing} rows stored before the upgrade "
+            "(only `python -m app retention --include-existing` deletes those)"
+        )
+    return text
+
+
+async def maintain(
+    pool: db.Pool,
+    retention_hours: float,
+    private: frozenset[str] | None,
+    now: datetime.datetime | None = None,
+    expire_mail: bool = True,
+) -> dict[str, int]:
+    """The periodic run: partitions ahead, then expiry; return the rows expired per table.
+
+    Creation comes first and runs even when mail is kept forever. Expiry
+    waits for the private_email list (`private` None: not loaded yet), and
+    the first run on a database only logs what it would delete.
+    """
+    now = now or datetime.datetime.now(UTC)
+    await make_ahead(pool, retention_hours, now)
+    if retention_hours <= 0 or not expire_mail:
+        return dict.fromkeys(TABLES, 0)
+    if private is None:
+        log.debug("[retention] the private_email list is not loaded yet: nothing expires")
+        return dict.fromkeys(TABLES, 0)
+    cutoff = now - datetime.timedelta(hours=retention_hours)
+    if not await db_expiry.retention_started(pool):
+        report = describe(await survey(pool, cutoff, private, False), cutoff, dry_run=True)
+        log.warning(
+            "[retention] first run on this database, nothing deleted: it %s. "
+            "Runs from the next one on delete.",
+            report,
+        )
+        await db_expiry.mark_retention_started(pool, report)
+        return dict.fromkeys(TABLES, 0)
+    done = await expire(pool, cutoff, private, include_existing=False)
+    if any(t.expired for t in done.values()):
         log.info(
             "[retention] expired %d emails rows and %d raw messages older than %.0f hours",
-            gone["emails"],
-            gone["raw_messages"],
+            done["emails"].expired,
+            done["raw_messages"].expired,
             retention_hours,
         )
-    return gone
+    return {table: totals.expired for table, totals in done.items()}

@@ -31,7 +31,7 @@ from collections.abc import Awaitable
 
 import httpx
 
-from . import db, embedded, metrics, retention
+from . import db, db_schema, embedded, metrics, retention
 from .auth import Authenticator
 from .config import Settings
 from .connections import Connections
@@ -236,7 +236,9 @@ class Service:
             run_every(
                 "retention",
                 settings.retention_interval,
-                lambda: retention.maintain(pool, settings.retention_hours),
+                lambda: retention.maintain(
+                    pool, settings.retention_hours, self.lists.current.private
+                ),
             ),
         )
         self.http = httpx.AsyncClient(timeout=5)
@@ -309,24 +311,26 @@ class Service:
 
     async def prepare_database(self) -> None:
         """Install the schema (retrying while the database is down), make the
-        partitions ahead, then replay the spool."""
+        partitions ahead, replay the spool, then build missing indexes."""
         pool = self.pool
         assert pool is not None
 
-        async def install() -> None:
+        async def install(indexes: bool) -> None:
             async with pool.acquire() as conn:
-                await db.install_schema(conn)
+                await db_schema.install_schema(conn, indexes=indexes)
 
-        await retry_until_done("db", install)
+        await retry_until_done("db", lambda: install(False))
         try:
             # Partitions for the coming hours, before the first write. Not fatal:
             # without them rows go to the DEFAULT partition, and the task retries.
-            await retention.maintain(pool, self.settings.retention_hours, expire=False)
+            await retention.maintain(pool, self.settings.retention_hours, None, expire_mail=False)
         except Exception as error:
             log.warning("[retention] could not create partitions yet: %r", error)
         self.schema_ready.set()
         if self.replay_spool:
             self.writer.replay(self.preparer.start)
+        # Last: on a big existing table an index build takes a while (it blocks nobody).
+        await retry_until_done("db", lambda: install(True))
 
     async def health(self) -> tuple[bool, list[str]]:
         assert self.pool is not None

@@ -1,11 +1,76 @@
--- Schema of the receive-only SMTP service. Idempotent: safe to run again,
--- and it upgrades a Cybertemp database in place (tables kept, columns added).
+-- Schema of the receive-only SMTP service: what a fresh database gets.
+--
+-- Idempotent, and it never touches a table that already exists: a Cybertemp
+-- operator's tables (emails, inbox, domains, bans, private_email) stay as
+-- they are, with their policies, grants, triggers, views and publications.
+-- app/db.py adds the columns and indexes such a table lacks, in place
+-- (nullable columns without defaults: a catalog change, no rewrite), and
+-- records a checksum of these files so an unchanged schema costs no DDL.
+-- CREATE TABLE IF NOT EXISTS takes no lock on a table that exists.
 
-CREATE TABLE IF NOT EXISTS raw_messages (
-    id          uuid PRIMARY KEY,
-    raw         bytea NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT now()
-);
+-- Mail tables are range-partitioned by received_at from the start, so
+-- retention drops whole partitions (app/retention.py makes them ahead).
+-- The DEFAULT partition catches rows outside every range: a write never
+-- fails for want of a partition. PostgreSQL requires the partition key in
+-- the primary key.
+DO $$
+BEGIN
+    IF to_regclass('raw_messages') IS NOT NULL THEN
+        RETURN;
+    END IF;
+    CREATE TABLE raw_messages (
+        id          uuid NOT NULL,
+        raw         bytea NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (id, received_at)
+    ) PARTITION BY RANGE (received_at);
+    CREATE TABLE raw_messages_default PARTITION OF raw_messages DEFAULT;
+END $$;
+
+-- Cybertemp's columns, then ours (app/db.py EMAIL_COLUMNS lists ours with
+-- the types it adds to an existing table).
+DO $$
+BEGIN
+    IF to_regclass('emails') IS NOT NULL THEN
+        RETURN;  -- the operator's table, or one of an earlier release: kept
+    END IF;
+    CREATE TABLE emails (
+        id            uuid NOT NULL DEFAULT gen_random_uuid(),
+        mailbox_owner text NOT NULL,
+        mailbox       text DEFAULT 'INBOX',
+        subject       text NOT NULL DEFAULT '',
+        body          text NOT NULL DEFAULT '',
+        html          text,
+        from_addr     text NOT NULL DEFAULT '',
+        to_addrs      text[],
+        "timestamp"   timestamptz DEFAULT now(),
+        flags         text[] DEFAULT '{}',
+        size          bigint,
+        created_at    timestamptz DEFAULT now(),
+        encrypted     boolean DEFAULT false,
+        key_version   int,
+        received_at   timestamptz NOT NULL DEFAULT now(),
+        auth_results  text,
+        spf           text,
+        dkim          text,
+        dmarc         text,
+        dmarc_domain  text,
+        message_id    text,
+        header_from   text,
+        attachments   jsonb,
+        remote_ip     inet,
+        helo          text,
+        raw_id        uuid,
+        tls           boolean,
+        header_to     text[],
+        PRIMARY KEY (id, received_at)
+    ) PARTITION BY RANGE (received_at);
+    CREATE TABLE emails_default PARTITION OF emails DEFAULT;
+    -- The same definitions as app/db.py INDEXES, made here while the table
+    -- is empty; db.build_indexes adds them to tables that existed before.
+    CREATE INDEX emails_owner_recent_idx ON emails (mailbox_owner, received_at DESC NULLS LAST);
+    CREATE INDEX emails_raw_id_idx ON emails (raw_id);
+END $$;
 
 CREATE TABLE IF NOT EXISTS inbox (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -15,44 +80,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     created_at    timestamptz DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS emails (
-    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    mailbox_owner text NOT NULL,
-    mailbox       text DEFAULT 'INBOX',
-    subject       text NOT NULL DEFAULT '',
-    body          text NOT NULL DEFAULT '',
-    html          text,
-    from_addr     text NOT NULL DEFAULT '',
-    to_addrs      text[],
-    "timestamp"   timestamptz DEFAULT now(),
-    flags         text[] DEFAULT '{}',
-    size          bigint,
-    created_at    timestamptz DEFAULT now(),
-    encrypted     boolean DEFAULT false,
-    key_version   int
-);
-
--- Ours, beyond the Cybertemp columns.
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS received_at  timestamptz;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS auth_results text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS spf          text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS dkim         text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS dmarc        text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS dmarc_domain text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS message_id   text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS header_from  text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS attachments  jsonb;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS remote_ip    inet;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS helo         text;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS raw_id       uuid;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS tls          boolean;
-ALTER TABLE emails ADD COLUMN IF NOT EXISTS header_to    text[];
-
--- The website lists one mailbox newest first (migration 002 partitions
--- emails and raw_messages by received_at and keeps these indexes).
-CREATE INDEX IF NOT EXISTS emails_owner_received_idx ON emails (mailbox_owner, received_at DESC);
-CREATE INDEX IF NOT EXISTS emails_raw_id_idx ON emails (raw_id);
-
+-- `active` is ours: a Cybertemp domains table has none, and then every row
+-- counts as active (app/db.py reads the column only where it exists).
 CREATE TABLE IF NOT EXISTS domains (
     domain text UNIQUE NOT NULL,
     active boolean DEFAULT true
@@ -60,15 +89,28 @@ CREATE TABLE IF NOT EXISTS domains (
 
 CREATE TABLE IF NOT EXISTS bans (
     id         bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    scope      text NOT NULL,          -- 'email' or 'domain'
+    scope      text NOT NULL,          -- 'email' (Cybertemp also says 'sender') or 'domain'
     value      text NOT NULL,
-    match_type text NOT NULL DEFAULT 'exact',  -- 'exact' or 'contains'
+    match_type text DEFAULT 'exact',   -- 'exact' or 'contains'; NULL means exact
     status     text NOT NULL DEFAULT 'active',
     created_at timestamptz DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS private_email (
-    email           text NOT NULL,
-    last_updated_at timestamptz
+DO $$
+BEGIN
+    IF to_regclass('private_email') IS NULL THEN
+        CREATE TABLE private_email (
+            email           text NOT NULL,
+            last_updated_at timestamptz
+        );
+        CREATE INDEX private_email_lower_idx ON private_email (lower(email));
+    END IF;
+END $$;
+
+-- Ours: the first retention run only reports what it would delete and
+-- records that it ran here; later runs delete (app/retention.py).
+CREATE TABLE IF NOT EXISTS retention_state (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    first_run_at timestamptz NOT NULL DEFAULT now(),
+    report       text
 );
-CREATE INDEX IF NOT EXISTS private_email_lower_idx ON private_email (lower(email));

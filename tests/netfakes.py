@@ -39,23 +39,60 @@ class HTTPFake:
 
 
 class PostgREST(HTTPFake):
-    """Answers GET /rest/v1/<table>?select=..&offset=..&limit=.. like Supabase does.
+    """Answers GET /rest/v1/<table>?select=..&order=..&<col>=gt.<v>&offset=..&limit=..
+    as Supabase's PostgREST does.
 
-    `tables` is edited by the test; `down` makes every request a 503;
-    `requests` records (path, apikey, authorization) of each request.
+    `tables` is edited by the test; a table's columns are `columns[table]`,
+    else the keys of its rows. Like PostgREST: an unknown column (in select,
+    order or a filter) is a 400 with PostgreSQL's code 42703, an unknown
+    table a 404 with PGRST205, and at most MAX_ROWS rows come back. Without
+    `order=` the row order is whatever the table's storage gives, which
+    changes as the table does: here it is reversed on every other request.
+    `down` makes every request a 503; `requests` records (path, apikey,
+    authorization); `after_request(table)` runs after each answer.
     """
 
     MAX_ROWS = 1000  # PostgREST's max-rows, as Supabase configures it
 
-    def __init__(self, tables: dict[str, list[dict[str, Any]]], key: str) -> None:
+    def __init__(
+        self,
+        tables: dict[str, list[dict[str, Any]]],
+        key: str,
+        columns: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.tables = tables
+        self.columns = columns or {}
         self.key = key
         self.down = False
         self.requests: list[tuple[str, str | None, str | None]] = []
+        self.after_request: Any = None
         super().__init__(_PostgRESTHandler)
+
+    def known_columns(self, table: str) -> set[str]:
+        if table in self.columns:
+            return set(self.columns[table])
+        return {column for row in self.tables[table] for column in row}
+
+
+FILTERS = {
+    "eq": lambda a, b: a == b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+
+
+def _typed(text: str, like: Any) -> Any:
+    """A filter value as the column's type (ids may be integers)."""
+    return int(text) if isinstance(like, int) and not isinstance(like, bool) else text
 
 
 class _PostgRESTHandler(_Quiet):
+    def error(self, status: int, code: str, message: str) -> None:
+        body = {"code": code, "details": None, "hint": None, "message": message}
+        self.reply(status, json.dumps(body).encode(), "application/json")
+
     def do_GET(self) -> None:
         fake: PostgREST = self.server.fake  # type: ignore[attr-defined]
         fake.requests.append(
@@ -70,14 +107,32 @@ class _PostgRESTHandler(_Quiet):
         url = urlsplit(self.path)
         table = url.path.removeprefix("/rest/v1/")
         if table not in fake.tables:
-            return self.reply(404, b'{"message":"no table"}', "application/json")
+            message = f"Could not find the table 'public.{table}' in the schema cache"
+            return self.error(404, "PGRST205", message)
         query = parse_qs(url.query)
-        columns = query["select"][0].split(",")
-        offset = int(query.get("offset", ["0"])[0])
-        limit = min(int(query.get("limit", [str(fake.MAX_ROWS)])[0]), fake.MAX_ROWS)
-        rows = [{c: row.get(c) for c in columns} for row in fake.tables[table]]
-        body = json.dumps(rows[offset : offset + limit]).encode()
-        self.reply(200, body, "application/json")
+        columns = query.pop("select")[0].split(",")
+        order = [part.split(".") for part in query.pop("order", [""])[0].split(",") if part]
+        offset = int(query.pop("offset", ["0"])[0])
+        limit = min(int(query.pop("limit", [str(fake.MAX_ROWS)])[0]), fake.MAX_ROWS)
+        filters = [(column, *values[0].split(".", 1)) for column, values in query.items()]
+        named = [*columns, *(o[0] for o in order), *(f[0] for f in filters)]
+        unknown = [c for c in named if c not in fake.known_columns(table)]
+        if unknown:
+            return self.error(400, "42703", f"column {table}.{unknown[0]} does not exist")
+        rows = list(fake.tables[table])
+        for column, operator, value in filters:
+            rows = [
+                r for r in rows if FILTERS[operator](r.get(column), _typed(value, r.get(column)))
+            ]
+        if order:
+            for column, *how in reversed(order):
+                rows.sort(key=lambda r, c=column: r[c], reverse="desc" in how)
+        elif len(fake.requests) % 2 == 0:
+            rows.reverse()
+        page = [{c: row.get(c) for c in columns} for row in rows[offset : offset + limit]]
+        self.reply(200, json.dumps(page).encode(), "application/json")
+        if fake.after_request is not None:
+            fake.after_request(table)
 
 
 class Monitor(HTTPFake):

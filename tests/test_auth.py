@@ -286,3 +286,27 @@ def test_resolver_address_forms():
     assert parse_address("127.0.0.1:5353") == ("127.0.0.1", 5353)
     assert parse_address("[::1]:5353") == ("::1", 5353)
     assert parse_address("::1") == ("::1", 53)
+
+
+def test_openssl_rsa_verification_agrees_with_dkimpy():
+    """auth.rsa_verify replaces dkimpy's pure-Python RSA: same verdicts."""
+    import hashlib
+    import random
+
+    from dkim import crypto
+
+    from app import auth
+
+    assert dkim.RSASSA_PKCS1_v1_5_verify is auth.rsa_verify  # installed where dkimpy looks
+    private = crypto.parse_pem_private_key(KEY)
+    public = {"modulus": private["modulus"], "publicExponent": private["publicExponent"]}
+    rng = random.Random(3)
+    for n in range(20):
+        digest = hashlib.sha256(b"message %d" % n)
+        signature = crypto.RSASSA_PKCS1_v1_5_sign(digest, private)
+        forged = bytearray(signature)
+        forged[rng.randrange(len(forged))] ^= 1 << rng.randrange(8)
+        other = hashlib.sha256(b"another message")
+        for args in ((digest, signature), (digest, bytes(forged)), (other, signature)):
+            assert auth.rsa_verify(*args, public) == auth._dkimpy_verify(*args, public)
+        assert auth.rsa_verify(digest, signature, public)

@@ -21,6 +21,8 @@ def test_bench_smoke_runs_and_prints_the_table():
     assert lines[1].startswith("| run | msg/s accepted | msg/s stored")
     runs = [line.split("|")[1].strip() for line in lines[3:]]
     assert runs == [
+        "null sink x1 smtp-source 4KB 1 msg/conn",
+        "ours default x1 smtp-source 4KB 1 msg/conn",
         "null sink x1 4KB",
         "null sink x1 paced 100/s",
         "ours instant x1 4KB",

@@ -112,3 +112,129 @@ def test_env_example_and_readme_document_every_setting():
     # Regenerate both with `python -m app.config` after changing a key.
     assert (ROOT / ".env.example").read_text() == config.env_example()
     assert config.settings_table() in (ROOT / "README.md").read_text()
+
+
+# A Cybertemp SMTP server's settings, by its own names.
+CYBERTEMP_ENV = {
+    "DATABASE_URL": "postgresql://mail:pw@db.test/mail",
+    "SMTP_RECEIVE_PORT": "2526",
+    "HEARTBEAT_URL": "https://hc.test/ping/abc",
+    "USE_SUPABASE_DOMAINS": "false",
+    "USE_SUPABASE_BANS": "false",
+    "SUPABASE_URL": "https://project.supabase.co",
+    "SUPABASE_SERVICE_ROLE_KEY": "service-role-key",
+    "SMTP_MAX_SESSIONS": "500",
+    "SMTP_MAX_QUEUE": "5000",
+    "SMTP_SESSION_TIMEOUT_SECS": "60",
+    "SMTP_IDLE_TIMEOUT_SECS": "30",
+    "RUST_LOG": "warn",
+}
+
+
+def test_every_cybertemp_setting_name_is_read():
+    settings = config.load(CYBERTEMP_ENV, env_file=None)
+    assert settings.database_url == "postgresql://mail:pw@db.test/mail"
+    assert settings.smtp_receive_port == 2526
+    assert settings.heartbeat_url == "https://hc.test/ping/abc"
+    assert settings.use_domain_whitelist is False and settings.use_bans is False
+    assert settings.supabase_url == "https://project.supabase.co"
+    assert settings.supabase_key == "service-role-key"
+    assert settings.lists_source == "supabase"
+    assert settings.max_connections == 500
+    assert settings.queue_size == 5000
+    assert settings.session_timeout == 60
+    assert settings.smtp_timeout == 30
+    assert settings.log_level == "WARNING"
+    assert config.warnings(CYBERTEMP_ENV, env_file=None) == []
+
+
+@pytest.mark.parametrize(
+    "rust_log, level",
+    [
+        ("trace", "DEBUG"),
+        ("debug", "DEBUG"),
+        ("info", "INFO"),
+        ("WARN", "WARNING"),
+        ("error", "ERROR"),
+    ],
+)
+def test_rust_log_plain_levels_set_the_log_level(rust_log, level):
+    assert config.load({"RUST_LOG": rust_log}, env_file=None).log_level == level
+
+
+def test_a_rust_log_filter_is_ignored_and_said_so():
+    env = {"RUST_LOG": "info,sqlx=warn"}
+    assert config.load(env, env_file=None).log_level == "INFO"
+    assert config.warnings(env, env_file=None) == [
+        "RUST_LOG='info,sqlx=warn' is not a plain level (trace, debug, info, warn, error): "
+        "ignored; set LOG_LEVEL"
+    ]
+
+
+def test_our_names_win_over_cybertemp_names():
+    settings = config.load(
+        {
+            "MAX_CONNECTIONS": "10",
+            "SMTP_MAX_SESSIONS": "500",
+            "LOG_LEVEL": "error",
+            "RUST_LOG": "debug",
+            "SMTP_TIMEOUT": "5",
+            "SMTP_IDLE_TIMEOUT_SECS": "30",
+        },
+        env_file=None,
+    )
+    assert (settings.max_connections, settings.log_level, settings.smtp_timeout) == (10, "ERROR", 5)
+
+
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("ENCRYPTION_MASTER_KEY_V1", "message bodies are stored unencrypted (encrypted = false)"),
+        ("TOKIO_WORKER_THREADS", "use WORKERS for processes"),
+    ],
+)
+def test_a_cybertemp_setting_we_do_not_implement_is_named(name, says):
+    lines = config.warnings({name: "s3cr3t-value"}, env_file=None)
+    assert len(lines) == 1 and lines[0].startswith(f"{name} is set but not supported: ")
+    assert says in lines[0] and "s3cr3t" not in lines[0]
+
+
+def test_check_reads_a_cybertemp_env_file_and_warns_once(tmp_path, database_url):
+    """`check` with a Cybertemp operator's .env: its names take effect, and each
+    setting we do not act on gets one line (its value never printed)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"DATABASE_URL={database_url}\nSMTP_MAX_SESSIONS=500\nSMTP_MAX_QUEUE=5000\n"
+        "SMTP_SESSION_TIMEOUT_SECS=60\nSMTP_IDLE_TIMEOUT_SECS=30\nRUST_LOG=info,sqlx=warn\n"
+        "USE_SUPABASE_DOMAINS=false\nENCRYPTION_MASTER_KEY_V1=c2VjcmV0LWtleS1ieXRlcw==\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--env-file", str(env_file), "check"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "SPOOL_DIR": str(tmp_path / "spool")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = result.stdout
+    for line in (
+        "MAX_CONNECTIONS=500",
+        "QUEUE_SIZE=5000",
+        "SESSION_TIMEOUT=60.0",
+        "SMTP_TIMEOUT=30.0",
+        "USE_DOMAIN_WHITELIST=False",
+        "LOG_LEVEL=INFO",
+    ):
+        assert f"       {line}\n" in out, line
+    # The settings' lines come before the database's (a fresh one: not installed).
+    lines = out[: out.index("ok:    database reachable")].splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == [
+        "error: ENCRYPTION_MASTER_KEY_V1 is set but not supported: message bodies are stored "
+        "unencrypted (encrypted = false); Cybertemp's body encryption is not implemented",
+        "error: RUST_LOG='info,sqlx=warn' is not a plain level (trace, debug, info, warn, "
+        "error): ignored; set LOG_LEVEL",
+    ]
+    assert result.returncode == 1  # a setting that is not honoured needs the operator
+    assert "c2VjcmV0" not in out
+    assert "ok:    database reachable" in out

@@ -15,24 +15,61 @@ KEY = "service-role-key-for-tests"
 FAST = {"domains_refresh": "0.3", "bans_refresh": "0.3", "private_refresh": "0.3"}
 
 
+def ids(prefix: str, count: int) -> list[str]:
+    """`count` uuid-shaped ids, in the order PostgreSQL sorts uuids."""
+    return [f"{prefix}{n:07d}-0000-4000-8000-000000000000" for n in range(count)]
+
+
 @pytest.fixture
 def postgrest():
+    domains = [f"d{n}.test" for n in range(1998)] + ["*.wild.test", "off.test"]
     tables = {
-        # More rows than one PostgREST page: the service must page past 1000.
-        "domains": [{"domain": f"d{n}.test", "active": True} for n in range(2500)]
-        + [{"domain": "*.wild.test", "active": True}, {"domain": "off.test", "active": False}],
-        "bans": [
-            {"scope": "email", "value": "spam@bad.test", "match_type": "exact", "status": "active"},
-            {"scope": "domain", "value": "evil.test", "match_type": "exact", "status": "active"},
+        # Two full PostgREST pages exactly: the last request gets none.
+        "domains": [
+            {"id": i, "domain": d, "active": d != "off.test"}
+            for i, d in zip(ids("0", 2000), domains, strict=True)
         ],
-        "private_email": [],
+        # Past one page, the rows that matter last.
+        "bans": [
+            {
+                "id": i,
+                "scope": "email",
+                "value": f"s{n}@x.test",
+                "match_type": "exact",
+                "status": "active",
+            }
+            for n, i in enumerate(ids("1", 1500))
+        ]
+        + [
+            {
+                "id": "2" + "0" * 7 + "-0000-4000-8000-000000000000",
+                "scope": "sender",
+                "value": "spam@bad.test",
+                "match_type": None,
+                "status": "active",
+            },
+            {
+                "id": "2" + "0" * 6 + "1-0000-4000-8000-000000000000",
+                "scope": "domain",
+                "value": "evil.test",
+                "match_type": "exact",
+                "status": "active",
+            },
+        ],
+        "private_email": [
+            {"id": i, "email": f"p{n}@d1.test"} for n, i in enumerate(ids("3", 1500))
+        ],
     }
     fake = PostgREST(tables, KEY)
     yield fake
     fake.stop()
 
 
-def test_supabase_source_pages_and_matches(make_server, postgrest):
+def domain_requests(fake: PostgREST, table: str = "domains") -> list[str]:
+    return [p for p, _, _ in fake.requests if p.startswith(f"/rest/v1/{table}?")]
+
+
+def test_supabase_source_pages_in_key_order_and_matches(make_server, postgrest):
     server = make_server(
         domains=(),
         supabase_url=postgrest.url,
@@ -40,22 +77,100 @@ def test_supabase_source_pages_and_matches(make_server, postgrest):
         domains_refresh="0.3",
         **{k: v for k, v in FAST.items() if k != "domains_refresh"},
     )
-    assert smtp_reply(server.port, "a@sender.test", "x@d2499.test")[0] == 250  # third page
+    assert smtp_reply(server.port, "a@sender.test", "x@d1997.test")[0] == 250  # second page
+    assert smtp_reply(server.port, "a@sender.test", "x@d1000.test")[0] == 250
     assert smtp_reply(server.port, "a@sender.test", "x@a.b.wild.test")[0] == 250
     assert smtp_reply(server.port, "a@sender.test", "x@off.test") == (
         550,
         b"5.7.1 Domain not allowed",
     )
     assert smtp_reply(server.port, "a@sender.test", "x@d2500.test")[0] == 550
-    assert smtp_reply(server.port, "spam@bad.test") == (550, b"5.7.1 Sender banned")
+    assert smtp_reply(server.port, "s1499@x.test") == (550, b"5.7.1 Sender banned")
+    assert smtp_reply(server.port, "spam@bad.test") == (550, b"5.7.1 Sender banned")  # 'sender'
     assert smtp_reply(server.port, "x@mail.evil.test") == (550, b"5.7.1 Domain banned")
-    domain_pages = [p for p, _, _ in postgrest.requests if p.startswith("/rest/v1/domains?")]
-    assert any("offset=2000" in p for p in domain_pages), domain_pages
-    assert all("select=domain%2Cactive" in p for p in domain_pages)
+    first = domain_requests(postgrest)[:3]
+    assert all("select=domain%2Cactive%2Cid" in p and "order=id.asc" in p for p in first)
+    assert "id=gt." not in first[0] and "id=gt.0" in first[1] and "id=gt.0" in first[2]
+    assert all("offset" not in p for p in domain_requests(postgrest))
+    # PostgreSQL's private_email is empty: Supabase's, past one page.
+    server.wait_for_log(
+        r"private_email loaded from supabase: 1500 rows "
+        r"\(private_email: PostgreSQL first, then Supabase\)"
+    )
     assert {(k, a) for _, k, a in postgrest.requests} == {(KEY, f"Bearer {KEY}")}
     # An edit on the website side shows after the next refresh.
-    postgrest.tables["domains"].append({"domain": "new.test", "active": True})
+    postgrest.tables["domains"].append({"id": "9", "domain": "new.test", "active": True})
     eventually(lambda: smtp_reply(server.port, "a@sender.test", "x@new.test")[0] == 250)
+
+
+def test_supabase_rows_removed_between_pages_skip_no_other_row(make_server, postgrest):
+    """A row deleted while the service pages must not hide the next page's first row."""
+    removed = []
+
+    def remove_first_once(table: str) -> None:
+        if table == "domains" and not removed:
+            removed.append(postgrest.tables["domains"].pop(0))
+
+    postgrest.after_request = remove_first_once
+    server = make_server(
+        domains=(),
+        supabase_url=postgrest.url,
+        supabase_key=KEY,
+        domains_refresh="3600",  # the first load alone must be complete
+        **{k: v for k, v in FAST.items() if k != "domains_refresh"},
+    )
+    assert removed and smtp_reply(server.port, "a@sender.test", "x@d1000.test")[0] == 250
+
+
+def test_supabase_tables_as_cybertemp_documents_them(make_server):
+    """domains without `active` (and without `id`), private_email kept in PostgreSQL."""
+    tables = {
+        "domains": [{"domain": f"c{n}.test"} for n in range(1200)],
+        "bans": [],
+        "private_email": [{"id": "1", "email": "remote@c1.test"}],
+    }
+    columns = {"bans": ("id", "scope", "value", "match_type", "status")}
+    fake = PostgREST(tables, KEY, columns)
+    try:
+        server = make_server(
+            domains=(), supabase_url=fake.url, supabase_key=KEY, start=False, **FAST
+        )
+        query(
+            server.env["DATABASE_URL"], "INSERT INTO private_email (email) VALUES ('local@c1.test')"
+        )
+        server.start()
+        assert smtp_reply(server.port, "a@sender.test", "x@c1199.test")[0] == 250
+        server.wait_for_log(
+            r"Supabase domains: column domains\.active does not exist; "
+            r"reading domain,id ordered by id"
+        )
+        server.wait_for_log(
+            r"Supabase domains: column domains\.id does not exist; "
+            r"reading domain ordered by domain"
+        )
+        server.wait_for_log(r"private_email loaded from postgres: 1 rows")
+        assert not domain_requests(fake, "private_email")
+        check = subprocess.run(
+            [sys.executable, "-m", "app", "--env-file", "/nonexistent", "check"],
+            cwd=ROOT,
+            env={
+                **clean_environment(),
+                "DATABASE_URL": server.env["DATABASE_URL"],
+                "SUPABASE_URL": fake.url,
+                "SUPABASE_KEY": KEY,
+                "SPOOL_DIR": server.env["SPOOL_DIR"],
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (
+            "ok:    postgres private_email: 1 rows (private_email: PostgreSQL first, then "
+            "Supabase)" in check.stdout
+        ), check.stdout
+        assert "ok:    supabase domains: 1200 rows" in check.stdout
+    finally:
+        fake.stop()
 
 
 def test_supabase_down_at_start_then_up_later_down_again(make_server, postgrest):

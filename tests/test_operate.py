@@ -1,4 +1,7 @@
-"""Operating it: schema upgrades (also from Cybertemp), `check`, the systemd unit."""
+"""Operating it: `check`, retention while serving, the systemd unit, zero setup.
+
+Switching from Cybertemp has its own file: test_cybertemp.py.
+"""
 
 from __future__ import annotations
 
@@ -13,30 +16,15 @@ import time
 
 import pytest
 
-from app import __version__, config, db
+from app import __version__, config, db_schema
 from bench.retention import Probe
 
 from .helpers import ROOT, clean_environment, eventually, query
 from .test_tls import make_certificate
 
-CYBERTEMP_SCHEMA = """
-CREATE TABLE inbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    email_address text UNIQUE NOT NULL, user_id uuid, fingerprint text,
-    created_at timestamptz DEFAULT now());
-CREATE TABLE emails (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), mailbox_owner text NOT NULL,
-    mailbox text DEFAULT 'INBOX', subject text NOT NULL, body text NOT NULL, html text,
-    from_addr text NOT NULL, to_addrs text[], "timestamp" timestamptz DEFAULT now(),
-    flags text[], size bigint, created_at timestamptz DEFAULT now(), encrypted boolean,
-    key_version int);
-CREATE TABLE domains (domain text UNIQUE NOT NULL, active boolean DEFAULT true);
-INSERT INTO inbox (email_address) VALUES ('old@example.com');
-INSERT INTO emails (mailbox_owner, subject, body, from_addr) VALUES
-    ('old@example.com', 'kept 1', 'b', 'a@x.test'), ('old@example.com', 'kept 2', 'b', 'a@x.test');
-INSERT INTO domains (domain) VALUES ('example.com');
-"""
-
-# The newest migration (010 is the API's accounts table).
-LATEST = db.migrations()[-1][0]
+# The newest migration: the schema version a fresh install reports (010: the
+# API's accounts table).
+LATEST = db_schema.migrations()[-1][0]
 
 
 def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -48,38 +36,6 @@ def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-def test_cybertemp_database_upgraded_in_place(make_server, database_url):
-    for statement in CYBERTEMP_SCHEMA.strip().split(";\n"):
-        query(database_url, statement)
-    for _ in range(2):  # idempotent
-        result = app_command("init-db", DATABASE_URL=database_url)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith(f"schema at version {LATEST}")
-    assert [r[0] for r in query(database_url, "SELECT subject FROM emails ORDER BY 1")] == [
-        "kept 1",
-        "kept 2",
-    ]
-    # Partitioned by received_at; the Cybertemp rows are in the legacy partition.
-    assert query(database_url, "SELECT relkind::text FROM pg_class WHERE relname = 'emails'") == [
-        ("p",)
-    ]
-    assert query(database_url, "SELECT count(*) FROM emails_legacy")[0][0] == 2
-    columns = {
-        r[0]
-        for r in query(
-            database_url,
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'emails'",
-        )
-    }
-    assert {"received_at", "raw_id", "attachments", "remote_ip", "tls", "spf"} <= columns
-    server = make_server(start=False)
-    server.start()
-    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
-        client.sendmail("a@sender.test", ["old@example.com"], b"Subject: new\r\n\r\nx\r\n")
-    eventually(lambda: len(query(database_url, "SELECT 1 FROM emails")) == 3)
-    assert query(database_url, "SELECT count(*) FROM inbox")[0][0] == 1
 
 
 def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
@@ -176,10 +132,15 @@ def partition_names(url: str, table: str) -> set[str]:
 
 
 def test_retention_drops_old_partitions_and_keeps_new(make_server, database_url):
-    """Mail older than RETENTION_HOURS goes by whole partitions; inserts are not held up."""
+    """Mail older than RETENTION_HOURS goes by whole partitions; inserts are not held up;
+    private mail stays."""
     server = make_server(start=False, retention_hours="24", retention_interval="1.5")
-    # Written before the upgrade to partitions: migration 002 moves these
-    # rows into one legacy partition ending 47 hours ago.
+    for table in ("raw_messages", "emails"):  # as the service made them two days ago
+        query(
+            database_url,
+            f"CREATE TABLE {table}_p_old PARTITION OF {table} FOR VALUES "
+            "FROM (now() - interval '49 hours') TO (now() - interval '47 hours')",
+        )
     query(
         database_url,
         "INSERT INTO raw_messages (id, raw, received_at) SELECT gen_random_uuid(),"
@@ -187,23 +148,26 @@ def test_retention_drops_old_partitions_and_keeps_new(make_server, database_url)
     )
     query(
         database_url,
-        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, raw_id,"
-        " received_at) SELECT 'o@example.com', 'old', '', '', id, received_at FROM raw_messages",
+        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, raw_id, received_at) "
+        "SELECT CASE WHEN n = 1 THEN 'keep@example.com' ELSE 'o@example.com' END, "
+        "CASE WHEN n = 1 THEN 'private' ELSE 'old' END, '', '', id, received_at "
+        "FROM (SELECT *, row_number() OVER () AS n FROM raw_messages) r",
     )
-    query(
-        database_url,
-        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, created_at)"
-        " VALUES ('o@example.com', 'cybertemp', '', '', now() - interval '3 days')",
-    )
+    query(database_url, "INSERT INTO private_email (email) VALUES ('Keep@Example.com')")
     server.start()
-    assert "emails_legacy" in partition_names(database_url, "emails")
+    server.wait_for_log(
+        r"\[retention\] first run on this database, nothing deleted: "
+        r"it would delete 11999 emails rows and 11999 raw messages"
+    )
     probe = InsertProbe(database_url)
     probe.start()
     assert "dropped partition" not in server.log, "the probe must run while retention does"
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
         client.sendmail("a@sender.test", ["n@example.com"], b"Subject: new\r\n\r\nx\r\n")
-    server.wait_for_log(r"\[retention\] dropped partition emails_legacy \(12001 rows\)")
-    server.wait_for_log(r"\[retention\] dropped partition raw_messages_legacy \(12000 rows\)")
+    server.wait_for_log(r"\[retention\] dropped partition emails_p_old \(11999 rows, 1 kept\)")
+    server.wait_for_log(
+        r"\[retention\] dropped partition raw_messages_p_old \(11999 rows, 1 kept\)"
+    )
     time.sleep(0.2)
     probe.stop()
     inserts, worst = probe.probe.count, probe.probe.worst
@@ -211,16 +175,16 @@ def test_retention_drops_old_partitions_and_keeps_new(make_server, database_url)
     assert inserts > 100
     assert worst < 0.25, f"an insert waited {worst * 1000:.0f} ms during retention"
     subjects = query(database_url, "SELECT DISTINCT subject FROM emails ORDER BY 1")
-    assert subjects == [("new",), ("probe",)]
-    assert query(database_url, "SELECT count(*) FROM raw_messages")[0][0] == 1
+    assert subjects == [("new",), ("private",), ("probe",)]
+    assert query(database_url, "SELECT count(*) FROM raw_messages")[0][0] == 2
     # The coming hours are covered by range partitions, the same for both tables.
     names = partition_names(database_url, "emails")
-    assert "emails_legacy" not in names and len(names) >= 7, names
+    assert "emails_p_old" not in names and len(names) >= 7, names
     assert {n.replace("emails", "raw_messages") for n in names} == partition_names(
         database_url, "raw_messages"
     )
-    default_rows = query(database_url, "SELECT count(*) FROM emails_default")[0][0]
-    assert default_rows == 0, "today's rows belong in today's partition"
+    # Only the kept private rows are outside the range partitions.
+    assert query(database_url, "SELECT subject FROM emails_default") == [("private",)]
 
 
 def test_retention_deletes_stray_old_rows_from_the_default_partition(make_server, database_url):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import db, retention
-from app.retention import Partition, expired, parse_bound, partition_width, plan
+from app import db, db_expiry, db_schema, retention
+from app.retention import Partition, Step, expired, parse_bound, partition_width, plan, steps
 
 UTC = datetime.UTC
 H = datetime.timedelta(hours=1)
@@ -78,6 +78,26 @@ def test_expired_needs_the_whole_range_past_the_cutoff():
     assert [p.name for p in expired(parts, NOW - H)] == ["legacy"]
 
 
+def test_steps_keep_existing_rows_unless_asked():
+    cutoff = NOW - 24 * H
+    parts = [
+        Partition("emails_legacy", None, NOW - 50 * H),
+        Partition("emails_old", NOW - 49 * H, NOW - 48 * H),
+        Partition("emails_now", NOW - H, NOW),
+        Partition("emails_default", None, None, is_default=True),
+    ]
+    assert steps("emails", parts, cutoff, include_existing=False) == [
+        Step("existing", "emails_legacy"),
+        Step("drop", "emails_old"),
+        Step("delete", "emails_default"),
+    ]
+    assert steps("emails", parts, cutoff, include_existing=True)[0] == Step("drop", "emails_legacy")
+    young_legacy = [Partition("emails_legacy", None, NOW)]
+    assert steps("emails", young_legacy, cutoff, True) == [Step("delete", "emails_legacy")]
+    # A plain table (Cybertemp's emails): batched deletes, which skip pre-upgrade rows.
+    assert steps("emails", None, cutoff, include_existing=False) == [Step("delete", "emails")]
+
+
 async def rows(url: str, sql: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(url)
     try:
@@ -86,31 +106,95 @@ async def rows(url: str, sql: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def test_maintain_moves_default_rows_creates_ahead_and_drops(database_url):
+async def count(url: str, sql: str) -> int:
+    return int((await rows(url, sql))[0][0])
+
+
+PRIVATE = frozenset({"p@example.com"})
+
+
+async def test_maintain_reports_first_then_drops_keeping_private_mail(database_url):
     conn = await asyncpg.connect(database_url)
-    await db.install_schema(conn)
+    await db_schema.install_schema(conn)
     # Written before any range partition existed: they sit in DEFAULT.
     await conn.execute(
         "INSERT INTO raw_messages (id, raw, received_at) "
         "SELECT gen_random_uuid(), 'x', now() FROM generate_series(1, 50)"
     )
+    await conn.execute(
+        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, raw_id, received_at) "
+        "SELECT CASE WHEN n = 1 THEN 'P@example.com' ELSE 'o@example.com' END, 's', '', '', "
+        "id, received_at FROM (SELECT *, row_number() OVER () AS n FROM raw_messages) r"
+    )
     await conn.close()
     pool = await db.create_pool(database_url)
     try:
-        await retention.maintain(pool, 24)
-        assert (await rows(database_url, "SELECT count(*) FROM raw_messages_default"))[0][0] == 0
-        assert (await rows(database_url, "SELECT count(*) FROM raw_messages"))[0][0] == 50
+        assert await retention.maintain(pool, 24, None) == {"emails": 0, "raw_messages": 0}
+        assert await count(database_url, "SELECT count(*) FROM raw_messages_default") == 0
         before = {r[0] for r in await rows(database_url, "SELECT relname FROM pg_class")}
-        await retention.maintain(pool, 24)  # nothing left to do
+        await retention.maintain(pool, 24, PRIVATE)  # the first run: it only reports
         after = {r[0] for r in await rows(database_url, "SELECT relname FROM pg_class")}
         assert before == after
-        # Three days on, everything made today has expired and the future is covered.
+        assert await count(database_url, "SELECT count(*) FROM retention_state") == 1
+        # Three days on, everything made today has expired, except private mail.
         later = datetime.datetime.now(UTC) + 72 * H
-        gone = await retention.maintain(pool, 24, now=later)
-        assert gone["raw_messages"] == 50
-        assert (await rows(database_url, "SELECT count(*) FROM raw_messages"))[0][0] == 0
-        parts = [parse_bound(*p) for p in await db.partitions(pool, "emails")]
+        gone = await retention.maintain(pool, 24, PRIVATE, now=later)
+        assert gone == {"emails": 49, "raw_messages": 49}
+        kept = await rows(
+            database_url,
+            "SELECT e.mailbox_owner, r.id IS NOT NULL FROM emails e "
+            "LEFT JOIN raw_messages r ON r.id = e.raw_id",
+        )
+        assert [tuple(r) for r in kept] == [("P@example.com", True)]
+        assert await count(database_url, "SELECT count(*) FROM emails_default") == 1
+        parts = [parse_bound(*p) for p in await db_expiry.partitions(pool, "emails")]
         uppers = [p.upper for p in parts if p.upper]
         assert min(uppers) > later - 24 * H and max(uppers) >= later + 6 * H
+        # The kept row stays kept by later runs, in DEFAULT.
+        await retention.maintain(pool, 24, PRIVATE, now=later + H)
+        assert await count(database_url, "SELECT count(*) FROM raw_messages") == 1
+    finally:
+        await pool.close()
+
+
+async def test_partitions_of_rows_from_before_the_upgrade_are_kept(database_url):
+    """Our old migration 002 put existing rows in a partition from MINVALUE."""
+    conn = await asyncpg.connect(database_url)
+    await db_schema.install_schema(conn)
+    for table in retention.TABLES:
+        await conn.execute(
+            f"CREATE TABLE {table}_legacy PARTITION OF {table} "
+            "FOR VALUES FROM (MINVALUE) TO (now() - interval '47 hours')"
+        )
+    await conn.execute(
+        "INSERT INTO raw_messages (id, raw, received_at) SELECT gen_random_uuid(), 'x', "
+        "now() - interval '48 hours' FROM generate_series(1, 10)"
+    )
+    await conn.execute(
+        "INSERT INTO emails (mailbox_owner, subject, body, from_addr, raw_id, received_at) "
+        "SELECT CASE WHEN n = 1 THEN 'p@example.com' ELSE 'o@example.com' END, 's', '', '', "
+        "id, received_at FROM (SELECT *, row_number() OVER () AS n FROM raw_messages) r"
+    )
+    await conn.execute("INSERT INTO retention_state DEFAULT VALUES")  # past the first run
+    await conn.close()
+    pool = await db.create_pool(database_url)
+    try:
+        assert await retention.maintain(pool, 24, PRIVATE) == {"emails": 0, "raw_messages": 0}
+        assert await count(database_url, "SELECT count(*) FROM emails_legacy") == 10
+        cutoff = datetime.datetime.now(UTC) - 24 * H
+        found = await retention.survey(pool, cutoff, PRIVATE, include_existing=True)
+        assert (found["emails"].expired, found["emails"].kept) == (9, 1)
+        assert (found["raw_messages"].expired, found["raw_messages"].kept) == (9, 1)
+        done = await retention.expire(pool, cutoff, PRIVATE, include_existing=True)
+        assert (done["emails"].expired, done["emails"].partitions) == (9, 1)
+        assert await count(database_url, "SELECT to_regclass('emails_legacy') IS NULL") == 1
+        assert (
+            await count(
+                database_url,
+                "SELECT count(*) FROM emails e JOIN raw_messages r "
+                "ON r.id = e.raw_id WHERE e.mailbox_owner = 'p@example.com'",
+            )
+            == 1
+        )
     finally:
         await pool.close()

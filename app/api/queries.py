@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from .. import db
+from .. import db_schema
 
 Record: TypeAlias = asyncpg.Record
 # The account functions also serve the command line, on a plain connection.
@@ -48,7 +48,7 @@ async def create_pool(url: str, max_size: int) -> asyncpg.Pool:
 async def install(pool: asyncpg.Pool) -> int:
     """Install or upgrade the schema (ours is migration 010); the version."""
     async with pool.acquire() as conn:
-        return await db.install_schema(conn)
+        return await db_schema.install_schema(conn)
 
 
 @dataclasses.dataclass(frozen=True)
