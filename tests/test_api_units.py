@@ -201,3 +201,16 @@ def test_rate_limit_bucket():
     assert limiter.allow("5.6.7.8", 100.0)  # per client address
     assert limiter.allow("1.2.3.4", 100.125)  # one token back after 1/8 s
     assert not limiter.allow("1.2.3.4", 100.125)
+
+
+def test_sender_names_as_our_writer_stores_them():
+    """header_from is "Name <address>" with the name unquoted: commas, quotes and
+    angle brackets in a name stay in the name (parseaddr alone loses both)."""
+    pair = shapes.pair
+    assert pair("Doe, John <j@x.test>") == ("Doe, John", "j@x.test")
+    assert pair("<script>alert(1)</script> <e@x.test>") == ("<script>alert(1)</script>", "e@x.test")
+    assert pair('"Doe, John" <j@x.test>') == ("Doe, John", "j@x.test")
+    assert pair("Alice <a@x.test>") == ("Alice", "a@x.test")
+    assert pair("<a@x.test>") == ("", "a@x.test")
+    assert pair("a@x.test") == ("", "a@x.test")
+    assert pair("") == ("", "")

@@ -50,11 +50,22 @@ def arrived(row: Row) -> datetime.datetime | None:
     return row.get("received_at") or row.get("created_at")
 
 
+# The display form our writer stores ("Name <address>", the name unquoted, as
+# the sender wrote it: commas, quotes and angle brackets included).
+_DISPLAY = re.compile(r"(.*?)\s*<([^<>\s]+@[^<>\s]+)>", re.DOTALL)
+
+
 @functools.lru_cache(maxsize=4096)  # pure; senders and recipients repeat
 def pair(text: str | None) -> tuple[str, str]:
     """("Name", "address") of a header_from/header_to entry; ("", "") if empty."""
     if not text:
         return "", ""
+    display = _DISPLAY.fullmatch(text.strip())
+    if display:
+        name = display.group(1).strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':  # a header's quoted form
+            name = name[1:-1].replace('\\"', '"')
+        return name, display.group(2)
     name, address = email.utils.parseaddr(text)
     if not address and "@" in text:
         address = text.strip()
