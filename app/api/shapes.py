@@ -419,3 +419,24 @@ def mailpit_message(
         "Inline": [mailpit_attachment(p) for p in parts if p.kind == "inline"],
         "Attachments": [mailpit_attachment(p) for p in parts if p.kind == "attachment"],
     }
+
+
+# The page's HTML view ------------------------------------------------------------------
+
+# The document around a message's sanitised HTML (GET /mailpit/{address}/view/{ID}.html):
+# readable defaults, links open in a new tab. No script, no external resource.
+VIEW_STYLE = (
+    "body{margin:0;padding:12px 16px;font:15px/1.5 system-ui,-apple-system,'Segoe UI',"
+    "Roboto,sans-serif;color:#1b1b1f;background:#fff;overflow-wrap:anywhere}"
+    "img{max-width:100%;height:auto}table{max-width:100%}pre{white-space:pre-wrap}"
+)
+
+
+def html_view(row: Row, remote_images: bool = False) -> str:
+    """A whole HTML document of the row's sanitised HTML, for a sandboxed iframe."""
+    body = sanitize.clean(row.get("html") or "", remote_images)
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f'<base target="_blank"><style>{VIEW_STYLE}</style></head><body>{body}</body></html>'
+    )
