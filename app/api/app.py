@@ -9,7 +9,8 @@ accepting, give requests and streams UVICORN_GRACE seconds, cancel the hub,
 close the pool.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
-(mailpit.py), and the Mercure hub at /.well-known/mercure (here).
+(mailpit.py), the Mercure hub at /.well-known/mercure (here), and the
+inbox page at / and /inbox/{address} (page.py, files in static/).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import embedded, policy
 from ..config import Settings
-from . import access, mailpit, mailtm, queries, shapes
+from . import access, mailpit, mailtm, page, queries, shapes
 from .context import (
     SAFE_HEADERS,
     State,
@@ -62,7 +63,8 @@ PING_SECONDS = 15
 class RateLimit:
     """API_RATE_LIMIT requests per second per client address (token bucket,
     bursts of the same size), as mail.tm's 8/s; over it: 429. Also refuses
-    bodies declared larger than MAX_BODY (413)."""
+    bodies declared larger than MAX_BODY (413). The inbox page's own files
+    are not counted: they cost no database work, and a page load is several."""
 
     MAX_CLIENTS = 100_000
 
@@ -94,7 +96,7 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("", 0))[0]
-        if not self.allow(client, time.monotonic()):
+        if not page.is_free(scope["path"]) and not self.allow(client, time.monotonic()):
             body = {"code": 429, "message": "Too Many Requests"}
             response = json_response(body, 429)
             response.headers["Retry-After"] = "1"
@@ -242,6 +244,7 @@ def build(settings: Settings) -> Starlette:
             *mailtm.routes,
             *mailpit.routes,
             Route("/.well-known/mercure", mercure, methods=["GET"]),
+            *page.routes,
         ],
         exception_handlers={HTTPException: not_found, Exception: not_found},
         lifespan=lifespan,
