@@ -226,7 +226,7 @@ def build(settings: Settings) -> Starlette:
         )
         listening = asyncio.create_task(hub.run(), name="api-listen")
         log.info(
-            "[api] serving on http://%s:%d (access %s)",
+            "[api] inbox page and API on http://%s:%d/ (access %s)",
             settings.api_bind,
             settings.api_port,
             settings.api_access,

@@ -147,7 +147,8 @@
     svg.setAttribute('role', 'img');
     svg.setAttribute('aria-label', 'has attachments');
     const path = document.createElementNS(ns, 'path');
-    path.setAttribute('d', 'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5');
+    path.setAttribute('d',
+      'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5');
     svg.append(path);
     return svg;
   }
@@ -188,10 +189,13 @@
     let total = 0;
     let shown = null; // the open message: {id, html, read}
     let opening = 0;
+    let marks = 0; // read/unread changes made here, numbered
+    const markedAt = new Map(); // id -> the number of its last change
     const live = { source: null, timer: 0, retry: 0, seq: 0, log: [] };
 
     $('address').textContent = address;
     $('empty-address').textContent = address;
+    $('login-address').value = address; // for password managers
     $('copy').addEventListener('click', () => copy(address, $('copy')));
 
     function report(error) {
@@ -263,16 +267,22 @@
     // The first page again (as long as what is shown): after a (re)connect, and at start.
     async function refresh() {
       const mark = live.seq;
+      const marked = marks;
       const response = await api('/api/v1/messages?limit=' + Math.max(PAGE, order.length));
       const body = await response.json();
       const fresh = body.messages.map(fromList);
       const listed = new Set(fresh.map((m) => m.id));
       // Pushed while the list was being read, and committed after it: keep them.
-      const late = live.log.filter(([seq, id]) => seq > mark && !listed.has(id)).map(([, id]) => id);
+      const late = live.log
+        .filter(([seq, id]) => seq > mark && !listed.has(id)).map(([, id]) => id);
       order = [...late.reverse(), ...fresh.map((m) => m.id)];
       const kept = new Set(order);
       for (const id of [...rows.keys()]) if (!kept.has(id)) rows.delete(id);
-      fresh.forEach(upsert);
+      for (const m of fresh) { // a change made here after the list was read wins
+        const known = rows.get(m.id);
+        if (known && (markedAt.get(m.id) || 0) > marked) m.read = known.data.read;
+        upsert(m);
+      }
       total = body.total + late.length;
       render();
     }
@@ -410,6 +420,7 @@
     function markRow(id, read) {
       const row = rows.get(id);
       if (!row) return;
+      markedAt.set(id, ++marks);
       row.data.read = read;
       fillRow(row.link, row.data);
       render();
