@@ -38,7 +38,7 @@ import uvloop
 
 from tests.dnsserver import DnsServer, dkim_key
 
-from . import mta, procstat
+from . import mta, procstat, scaling
 from .client import Pacer, Sent, idle_connections, percentile, session, stuffed, typical
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -379,6 +379,10 @@ SCENARIOS = (
     "workers",
     "metrics",
     "auth",
+    "growth",
+    "sizes",
+    "recipients",
+    "memory25",
 )
 
 
@@ -472,6 +476,20 @@ async def run(args: argparse.Namespace) -> list[Row]:
                         row.run += " (ratio: record / off)"
                     rows.append(row)
                     await service.stop()
+    if "growth" in chosen:
+        rows += [await scaling.growth(count) for count in scaling.GROWTH_SIZES]
+    if "sizes" in chosen:
+        for size, count in ((1024, 1000), (64 * 1024, 200), (1 << 20, 20), (5 << 20, 6)):
+            rows.append(await scaling.sizes(lambda: start_service(None, 1), size, count))
+        rows.append(await scaling.sizes(lambda: start_service(None, 1), (25 << 20) - 4096, 3))
+    if "recipients" in chosen and mta.available():
+        for rcpts in (1, 10, 100):
+            service = await start_service(None, 1, defaults=True)
+            rows.append(await scaling.recipients(service, 1000 // rcpts * 2, rcpts))
+            await service.stop()
+    if "memory25" in chosen:
+        rows.append(await fresh("sink", scaling.memory25))
+        rows.append(await fresh("service", scaling.memory25))
     if "workers" in chosen:
         sink = await start_sink(2)
         await measure(sink, 2)
