@@ -109,8 +109,7 @@ class Target:
         self.process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(self.process.wait, 60)
         if self.database_url is not None:
-            name = self.database_url.rsplit("/", 1)[1]
-            await sql(admin_url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await drop_database(self.database_url)
 
 
 async def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -146,9 +145,8 @@ LOAD_LIMITS = {
 }
 
 
-async def start_service(
-    ack_mode: str | None, workers: int, module: str = "app", defaults: bool = False, **settings: str
-) -> Target:
+async def fresh_database() -> str:
+    """A new database with the schema installed; its URL."""
     name = "bench_" + uuid.uuid4().hex[:10]
     await sql(admin_url(), f"CREATE DATABASE {name}")
     url = admin_url().rsplit("/", 1)[0] + "/" + name
@@ -157,6 +155,17 @@ async def start_service(
         await conn.execute((ROOT / "sql" / "schema.sql").read_text())
     finally:
         await conn.close()
+    return url
+
+
+async def drop_database(url: str) -> None:
+    await sql(admin_url(), f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+async def start_service(
+    ack_mode: str | None, workers: int, module: str = "app", defaults: bool = False, **settings: str
+) -> Target:
+    url = await fresh_database()
     await sql(url, "INSERT INTO domains (domain) VALUES ('example.com')")
     port = free_port()
     env = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -27,26 +26,6 @@ MIB = 1024 * 1024
 GROWTH_SIZES = (0, 1_000_000, 10_000_000)
 GROWTH_MESSAGES = 5_000
 OWNERS = 100_000  # distinct mailboxes among the rows already stored
-
-
-async def _fresh_database() -> str:
-    from .__main__ import ROOT, admin_url, sql
-
-    name = "bench_" + uuid.uuid4().hex[:10]
-    await sql(admin_url(), f"CREATE DATABASE {name}")
-    url = admin_url().rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute((ROOT / "sql" / "schema.sql").read_text())
-    finally:
-        await conn.close()
-    return url
-
-
-async def _drop(url: str) -> None:
-    from .__main__ import admin_url, sql
-
-    await sql(admin_url(), f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 async def _prefill(url: str, rows: int) -> None:
@@ -65,12 +44,12 @@ async def _prefill(url: str, rows: int) -> None:
                     FROM generate_series(1, $1)
                 ), raw AS (
                     INSERT INTO raw_messages (id, raw, received_at)
-                    SELECT id, convert_to(repeat('x', 1500), 'UTF8'), at FROM made
+                    SELECT id, convert_to(repeat('x', 200), 'UTF8'), at FROM made
                 )
                 INSERT INTO emails (id, mailbox_owner, subject, body, html, from_addr,
                                     to_addrs, received_at, size, raw_id)
-                SELECT gen_random_uuid(), owner, 'old', repeat('y', 800), '', 'a@b.test',
-                       ARRAY[owner], at, 1500, id FROM made
+                SELECT gen_random_uuid(), owner, 'old', repeat('y', 100), '', 'a@b.test',
+                       ARRAY[owner], at, 300, id FROM made
                 """,
                 count,
                 OWNERS,
@@ -87,12 +66,12 @@ async def growth(rows: int) -> Row:
     from app.model import Envelope, Prepared
     from app.parse import parse
 
-    from .__main__ import Row
+    from .__main__ import Row, drop_database, fresh_database
 
-    url = await _fresh_database()
+    url = await fresh_database()
     try:
         pool = await db.create_pool(url)
-        await retention.maintain(pool, 24, expire=False)
+        await retention.maintain(pool, 24, None, expire_mail=False)
         await _prefill(url, rows)
         prepared = []
         for n in range(GROWTH_MESSAGES):
@@ -109,7 +88,7 @@ async def growth(rows: int) -> Row:
         pg = procstat.cpu_delta(pg_before, procstat.postgres_pids())
         await pool.close()
     finally:
-        await _drop(url)
+        await drop_database(url)
     row = Row(run=f"insert, {rows:,} rows already stored (batches of 50)")
     row.stored_rate = GROWTH_MESSAGES / seconds
     row.pg_cpu_ms = pg * 1000 / GROWTH_MESSAGES

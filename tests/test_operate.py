@@ -10,7 +10,6 @@ import re
 import shutil
 import smtplib
 import subprocess
-import sys
 import threading
 import time
 
@@ -19,23 +18,12 @@ import pytest
 from app import __version__, config, db_schema
 from bench.retention import Probe
 
-from .helpers import ROOT, clean_environment, eventually, query
+from .helpers import ROOT, app_command, eventually, query
 from .test_tls import make_certificate
 
 # The newest migration: the schema version a fresh install reports (010: the
 # API's accounts table).
 LATEST = db_schema.migrations()[-1][0]
-
-
-def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
-        cwd=ROOT,
-        env={**clean_environment(), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):

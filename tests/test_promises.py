@@ -13,8 +13,6 @@ import json
 import re
 import signal
 import smtplib
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +21,7 @@ import asyncpg
 
 from .helpers import (
     ROOT,
-    clean_environment,
+    app_command,
     db_address,
     eventually,
     free_port,
@@ -89,30 +87,15 @@ def test_unwritable_spool_refuses_to_start_with_one_line(tmp_path):
     blocker.write_text("not a directory")
     spool = str(blocker / "spool")
     env = {
-        **clean_environment(),
         "SPOOL_DIR": spool,
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none",
         "SMTP_RECEIVE_PORT": str(free_port()),
     }
-    serve = subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    serve = app_command("serve", **env)
     assert serve.returncode == 1, serve.stderr
     errors = [line for line in serve.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and f"SPOOL_DIR='{spool}' is not writable" in errors[0], serve.stderr
-    check = subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", "check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    check = app_command("check", **env)
     assert check.returncode == 1
     assert re.search(r"error: spool .*a-file/spool not writable", check.stdout), check.stdout
 
@@ -267,14 +250,7 @@ def test_cli_change_reaches_the_running_service_at_once(make_server, database_ur
     assert "refused 127.0.0.1: domain not allowed (later.test)" in server.log
 
     def cli(*args: str) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
-            cwd=ROOT,
-            env={**clean_environment(), "DATABASE_URL": database_url},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = app_command(*args, DATABASE_URL=database_url)
         assert result.returncode == 0, result.stderr
 
     cli("domains", "add", "later.test")
