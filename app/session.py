@@ -272,8 +272,10 @@ class Session(SMTP):
         # A bytearray (the stubs say bytes): handle_DATA prepends the trace in place.
         self.envelope.content = self.envelope.original_content = content  # type: ignore[assignment]
         status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        # The reply before the transaction ends: a draining service waits for
+        # sessions in a transaction, so a 250 it owes is written before it closes.
         await self.push(status)
+        self._set_post_data_state()
         if status.startswith("250"):
             self._errors = 0  # mail delivered: the client is not just failing
         if self._connections.closing:

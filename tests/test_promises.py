@@ -61,7 +61,8 @@ def holding(url: str, *statements: str) -> Iterator[None]:
 
 def send(port: int, subject: str, rcpt: str = "p@example.com") -> tuple[int, bytes]:
     """Send one message; the final reply to DATA (or to RCPT when refused)."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+    client = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    try:
         client.ehlo("promise.test")
         client.mail("s@sender.test")
         code, text = client.rcpt(rcpt)
@@ -71,6 +72,8 @@ def send(port: int, subject: str, rcpt: str = "p@example.com") -> tuple[int, byt
             return client.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
         except smtplib.SMTPDataError as error:
             return error.smtp_code, error.smtp_error
+    finally:
+        client.close()  # no QUIT: a stopping server may answer it 421
 
 
 def subjects(url: str) -> list[str]:
@@ -295,3 +298,27 @@ def test_spool_dir_and_data_dir_stay_out_of_env_example():
     unit = (ROOT / "deploy" / "systemd" / "tempmail-smtp.service").read_text()
     assert "SPOOL_DIR=/var/spool/tempmail-smtp" in unit
     assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", unit, re.M)
+
+
+def test_durable_sender_waiting_at_shutdown_gets_its_250(make_server, database_url):
+    """SIGTERM while a durable sender waits for a commit the database cannot
+    give: its message is spooled and the 250 reaches it (before, the session
+    was closed first and the sender retried a message also in the spool)."""
+    proxy = TCPProxy(db_address(database_url))
+    try:
+        url = with_port(database_url, proxy.port)
+        server = make_server(database_url=url, ack_mode="durable", drain_timeout="4")
+        proxy.cut()
+        replies: list[tuple[int, bytes]] = []
+        sender = threading.Thread(target=lambda: replies.append(send(server.port, "waiting")))
+        sender.start()
+        server.wait_for_log(r"database write failed, retrying")
+        assert server.stop() == 0
+        sender.join(30)
+        assert replies and replies[0][0] == 250, (replies, server.log)
+        assert "spooled 1 messages" in server.log
+        proxy.restore()
+        make_server(database_url=url)
+        eventually(lambda: subjects(database_url) == ["waiting"])
+    finally:
+        proxy.stop()
