@@ -273,14 +273,10 @@ class Service:
         left = 0.0 if self.forced.is_set() else max(0.0, deadline - loop.time())
         spooled = await self.writer.drain(self.writer_task, self.until, left)
         # Durable sessions whose messages were just written or spooled owe a 250.
-        await self.until(self.transactions_ended(), REPLY_WAIT)
+        await self.until(self.connections.transactions_ended(), REPLY_WAIT)
         for session in list(self.connections.sessions):
             session.say_goodbye()
         return spooled
-
-    async def transactions_ended(self) -> None:
-        while any(session.in_transaction for session in self.connections.sessions):
-            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         for task in self.side_tasks:

@@ -226,6 +226,7 @@ class Session(SMTP):
         # Also after RSET, HELO and EHLO (aiosmtpd's _set_rset_state calls this).
         self._release_hold()
         super()._set_post_data_state()
+        self._connections.transaction_ended()
 
     # Replies -----------------------------------------------------------------
 
