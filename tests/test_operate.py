@@ -207,11 +207,16 @@ def test_zero_setup_uses_the_embedded_postgresql(tmp_path):
         }
     )
     server.env.pop("DATABASE_URL", None)
-    server.start(ready=r"\[lists\] bans loaded", timeout=60)
+    server.start(timeout=120)
     try:
         assert "DATABASE_URL is unset: using the embedded PostgreSQL" in server.log
+        assert re.search(r"look at the tables with: psql 'postgresql://", server.log)
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
             client.sendmail("a@sender.test", ["z@zero.test"], b"Subject: zero\r\n\r\nx\r\n")
+        check = app_command(
+            "check", DATA_DIR=server.env["DATA_DIR"], SPOOL_DIR=server.env["SPOOL_DIR"]
+        )
+        assert re.search(r"ok: +embedded PostgreSQL \(DATABASE_URL unset\): psql '", check.stdout)
         assert server.stop() == 0
         assert "stopped: 1 rows written" in server.log
     finally:
