@@ -93,6 +93,7 @@ class Connections:
         self.closing = False
         self.refusals = RefusalLog()
         self.all_closed = asyncio.Event()  # set once closing and no session is left
+        self._transaction_ended = asyncio.Event()
 
     def admit(self, session: Goodbye) -> str | None:
         """Register `session` (total limit); the refusal reply if it is reached."""
@@ -131,6 +132,17 @@ class Connections:
                 del self.per_client[counted_key]
         if self.closing and not self.sessions:
             self.all_closed.set()
+        self.transaction_ended()
+
+    def transaction_ended(self) -> None:
+        """A session's transaction is over (its reply written, or the session gone)."""
+        self._transaction_ended.set()
+
+    async def transactions_ended(self) -> None:
+        """Wait until no session is inside a transaction."""
+        while any(session.in_transaction for session in self.sessions):
+            self._transaction_ended.clear()
+            await self._transaction_ended.wait()
 
     def close_idle(self) -> None:
         """Shutdown: say 421 to every session not inside a transaction, and close it."""

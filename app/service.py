@@ -52,6 +52,7 @@ QUEUE_BYTES = 512 * 1024 * 1024
 CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
 LISTS_WAIT = 10.0  # seconds start-up waits for the lists before listening anyway
 POOL_CLOSE_TIMEOUT = 5.0
+REPLY_WAIT = 2.0  # seconds a drain waits for sessions to send the replies they owe
 
 
 class StartupError(Exception):
@@ -271,6 +272,8 @@ class Service:
             )
         left = 0.0 if self.forced.is_set() else max(0.0, deadline - loop.time())
         spooled = await self.writer.drain(self.writer_task, self.until, left)
+        # Durable sessions whose messages were just written or spooled owe a 250.
+        await self.until(self.connections.transactions_ended(), REPLY_WAIT)
         for session in list(self.connections.sessions):
             session.say_goodbye()
         return spooled

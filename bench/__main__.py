@@ -38,7 +38,7 @@ import uvloop
 
 from tests.dnsserver import DnsServer, dkim_key
 
-from . import mta, procstat
+from . import mta, procstat, scaling
 from .client import Pacer, Sent, idle_connections, percentile, session, stuffed, typical
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,8 +109,7 @@ class Target:
         self.process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(self.process.wait, 60)
         if self.database_url is not None:
-            name = self.database_url.rsplit("/", 1)[1]
-            await sql(admin_url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await drop_database(self.database_url)
 
 
 async def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -146,9 +145,8 @@ LOAD_LIMITS = {
 }
 
 
-async def start_service(
-    ack_mode: str | None, workers: int, module: str = "app", defaults: bool = False, **settings: str
-) -> Target:
+async def fresh_database() -> str:
+    """A new database with the schema installed; its URL."""
     name = "bench_" + uuid.uuid4().hex[:10]
     await sql(admin_url(), f"CREATE DATABASE {name}")
     url = admin_url().rsplit("/", 1)[0] + "/" + name
@@ -157,6 +155,17 @@ async def start_service(
         await conn.execute((ROOT / "sql" / "schema.sql").read_text())
     finally:
         await conn.close()
+    return url
+
+
+async def drop_database(url: str) -> None:
+    await sql(admin_url(), f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+async def start_service(
+    ack_mode: str | None, workers: int, module: str = "app", defaults: bool = False, **settings: str
+) -> Target:
+    url = await fresh_database()
     await sql(url, "INSERT INTO domains (domain) VALUES ('example.com')")
     port = free_port()
     env = {
@@ -379,6 +388,10 @@ SCENARIOS = (
     "workers",
     "metrics",
     "auth",
+    "growth",
+    "sizes",
+    "recipients",
+    "memory25",
 )
 
 
@@ -472,6 +485,20 @@ async def run(args: argparse.Namespace) -> list[Row]:
                         row.run += " (ratio: record / off)"
                     rows.append(row)
                     await service.stop()
+    if "growth" in chosen:
+        rows += [await scaling.growth(count) for count in scaling.GROWTH_SIZES]
+    if "sizes" in chosen:
+        for size, count in ((1024, 1000), (64 * 1024, 200), (1 << 20, 20), (5 << 20, 6)):
+            rows.append(await scaling.sizes(lambda: start_service(None, 1), size, count))
+        rows.append(await scaling.sizes(lambda: start_service(None, 1), (25 << 20) - 4096, 3))
+    if "recipients" in chosen and mta.available():
+        for rcpts in (1, 10, 100):
+            service = await start_service(None, 1, defaults=True)
+            rows.append(await scaling.recipients(service, 1000 // rcpts * 2, rcpts))
+            await service.stop()
+    if "memory25" in chosen:
+        rows.append(await fresh("sink", scaling.memory25))
+        rows.append(await fresh("service", scaling.memory25))
     if "workers" in chosen:
         sink = await start_sink(2)
         await measure(sink, 2)

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import email.policy
 import json
-import os
-import signal
 import smtplib
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -22,46 +17,38 @@ from typing import Any
 
 import httpx
 
-from .helpers import ROOT, clean_environment, free_port, queued_id
+from .helpers import AppProcess, clean_environment, free_port, queued_id
 
 
-class ApiServer:
+class ApiServer(AppProcess):
+    """`python -m app api` on a free port; ready once it answers and listens."""
+
+    command = "api"
+
     def __init__(self, database_url: str, data_dir: str, **settings: str) -> None:
         self.port = free_port()
-        self.env = {
-            **clean_environment(),
-            "DATABASE_URL": database_url,
-            "DATA_DIR": data_dir,
-            "API_PORT": str(self.port),
-            "API_BIND": "127.0.0.1",
-            "API_RATE_LIMIT": "100000",  # tests of the limit set their own
-            "LOG_LEVEL": "info",
-            **{k.upper(): str(v) for k, v in settings.items()},
-        }
-        self.lines: list[str] = []
-        self.process: subprocess.Popen[str] | None = None
+        super().__init__(
+            {
+                **clean_environment(),
+                "DATABASE_URL": database_url,
+                "DATA_DIR": data_dir,
+                "API_PORT": str(self.port),
+                "API_BIND": "127.0.0.1",
+                "API_RATE_LIMIT": "100000",  # tests of the limit set their own
+                "LOG_LEVEL": "info",
+                **{k.upper(): str(v) for k, v in settings.items()},
+            }
+        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> ApiServer:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--env-file", "/nonexistent", "api"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        )
-        self._collector = threading.Thread(target=self._collect, daemon=True)
-        self._collector.start()
+        self.launch()
         deadline = time.monotonic() + timeout
         while True:
-            if self.process.poll() is not None:
-                self._collector.join(5)
+            if self.exited():
                 raise AssertionError(f"api exited early:\n{self.log}")
             try:
                 if httpx.get(self.url + "/domains", timeout=2).status_code == 200:
@@ -72,45 +59,6 @@ class ApiServer:
             time.sleep(0.05)
         self.wait_for_log(r"\[events\] listening")
         return self
-
-    def _collect(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 30) -> None:
-        import re
-
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.log):
-            assert time.monotonic() < deadline, f"no log line {pattern!r}:\n{self.log}"
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 30) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
-        self._close()
-        return code
-
-    def kill(self) -> None:
-        assert self.process is not None
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-        self._close()
-
-    def _close(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        self._collector.join(5)
-        self.process.stdout.close()
 
 
 def mail(

@@ -75,31 +75,38 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in PASSED_THROUGH}
 
 
+def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app ARGS` run to its end, from a clean environment plus `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
+        cwd=ROOT,
+        env={**clean_environment(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-class Server:
-    """`python -m app serve` in a subprocess, on a free port, logs collected."""
+class AppProcess:
+    """`python -m app <command>` in a subprocess of its own process group, its
+    output collected line by line."""
+
+    command = "serve"
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.env = {
-            **clean_environment(),
-            "SMTP_RECEIVE_PORT": str(self.port),
-            "SMTP_BIND": "127.0.0.1",
-            "SMTP_HOSTNAME": "mx.test",
-            "LOG_LEVEL": "info",
-            **env,
-        }
+        self.env = env
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self, ready: str = r"\[smtp\] listening on", timeout: float = 60) -> Server:
+    def launch(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
+            [sys.executable, "-m", "app", "--env-file", "/nonexistent", self.command],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -110,8 +117,6 @@ class Server:
         )
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
-        self.wait_for_log(ready, timeout)
-        return self
 
     def _collect(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -122,14 +127,20 @@ class Server:
     def log(self) -> str:
         return "\n".join(self.lines)
 
+    def exited(self) -> bool:
+        """True (after reading its last lines) if the process has ended."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        self._collector.join(5)
+        return True
+
     def wait_for_log(self, pattern: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if re.search(pattern, self.log):
                 return
-            if self.process is not None and self.process.poll() is not None:
-                time.sleep(0.2)
-                raise AssertionError(f"server exited early:\n{self.log}")
+            if self.exited():
+                raise AssertionError(f"{self.command} exited early:\n{self.log}")
             time.sleep(0.05)
         raise AssertionError(f"no log line matching {pattern!r} within {timeout}s:\n{self.log}")
 
@@ -155,6 +166,28 @@ class Server:
         assert self.process is not None and self.process.stdout is not None
         self._collector.join(10)
         self.process.stdout.close()
+
+
+class Server(AppProcess):
+    """`python -m app serve` on a free port."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        super().__init__(
+            {
+                **clean_environment(),
+                "SMTP_RECEIVE_PORT": str(self.port),
+                "SMTP_BIND": "127.0.0.1",
+                "SMTP_HOSTNAME": "mx.test",
+                "LOG_LEVEL": "info",
+                **env,
+            }
+        )
+
+    def start(self, ready: str = r"\[smtp\] listening on", timeout: float = 60) -> Server:
+        self.launch()
+        self.wait_for_log(ready, timeout)
+        return self
 
 
 def normalised(raw: bytes) -> bytes:

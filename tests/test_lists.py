@@ -8,7 +8,16 @@ import sys
 
 import pytest
 
-from .helpers import ROOT, clean_environment, db_address, eventually, query, smtp_reply, with_port
+from .helpers import (
+    ROOT,
+    app_command,
+    clean_environment,
+    db_address,
+    eventually,
+    query,
+    smtp_reply,
+    with_port,
+)
 from .netfakes import Monitor, PostgREST, TCPProxy
 
 KEY = "service-role-key-for-tests"
@@ -286,15 +295,7 @@ async def test_heartbeat_logs_each_reason_on_its_own_timer(caplog):
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**clean_environment(), "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return app_command(*args, DATABASE_URL=database_url)
 
 
 def test_domains_and_bans_cli(database_url):

@@ -10,7 +10,6 @@ import re
 import shutil
 import smtplib
 import subprocess
-import sys
 import threading
 import time
 
@@ -19,23 +18,12 @@ import pytest
 from app import __version__, config, db_schema
 from bench.retention import Probe
 
-from .helpers import ROOT, clean_environment, eventually, query
+from .helpers import ROOT, app_command, eventually, query
 from .test_tls import make_certificate
 
 # The newest migration: the schema version a fresh install reports (010: the
 # API's accounts table).
 LATEST = db_schema.migrations()[-1][0]
-
-
-def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
-        cwd=ROOT,
-        env={**clean_environment(), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
@@ -219,11 +207,16 @@ def test_zero_setup_uses_the_embedded_postgresql(tmp_path):
         }
     )
     server.env.pop("DATABASE_URL", None)
-    server.start(ready=r"\[lists\] bans loaded", timeout=60)
+    server.start(timeout=120)
     try:
         assert "DATABASE_URL is unset: using the embedded PostgreSQL" in server.log
+        assert re.search(r"look at the tables with: psql 'postgresql://", server.log)
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
             client.sendmail("a@sender.test", ["z@zero.test"], b"Subject: zero\r\n\r\nx\r\n")
+        check = app_command(
+            "check", DATA_DIR=server.env["DATA_DIR"], SPOOL_DIR=server.env["SPOOL_DIR"]
+        )
+        assert re.search(r"ok: +embedded PostgreSQL \(DATABASE_URL unset\): psql '", check.stdout)
         assert server.stop() == 0
         assert "stopped: 1 rows written" in server.log
     finally:

@@ -13,8 +13,6 @@ import json
 import re
 import signal
 import smtplib
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +21,7 @@ import asyncpg
 
 from .helpers import (
     ROOT,
-    clean_environment,
+    app_command,
     db_address,
     eventually,
     free_port,
@@ -63,7 +61,8 @@ def holding(url: str, *statements: str) -> Iterator[None]:
 
 def send(port: int, subject: str, rcpt: str = "p@example.com") -> tuple[int, bytes]:
     """Send one message; the final reply to DATA (or to RCPT when refused)."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+    client = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    try:
         client.ehlo("promise.test")
         client.mail("s@sender.test")
         code, text = client.rcpt(rcpt)
@@ -73,6 +72,8 @@ def send(port: int, subject: str, rcpt: str = "p@example.com") -> tuple[int, byt
             return client.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
         except smtplib.SMTPDataError as error:
             return error.smtp_code, error.smtp_error
+    finally:
+        client.close()  # no QUIT: a stopping server may answer it 421
 
 
 def subjects(url: str) -> list[str]:
@@ -89,30 +90,15 @@ def test_unwritable_spool_refuses_to_start_with_one_line(tmp_path):
     blocker.write_text("not a directory")
     spool = str(blocker / "spool")
     env = {
-        **clean_environment(),
         "SPOOL_DIR": spool,
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none",
         "SMTP_RECEIVE_PORT": str(free_port()),
     }
-    serve = subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", "serve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    serve = app_command("serve", **env)
     assert serve.returncode == 1, serve.stderr
     errors = [line for line in serve.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and f"SPOOL_DIR='{spool}' is not writable" in errors[0], serve.stderr
-    check = subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", "check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    check = app_command("check", **env)
     assert check.returncode == 1
     assert re.search(r"error: spool .*a-file/spool not writable", check.stdout), check.stdout
 
@@ -267,14 +253,7 @@ def test_cli_change_reaches_the_running_service_at_once(make_server, database_ur
     assert "refused 127.0.0.1: domain not allowed (later.test)" in server.log
 
     def cli(*args: str) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
-            cwd=ROOT,
-            env={**clean_environment(), "DATABASE_URL": database_url},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = app_command(*args, DATABASE_URL=database_url)
         assert result.returncode == 0, result.stderr
 
     cli("domains", "add", "later.test")
@@ -319,3 +298,27 @@ def test_spool_dir_and_data_dir_stay_out_of_env_example():
     unit = (ROOT / "deploy" / "systemd" / "tempmail-smtp.service").read_text()
     assert "SPOOL_DIR=/var/spool/tempmail-smtp" in unit
     assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", unit, re.M)
+
+
+def test_durable_sender_waiting_at_shutdown_gets_its_250(make_server, database_url):
+    """SIGTERM while a durable sender waits for a commit the database cannot
+    give: its message is spooled and the 250 reaches it (before, the session
+    was closed first and the sender retried a message also in the spool)."""
+    proxy = TCPProxy(db_address(database_url))
+    try:
+        url = with_port(database_url, proxy.port)
+        server = make_server(database_url=url, ack_mode="durable", drain_timeout="4")
+        proxy.cut()
+        replies: list[tuple[int, bytes]] = []
+        sender = threading.Thread(target=lambda: replies.append(send(server.port, "waiting")))
+        sender.start()
+        server.wait_for_log(r"database write failed, retrying")
+        assert server.stop() == 0
+        sender.join(30)
+        assert replies and replies[0][0] == 250, (replies, server.log)
+        assert "spooled 1 messages" in server.log
+        proxy.restore()
+        make_server(database_url=url)
+        eventually(lambda: subjects(database_url) == ["waiting"])
+    finally:
+        proxy.stop()

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from app import config
 from app.connections import Connections, RefusalLog, client_key
 from app.replies import with_enhanced_code
-from app.smtp import Handler, Session
+from app.session import Session
+from app.smtp import Handler
 
 
 def stock_getaddr(arg: str):

@@ -104,6 +104,14 @@ class Account:
     row: Any
 
 
+async def raw_of(request: Request, row: Any) -> bytes | None:
+    """The stored raw message of an emails `row` (None: no row, or a Cybertemp
+    row, which has no raw message)."""
+    if row is None or row["raw_id"] is None:
+        return None
+    return await queries.raw(state(request).pool, row["raw_id"])
+
+
 async def account_for_token(request: Request, token: str | None) -> Account | None:
     """The existing account a valid token names, else None."""
     if not token:

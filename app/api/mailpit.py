@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from .. import policy
 from . import access, mime, queries, shapes
-from .context import DOWNLOAD_HEADERS, Reader, download, json_response, reader_for, state
+from .context import DOWNLOAD_HEADERS, Reader, download, json_response, raw_of, reader_for, state
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -213,12 +213,6 @@ async def _message_row(request: Request, address: str) -> Any:
         return None
 
 
-async def _raw_of(request: Request, row: Any) -> bytes | None:
-    if row is None or row["raw_id"] is None:
-        return None
-    return await queries.raw(state(request).pool, row["raw_id"])
-
-
 async def get_message(request: Request) -> Response:
     found = await mailbox(request)
     if isinstance(found, Response):
@@ -226,7 +220,7 @@ async def get_message(request: Request) -> Response:
     row = await _message_row(request, found[0])
     if row is None:
         return not_found()
-    raw = await _raw_of(request, row)
+    raw = await raw_of(request, row)
     header_fields = mime.headers(raw) if raw else {}
     parts = mime.parts(mime.parse(raw)) if raw else []
     await queries.set_seen(state(request).pool, found[0], [row["id"]], True)
@@ -239,7 +233,7 @@ async def get_raw(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     row = await _message_row(request, found[0])
-    raw = await _raw_of(request, row)
+    raw = await raw_of(request, row)
     if raw is None:
         return not_found()
     return download(raw, "text/plain; charset=utf-8", f"{row['id']}.eml")
@@ -249,7 +243,7 @@ async def get_headers(request: Request) -> Response:
     found = await mailbox(request)
     if isinstance(found, Response):
         return found
-    raw = await _raw_of(request, await _message_row(request, found[0]))
+    raw = await raw_of(request, await _message_row(request, found[0]))
     if raw is None:
         return not_found()
     return json_response(mime.headers(raw))
@@ -259,7 +253,7 @@ async def get_part(request: Request) -> Response:
     found = await mailbox(request)
     if isinstance(found, Response):
         return found
-    raw = await _raw_of(request, await _message_row(request, found[0]))
+    raw = await raw_of(request, await _message_row(request, found[0]))
     if raw is None:
         return not_found()
     content = mime.part_content(mime.parse(raw), request.path_params["part"])

@@ -29,6 +29,7 @@ from .context import (
     base_url,
     download,
     json_response,
+    raw_of,
     state,
     wants_ld,
 )
@@ -312,17 +313,11 @@ async def delete_message(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _raw(request: Request, row: Any) -> bytes | None:
-    if row["raw_id"] is None:
-        return None
-    return await queries.raw(state(request).pool, row["raw_id"])
-
-
 async def download_message(request: Request) -> Response:
     found = await _own_message(request)
     if isinstance(found, Response):
         return found
-    raw = await _raw(request, found[1])
+    raw = await raw_of(request, found[1])
     if raw is None:
         return not_found(request)
     return download(raw, "message/rfc822", f"{found[1]['id']}.eml")
@@ -333,7 +328,7 @@ async def download_attachment(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     index = shapes.attachment_index(request.path_params["attachment"])
-    raw = await _raw(request, found[1])
+    raw = await raw_of(request, found[1])
     if raw is None or index is None:
         return not_found(request)
     message = mime.parse(raw)
@@ -351,7 +346,7 @@ async def get_source(request: Request) -> Response:
     found = await _own_message(request)
     if isinstance(found, Response):
         return found
-    raw = await _raw(request, found[1])
+    raw = await raw_of(request, found[1])
     if raw is None:
         return not_found(request)
     ld = wants_ld(request)

@@ -1,0 +1,330 @@
+"""The SMTP session: aiosmtpd's protocol class, changed in this one subclass.
+
+What `Session` changes for port 25: DATA is read in 64 KiB chunks and ends
+only at CRLF.CRLF (long lines kept intact, memory bounded by the size limit
+and the worker's receive budget, no smuggling); connection limits and the
+PROXY trust rule (connections.py); our reply texts and enhanced codes
+(replies.py) and the count of failed commands; and a session made from a
+prototype rather than by aiosmtpd's costly __init__ (`Session.factory`).
+The handler (smtp.py) answers the verbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import re
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.proxy_protocol import V2_CMD, ProxyData
+from aiosmtpd.smtp import SMTP
+
+from . import metrics, replies
+from .config import Settings
+from .connections import Connections, client_key
+
+if TYPE_CHECKING:
+    from .smtp import Handler
+
+CHUNK = 64 * 1024
+TERMINATOR = b"\r\n.\r\n"
+# RFC 5321 4.5.3.1.4: a command line is at most 512 octets; DESIGN.md allows
+# up to 1000 (some clients send long MAIL parameters), CRLF excluded.
+COMMAND_LINE_MAX = 998
+UNTRUSTED_PROXY = "untrusted PROXY peer"
+
+# The common path `<local@domain>` in a plain form: no need for aiosmtpd's
+# RFC 5322 tokenizer, which also defines a class on every call (about 15% of
+# a busy worker's CPU). Anything else takes aiosmtpd's own parser.
+PLAIN_PATH = re.compile(
+    r"\s*<([^\s<>()\[\]\\,;:\"@.][^\s<>()\[\]\\,;:\"@]*@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>(.*)\Z",
+    re.S,
+)
+
+
+def push_back(reader: asyncio.StreamReader, data: bytes | bytearray) -> None:
+    """Return `data` to the front of `reader`: bytes read past the end of DATA
+    are the client's next (pipelined) commands. StreamReader has no public
+    unread; its buffer is a bytearray in CPython's asyncio and in uvloop."""
+    reader._buffer[:0] = data  # type: ignore[attr-defined]
+
+
+class Session(SMTP):
+    """One SMTP connection."""
+
+    def __init__(
+        self, handler: Handler, connections: Connections, settings: Settings, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self._setup(connections, settings)
+
+    def _setup(self, connections: Connections, settings: Settings) -> None:
+        # aiosmtpd keeps this dict on the class, shared by all sessions.
+        self.command_size_limits = collections.defaultdict(lambda: COMMAND_LINE_MAX)
+        self.command_size_limit = COMMAND_LINE_MAX
+        self._connections = connections
+        self._settings = settings
+        self._refusal: str | None = None
+        self._ip = ""
+        self._counted_key: str | None = None  # the key this session holds in per_client
+        self._held = 0  # bytes this session counts against MAX_RECEIVING_BYTES
+        self._errors = 0  # failed commands since the last delivered message
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def factory(
+        cls,
+        handler: Handler,
+        connections: Connections,
+        settings: Settings,
+        current_tls: Callable[[], ssl.SSLContext | None],
+        **options: Any,
+    ) -> Callable[[], Session]:
+        """Sessions for loop.create_server, each with the current TLS context.
+
+        aiosmtpd's SMTP.__init__ rebuilds its command and hook tables with
+        inspect.getmembers and dir() on every connection: a quarter of a busy
+        worker's CPU. Here it runs once, on a prototype; each connection
+        copies the prototype's attributes and renews what is its own: the
+        stream and protocol state, the commands bound to it, the TLS
+        context. tests/test_smtp_unit.py pins the attributes aiosmtpd's
+        __init__ makes, so an upgrade that adds one fails there first.
+        """
+        loop = asyncio.get_running_loop()
+        prototype = cls.__new__(cls)
+        SMTP.__init__(prototype, handler, loop=loop, **options)
+        shared = dict(vars(prototype))
+        commands = list(prototype._smtp_methods)
+
+        def make() -> Session:
+            session = cls.__new__(cls)
+            session.__dict__.update(shared)
+            asyncio.StreamReaderProtocol.__init__(
+                session,
+                asyncio.StreamReader(loop=loop, limit=cls.line_length_limit),
+                client_connected_cb=session._cb_client_connected,
+                loop=loop,
+            )
+            session._smtp_methods = {name: getattr(session, "smtp_" + name) for name in commands}
+            session.tls_context = current_tls()
+            session._setup(connections, settings)
+            return session
+
+        return make
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.envelope is not None and self.envelope.mail_from is not None)
+
+    @property
+    def peer_ip(self) -> str:
+        return self._ip
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:  # not the STARTTLS upgrade of the same connection
+            metrics.CONNECTIONS.inc()
+            peer = transport.get_extra_info("peername")
+            self._ip = str(peer[0]) if peer else ""
+            self._refusal = self._connections.admit(self)
+            if self._refusal is None and self._settings.proxy_protocol:
+                if not self._trusted_proxy(self._ip):
+                    self._refusal = UNTRUSTED_PROXY
+            elif self._refusal is None:
+                self._refusal = self._count_client(self._ip)
+            self._deadline = self.loop.call_later(
+                self._settings.session_timeout,
+                self._close_with,
+                replies.SESSION_TIMEOUT,
+                "session time limit",
+            )
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._connections.release(self, self._counted_key, self._held)
+        self._held = 0
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(error)
+
+    def _trusted_proxy(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._settings.proxy_trusted)
+
+    def _count_client(self, ip: str) -> str | None:
+        key = client_key(ip)
+        refusal = self._connections.count_client(key)
+        if refusal is None:
+            self._counted_key = key
+        return refusal
+
+    def accept_proxy(self, proxy: ProxyData) -> bool:
+        """PROXY header read: the client is the address it names (LOCAL: the balancer)."""
+        if proxy.src_addr is not None and proxy.command is not V2_CMD.LOCAL:
+            self._ip = str(proxy.src_addr)
+        refusal = self._count_client(self._ip)
+        if refusal is not None:
+            self._close_with(refusal, refusal)
+            return False
+        return True
+
+    def note_refusal(self, reason: str, detail: str = "") -> None:
+        self._connections.refusals.note(self._ip, reason, detail)
+
+    def _close_with(self, reply: str | None, reason: str | None) -> None:
+        """Say `reply` (a 421; None: nothing) and close; log `reason` as a refusal."""
+        if reason is not None:
+            self.note_refusal(reason)
+        if self.transport is not None and not self.transport.is_closing():
+            if reply is not None:
+                self._writer.write(reply.encode() + b"\r\n")
+            self.transport.close()
+
+    async def _handle_client(self) -> None:
+        if self._refusal == UNTRUSTED_PROXY:  # its PROXY header would be a lie we believe
+            self._close_with(None, UNTRUSTED_PROXY)
+            return
+        if self._refusal is not None:
+            self._close_with(self._refusal, self._refusal)
+            return
+        await super()._handle_client()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        match = PLAIN_PATH.match(arg) if arg else None
+        if match is not None and ".." not in match.group(1):
+            return match.group(1), match.group(2).lstrip()
+        return super()._getaddr(arg)
+
+    def say_goodbye(self) -> None:
+        """Shutdown: 421 and close (not a refusal of this client)."""
+        self._close_with(replies.SHUTTING_DOWN, None)
+
+    # The receive budget ------------------------------------------------------
+
+    def hold(self, size: int) -> bool:
+        """Count `size` bytes of this session's message against the worker's
+        receive budget (never less than already counted); False if over it."""
+        if size <= self._held:
+            return True
+        if not self._connections.reserve(size - self._held):
+            return False
+        self._held = size
+        return True
+
+    def _release_hold(self) -> None:
+        self._connections.reserve(-self._held)
+        self._held = 0
+
+    def _set_post_data_state(self) -> None:
+        # Also after RSET, HELO and EHLO (aiosmtpd's _set_rset_state calls this).
+        self._release_hold()
+        super()._set_post_data_state()
+        self._connections.transaction_ended()
+
+    # Replies -----------------------------------------------------------------
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = status.encode("utf-8")
+        status = replies.with_enhanced_code(status)
+        await super().push(status)
+        if status[:1] == b"5":
+            # Failed commands since the last delivered message (as Postfix's
+            # smtpd_hard_error_limit): a client that keeps failing is probing
+            # or broken; do not let it spin the server.
+            self._errors += 1
+            if self._errors >= self._settings.max_errors:
+                self._close_with(replies.TOO_MANY_ERRORS, "too many errors")
+
+    # DATA --------------------------------------------------------------------
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push(replies.NEED_RCPT)
+            return
+        if arg:
+            await self.push(replies.DATA_SYNTAX)
+            return
+        if not self.hold(CHUNK):  # no room for even one read: do not take the upload
+            self.note_refusal("452 receive budget")
+            await self.push(replies.BUSY_RECEIVING)
+            return
+        await self.push(replies.START_DATA)
+        try:
+            async with asyncio.timeout(self._settings.data_timeout):
+                content, refusal = await self._read_data()
+        except TimeoutError:
+            self._close_with(replies.DATA_TIMEOUT, "DATA time limit")
+            return
+        if refusal is not None:
+            self._set_post_data_state()
+            await self.push(refusal)
+            return
+        # A bytearray (the stubs say bytes): handle_DATA prepends the trace in place.
+        self.envelope.content = self.envelope.original_content = content  # type: ignore[assignment]
+        status = await self._call_handler_hook("DATA")
+        # The reply before the transaction ends: a draining service waits for
+        # sessions in a transaction, so a 250 it owes is written before it closes.
+        await self.push(status)
+        self._set_post_data_state()
+        if status.startswith("250"):
+            self._errors = 0  # mail delivered: the client is not just failing
+        if self._connections.closing:
+            self.say_goodbye()
+
+    async def _read_data(self) -> tuple[bytearray, str | None]:
+        """The dot-unstuffed message, or the refusal to send after its end.
+
+        Reads 64 KiB chunks and looks for CRLF.CRLF only (a bare LF or CR never
+        ends DATA). A leading CRLF stands for the end of the DATA command line,
+        so an empty message ('.' alone) ends the same way. Bytes after the
+        terminator (pipelined commands) go back to the reader. Past the size
+        limit or the receive budget, only a tail that may hold the terminator
+        is kept, and the message is refused once it ends.
+        """
+        limit = self.data_size_limit or 0
+        buffer = bytearray(b"\r\n")
+        scan_from = 0
+        refusal: str | None = None
+        while True:
+            chunk = await self._reader.read(CHUNK)
+            if not chunk:  # peer closed: aiosmtpd cancels this task at EOF
+                raise asyncio.CancelledError
+            self._reset_timeout()  # SMTP_TIMEOUT counts idleness, also in DATA
+            buffer += chunk
+            end = buffer.find(TERMINATOR, scan_from)
+            if end != -1:
+                if len(buffer) > end + len(TERMINATOR):
+                    push_back(self._reader, buffer[end + len(TERMINATOR) :])
+                if refusal is None and limit and end > limit:  # `end` is the stuffed size
+                    refusal = replies.MESSAGE_TOO_BIG
+                if refusal is not None:
+                    return bytearray(), refusal
+                # Trim in place, unstuff dots (RFC 5321 4.5.2; the leading CRLF
+                # makes a first-line dot count), drop the leading CRLF (O(1) for
+                # a bytearray). A 25 MB message is held at most twice here.
+                del buffer[end + 2 :]
+                if b"\r\n." in buffer:
+                    buffer = buffer.replace(b"\r\n.", b"\r\n")
+                del buffer[:2]
+                return buffer, None
+            if refusal is None:
+                if limit and len(buffer) > limit + 2:
+                    refusal = replies.MESSAGE_TOO_BIG
+                elif not self.hold(len(buffer)):
+                    refusal = replies.BUSY_RECEIVING
+                    self.note_refusal("452 receive budget")
+            if refusal is not None:
+                # Keep only a tail that may hold part of the terminator.
+                del buffer[: -len(TERMINATOR)]
+            scan_from = max(0, len(buffer) - len(TERMINATOR) + 1)
