@@ -107,8 +107,9 @@ def main() -> None:
                 set_scheme(driver, scheme)
                 driver.save_screenshot(str(args.out / f"reader-{scheme}.png"))
     finally:
-        api.kill()
-        smtp.kill()
+        for process in (api, smtp):
+            if process.process is not None:
+                process.kill()
         drop_database(name)
         shutil.rmtree(data, ignore_errors=True)
     for path in sorted(args.out.glob("*.png")):
