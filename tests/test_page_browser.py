@@ -282,7 +282,7 @@ def test_claimed_address_asks_for_its_password_once(stack, browser):
     driver = browser
     address = "kept@example.com"
     with stack.client() as client:
-        account(client, address, "right-password")
+        account_id, api_token = account(client, address, "right-password")
     send(stack.smtp.port, [address], mail(address, subject="first", html="<p>html body</p>"))
     driver.get(f"{stack.api.url}/inbox/{address}")
     wait(driver, lambda d: d.find_element(By.ID, "login").is_displayed())
@@ -310,6 +310,18 @@ def test_claimed_address_asks_for_its_password_once(stack, browser):
     driver.execute_script(f"sessionStorage.setItem('tempmail.token:{address}', 'x.y.z')")
     driver.refresh()
     wait(driver, lambda d: d.find_element(By.ID, "login").is_displayed())
+    assert rows(driver) == []
+    # The session ends while the page shows the mail (the account is deleted):
+    # at the next request it asks again, and none of the mail stays on screen.
+    driver.find_element(By.ID, "password").send_keys("right-password", Keys.ENTER)
+    wait(driver, lambda d: len(rows(d)) == 2)
+    rows(driver)[0].click()
+    wait(driver, lambda d: text_of(d, "m-subject") == "second")
+    with stack.client(api_token) as client:
+        assert client.delete(f"/accounts/{account_id}").status_code == 204
+    rows(driver)[1].click()
+    wait(driver, lambda d: d.find_element(By.ID, "login").is_displayed())
+    assert rows(driver) == [] and not driver.find_element(By.ID, "message").is_displayed()
 
 
 # The stream going away -----------------------------------------------------------------

@@ -274,7 +274,7 @@
       const listed = new Set(fresh.map((m) => m.id));
       // Pushed while the list was being read, and committed after it: keep them.
       const late = live.log
-        .filter(([seq, id]) => seq > mark && !listed.has(id)).map(([, id]) => id);
+        .filter(([seq, id]) => seq > mark && !listed.has(id) && rows.has(id)).map(([, id]) => id);
       order = [...late.reverse(), ...fresh.map((m) => m.id)];
       const kept = new Set(order);
       for (const id of [...rows.keys()]) if (!kept.has(id)) rows.delete(id);
@@ -362,7 +362,11 @@
       sessionStorage.removeItem(tokenKey);
       setLive('locked');
       $('login').hidden = false;
-      $('empty').hidden = true;
+      if (shown) close();
+      rows.clear(); // nothing of this address stays on screen without its password
+      order = [];
+      total = 0;
+      render();
       $('login-error').textContent = message;
       $('password').focus();
     }
