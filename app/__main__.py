@@ -3,6 +3,13 @@ accounts`."""
 
 from __future__ import annotations
 
+import signal
+
+# Until `serve` installs its reload handler, SIGHUP's default action would end
+# the process: `systemctl reload` just after a start, or the supervisor
+# forwarding it to a worker it has just started. Ignored from the first line.
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
 import argparse
 import asyncio
 import datetime

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from publicsuffix2 import PublicSuffixList
 
 from .model import AuthResult, Envelope
+from .parse import clean_text
 from .policy import normalize_domain
 from .resolver import DnsFailure, NeedLookup, Resolver, normal_name
 
@@ -76,15 +77,24 @@ def _public_suffixes() -> PublicSuffixList:
 
 @functools.lru_cache(maxsize=65536)
 def org_domain(domain: str) -> str:
-    """The organizational domain (RFC 7489 3.2) by authheaders' public-suffix list."""
-    return str(_public_suffixes().get_public_suffix(domain))
+    """The organizational domain (RFC 7489 3.2) by authheaders' public-suffix list.
+
+    A TLD the list does not know is a public suffix by the list's default
+    rule `*`: the organizational domain is one label below it (publicsuffix2
+    would give the TLD itself, making every domain under it "aligned").
+    """
+    known = _public_suffixes().get_public_suffix(domain, strict=True)
+    if known is not None:
+        return str(known)
+    return ".".join(domain.split(".")[-2:])
 
 
 # dkimpy verifies RSA signatures in pure Python (its own modular
 # exponentiation and byte conversions, about 0.35 ms a signature here) and
 # re-parses the signer's DER key for every message. The same verification
-# through OpenSSL (cryptography), with keys parsed once: a tenth of the cost.
-# tests/test_auth.py checks both agree, on good and bad signatures.
+# through OpenSSL (cryptography), with keys parsed once: a tenth of the cost
+# for the signatures that pass. tests/test_auth.py and
+# tests/test_review_rsa_agreement.py check both agree.
 _dkimpy_verify = dkim.RSASSA_PKCS1_v1_5_verify
 _DIGESTS = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}
 
@@ -102,9 +112,10 @@ def rsa_verify(digest: Any, signature: bytes, public_key: dict[str, int]) -> boo
     key = _rsa_key(public_key["modulus"], public_key["publicExponent"])
     try:
         key.verify(signature, digest.digest(), padding.PKCS1v15(), Prehashed(algorithm))
-    except InvalidSignature:
-        return False
-    except (ValueError, UnsupportedAlgorithm):  # a key OpenSSL refuses: dkimpy decides
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+        # OpenSSL is stricter than dkimpy (the signature's exact length and
+        # range, RFC 8017 8.2.2) and refuses some keys: dkimpy's verdict
+        # stands, so no result changes; only failing signatures pay for it.
         return bool(_dkimpy_verify(digest, signature, public_key))
     return True
 
@@ -485,13 +496,15 @@ class _Checks:
         header = str(
             authres.AuthenticationResultsHeader(authserv_id=self.auth.authserv_id, results=results)
         )
+        # The header quotes what the sender wrote (signature tags, identities):
+        # clean, or a NUL in a DKIM tag would make PostgreSQL refuse the row.
         return AuthResult(
             spf=str(spf_result.result),
             dkim=_best([str(d.result) for d in dkim_results]),
             dmarc=str(dmarc.result),
-            dmarc_domain=getattr(dmarc, "header_from", None) or None,
+            dmarc_domain=clean_text(getattr(dmarc, "header_from", None)) or None,
             dmarc_policy=getattr(dmarc, "policy", None) or None,
-            header=header,
+            header=clean_text(header),
         )
 
 

@@ -130,7 +130,9 @@ class Session(SMTP):
         if first:  # not the STARTTLS upgrade of the same connection
             metrics.CONNECTIONS.inc()
             peer = transport.get_extra_info("peername")
-            self._ip = str(peer[0]) if peer else ""
+            # A link-local IPv6 peer comes with its zone ("fe80::1%eth0"), which
+            # PostgreSQL's inet refuses: the address alone.
+            self._ip = str(peer[0]).partition("%")[0] if peer else ""
             self._refusal = self._connections.admit(self)
             if self._refusal is None and self._settings.proxy_protocol:
                 if not self._trusted_proxy(self._ip):
