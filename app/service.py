@@ -53,6 +53,7 @@ CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
 LISTS_WAIT = 10.0  # seconds start-up waits for the lists before listening anyway
 POOL_CLOSE_TIMEOUT = 5.0
 REPLY_WAIT = 2.0  # seconds a drain waits for sessions to send the replies they owe
+SPOOL_CHECK_INTERVAL = 2.0  # seconds between looks at the spool directories
 
 
 class StartupError(Exception):
@@ -175,7 +176,10 @@ class Service:
         self.schema_ready = asyncio.Event()
         self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
         self.connections = Connections(
-            settings.max_connections, settings.max_connections_per_ip, settings.max_receiving_bytes
+            settings.max_connections,
+            settings.max_connections_per_ip,
+            settings.max_receiving_bytes,
+            settings.max_message_size,
         )
         self.handler = Handler(settings, self.lists.get, self.preparer, self.writer)
         if settings.tls_cert and settings.tls_key:
@@ -231,6 +235,7 @@ class Service:
             self.spawn(
                 "tls", run_every("tls", CERT_CHECK_INTERVAL, self.certificates.reload_if_changed)
             )
+        self.spawn("spool", run_every("spool", SPOOL_CHECK_INTERVAL, self.watch_spool))
         # Also when mail is kept forever: it makes the partitions ahead.
         self.spawn(
             "retention",
@@ -308,6 +313,9 @@ class Service:
         waiting.cancel()
         forced.cancel()
         return finished
+
+    async def watch_spool(self) -> None:
+        self.writer.watch_spool()
 
     def tls_context(self) -> ssl.SSLContext | None:
         return self.certificates.context if self.certificates else None

@@ -30,6 +30,7 @@ from .model import AuthResult, Envelope
 log = logging.getLogger("app.spool")
 
 MAGIC = b"SPOOL1 "
+MIN_FREE = 64 * 1024 * 1024  # bytes free below which the spool counts as full
 
 
 def _encode(envelope: Envelope, reason: str | None) -> bytes:
@@ -99,6 +100,19 @@ class Spool:
     def _ensure(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         return directory
+
+    def problem(self) -> str | None:
+        """Why the spool could not take a file now, by a cheap look (no write):
+        a directory gone or replaced, not writable, or a full disk."""
+        for directory in (self.pending_dir, self.dead_dir, self.revoke_dir):
+            if not directory.is_dir():
+                return f"{directory} is missing"
+            if not os.access(directory, os.W_OK):
+                return f"{directory} is not writable"
+        space = os.statvfs(self.pending_dir)
+        if space.f_bavail * space.f_frsize < MIN_FREE:
+            return f"less than {MIN_FREE // (1 << 20)} MiB free on {self.pending_dir}"
+        return None
 
     def check_writable(self) -> None:
         """Raise OSError unless every spool directory can take a durable file."""
