@@ -9,6 +9,12 @@
   may have committed anyway; deleted from the database at the next write,
   then forgotten. One empty file per id.
 
+With WORKERS>1, worker N keeps its own spool in `worker-N/` under SPOOL_DIR,
+so a worker restarted after a crash replays only its own files, never the
+ones another live worker still holds. Files nobody would replay (a worker
+number above WORKERS, or the other layout after WORKERS changed) are
+adopted at start-up: moved into the adopting process's own spool.
+
 A message file is a JSON header line (envelope, sender-authentication
 verdict, reason), then the raw bytes. Every file is written to a temporary
 name, fsynced, renamed, and its directory fsynced.
@@ -72,6 +78,11 @@ def _decode(data: bytes) -> tuple[Envelope, str | None]:
     return envelope, header.get("reason")
 
 
+def _worker_number(directory: Path) -> int:
+    suffix = directory.name.removeprefix(WORKER_PREFIX)
+    return int(suffix) if suffix.isdigit() else -1
+
+
 def _fsync_directory(directory: Path) -> None:
     handle = os.open(directory, os.O_RDONLY)
     try:
@@ -90,7 +101,35 @@ def _write_durably(path: Path, data: bytes) -> None:
     _fsync_directory(path.parent)
 
 
+WORKER_PREFIX = "worker-"
+
+
 class Spool:
+    @classmethod
+    def of_worker(cls, directory: str | Path, worker: int | None) -> Spool:
+        """The spool a process owns: SPOOL_DIR itself, or SPOOL_DIR/worker-N."""
+        base = Path(directory)
+        return cls(base if worker is None else base / f"{WORKER_PREFIX}{worker}")
+
+    @classmethod
+    def family(cls, directory: str | Path) -> list[Spool]:
+        """SPOOL_DIR's spool and every worker's, for reports."""
+        base = Path(directory)
+        workers = sorted(base.glob(f"{WORKER_PREFIX}*")) if base.is_dir() else []
+        return [cls(base), *(cls(p) for p in workers if p.is_dir() and _worker_number(p) >= 0)]
+
+    @classmethod
+    def orphans(cls, directory: str | Path, worker: int | None, workers: int) -> list[Spool]:
+        """Spools no running process owns, for the single process or worker 0
+        to adopt: with WORKERS=1 every worker's; with WORKERS=N, SPOOL_DIR's
+        own and those of workers numbered N or above."""
+        if worker not in (None, 0):
+            return []
+        base, *numbered = cls.family(directory)
+        if worker is None:
+            return numbered
+        return [base] + [s for s in numbered if _worker_number(s.directory) >= workers]
+
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.pending_dir = self.directory / "pending"
@@ -130,6 +169,29 @@ class Spool:
         path = self._ensure(self.dead_dir) / f"{envelope.id}.msg"
         _write_durably(path, _encode(envelope, reason))
         return path
+
+    def adopt(self, other: Spool) -> int:
+        """Move `other`'s waiting messages and revokes into this spool (same
+        file system: each a rename); return how many files moved."""
+        moved = 0
+        for source, target in (
+            (other.pending_dir, self.pending_dir),
+            (other.revoke_dir, self.revoke_dir),
+        ):
+            if not source.is_dir():
+                continue
+            names = [
+                p
+                for p in source.iterdir()
+                if not p.name.endswith(".tmp") and not p.name.startswith(".")
+            ]
+            for path in names:
+                os.replace(path, self._ensure(target) / path.name)
+                moved += 1
+            if names:
+                _fsync_directory(target)
+                _fsync_directory(source)
+        return moved
 
     def pending(self) -> Iterator[tuple[Path, Envelope]]:
         """Spooled messages to replay, oldest first; unreadable files are moved to dead/."""
