@@ -249,7 +249,9 @@ def dmarc_outcome(
     `record` for the From `domain`, found at the organizational domain
     `found_at` (None: at the domain itself), given the identities that passed."""
     try:
-        policy = dmarc.DMARC(_PSL).parse_record(record, domain, org_domain=found_at)
+        # strict=False: a bad tag value falls back to its default (RFC 7489
+        # 6.3) rather than voiding the whole policy, as a typo in rua= would.
+        policy = dmarc.DMARC(_PSL).parse_record(record, domain, org_domain=found_at, strict=False)
     except dmarc.Error:
         return "permerror", "none", 100
     passes = dmarc.AuthResults(
