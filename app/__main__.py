@@ -55,7 +55,7 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     from .service import Service
 
     async def serve() -> int:
-        return await Service(settings, replay_spool=workers.worker_index() in (None, 0)).serve()
+        return await Service(settings, worker=workers.worker_index()).serve()
 
     return uvloop.run(serve())
 
