@@ -210,6 +210,8 @@ def test_sender_names_as_our_writer_stores_them():
     assert pair("Doe, John <j@x.test>") == ("Doe, John", "j@x.test")
     assert pair("<script>alert(1)</script> <e@x.test>") == ("<script>alert(1)</script>", "e@x.test")
     assert pair('"Doe, John" <j@x.test>') == ("Doe, John", "j@x.test")
+    assert pair('"a \\"b\\" \\\\ c" <q@x.test>') == ('a "b" \\ c', "q@x.test")
+    assert pair('"support@bank.test" <x@evil.test>') == ("support@bank.test", "x@evil.test")
     assert pair("Alice <a@x.test>") == ("Alice", "a@x.test")
     assert pair("<a@x.test>") == ("", "a@x.test")
     assert pair("a@x.test") == ("", "a@x.test")

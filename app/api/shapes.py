@@ -50,8 +50,8 @@ def arrived(row: Row) -> datetime.datetime | None:
     return row.get("received_at") or row.get("created_at")
 
 
-# The display form our writer stores ("Name <address>", the name unquoted, as
-# the sender wrote it: commas, quotes and angle brackets included).
+# The display form our writer stores: "Name <address>", the name quoted where it
+# has specials (older rows: unquoted, commas and angle brackets included).
 _DISPLAY = re.compile(r"(.*?)\s*<([^<>\s]+@[^<>\s]+)>", re.DOTALL)
 
 
@@ -63,8 +63,8 @@ def pair(text: str | None) -> tuple[str, str]:
     display = _DISPLAY.fullmatch(text.strip())
     if display:
         name = display.group(1).strip()
-        if len(name) >= 2 and name[0] == name[-1] == '"':  # a header's quoted form
-            name = name[1:-1].replace('\\"', '"')
+        if len(name) >= 2 and name[0] == name[-1] == '"':  # quoted (specials in it)
+            name = email.utils.unquote(name)
         return name, display.group(2)
     name, address = email.utils.parseaddr(text)
     if not address and "@" in text:
