@@ -123,8 +123,8 @@ def test_open_address_is_readable_by_anyone_until_claimed(stack):
         assert client.get("/mailpit/free@example.com/api/v1/messages").status_code == 401
 
 
-def test_private_addresses_belong_to_the_website(stack):
-    query(stack.database_url, "INSERT INTO private_email (email) VALUES ('Owner@Example.com')")
+def test_private_addresses_belong_to_the_website(make_stack):
+    stack = make_stack(private_email=("Owner@Example.com",))
     with stack.client() as client:
         refused = client.post(
             "/accounts", json={"address": "owner@example.com", "password": "secret-pass"}

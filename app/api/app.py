@@ -3,10 +3,11 @@
 `python -m app api` runs `serve(settings)`: uvicorn (httptools) on uvloop,
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
 DATABASE_URL is unset), a small pool of its own, the schema (migration 010
-makes `accounts`), the token secret, the LISTEN hub (the one long-lived
-task of this process). Stop (SIGTERM/SIGINT, handled by uvicorn): stop
-accepting, give requests and streams UVICORN_GRACE seconds, cancel the hub,
-close the pool.
+makes `accounts`), the private_email list (private.py; start-up waits for
+its first load), the token secret, the LISTEN hub. The long-lived tasks of
+this process are the hub and the private_email refresh. Stop (SIGTERM/SIGINT,
+handled by uvicorn): stop accepting, give requests and streams UVICORN_GRACE
+seconds, cancel the tasks, close the pool.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
 (mailpit.py), and the Mercure hub at /.well-known/mercure (here).
@@ -47,6 +48,7 @@ from .context import (
     state,
 )
 from .events import Delivery, Hub, Stream
+from .private import PrivateAddresses
 
 log = logging.getLogger("app.api")
 
@@ -214,15 +216,21 @@ def build(settings: Settings) -> Starlette:
         pool = await queries.create_pool(url, POOL_SIZE)
         await queries.install(pool)
         hub = Hub(url, pool)
+        private = PrivateAddresses(settings, pool)
+        await private.load()
         app.state.api = State(
             settings=settings,
             pool=pool,
             hub=hub,
+            private=private,
             secret=access.load_secret(settings.api_secret, settings.data_dir),
             shape=await queries.schema(pool),
             started=datetime.datetime.now(datetime.UTC),
         )
-        listening = asyncio.create_task(hub.run(), name="api-listen")
+        tasks = [
+            asyncio.create_task(hub.run(), name="api-listen"),
+            asyncio.create_task(private.keep_fresh(lambda _changed: None), name="api-private"),
+        ]
         log.info(
             "[api] serving on http://%s:%d (access %s)",
             settings.api_bind,
@@ -232,9 +240,11 @@ def build(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.wait_for(pool.close(), 5)
 
     app = Starlette(

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..policy import DomainList, build_domains, normalize_address
 from . import access, queries
 from .events import Hub
+from .private import PrivateAddresses
 
 DOMAINS_TTL = 10.0  # seconds the domain list is cached
 JSON = "application/json; charset=utf-8"
@@ -44,6 +45,7 @@ class State:
     settings: Settings
     pool: asyncpg.Pool
     hub: Hub
+    private: PrivateAddresses
     secret: str
     shape: queries.Schema
     started: datetime.datetime
@@ -152,13 +154,13 @@ class Reader:
 
 async def reader_for(request: Request, address: str, cred: access.Credential) -> Reader:
     ctx = state(request)
-    claimed_row, private = await queries.claim(ctx.pool, address)
+    claimed_row = await queries.account_by_address(ctx.pool, address)
     account = await authenticate(request, cred) if cred.present else None
     decision = access.decide(
         address,
         mode=ctx.settings.api_access,
         claimed=claimed_row is not None,
-        private=private,
+        private=address in ctx.private,
         authenticated_as=account.address if account else None,
         presented=cred.present,
     )

@@ -142,7 +142,7 @@ async def create_account(request: Request) -> Response:
         rows, matcher = await ctx.domains()
         if not matcher.matches(domain):
             problems.append(("address", "This domain is not served here."))
-        elif await queries.is_private(ctx.pool, address):
+        elif address in ctx.private:
             # It belongs to a user of the website: the operator makes its account.
             problems.append(("address", "This value is already used."))
     if problems:

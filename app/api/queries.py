@@ -4,8 +4,9 @@ Every mail query is keyed by `emails.mailbox_owner` (the recipient, as the
 writer stores it) and answered from the `(mailbox_owner, received_at)` index,
 or by id (the primary key). Nothing here changes a table's structure; the
 one table of ours is made by sql/migrations/010_api.sql. `domains` and
-`private_email` are read as a Cybertemp database has them: `domains.active`
-and `domains.id` may be missing (`Schema` says which exist).
+`domains` is read as a Cybertemp database has it: `active` and `id` may be
+missing (`Schema` says which exist). `private_email` is not read here: the
+API reads it as the service does (private.py).
 """
 
 from __future__ import annotations
@@ -93,26 +94,6 @@ async def account_by_address(pool: Executor, address: str) -> Record | None:
         "SELECT id, address, password_hash, created_at, updated_at FROM accounts "
         "WHERE address = $1",
         address,
-    )
-
-
-async def claim(pool: asyncpg.Pool, address: str) -> tuple[Record | None, bool]:
-    """(the address's account or None, is it in private_email?) in one round trip."""
-    row = await pool.fetchrow(
-        "SELECT a.id, a.address, a.password_hash, a.created_at, a.updated_at, "
-        "EXISTS (SELECT 1 FROM private_email WHERE lower(email) = $1) AS private "
-        "FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.address = $1",
-        address,
-    )
-    assert row is not None
-    return (row if row["id"] is not None else None), bool(row["private"])
-
-
-async def is_private(pool: Executor, address: str) -> bool:
-    return bool(
-        await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM private_email WHERE lower(email) = $1)", address
-        )
     )
 
 
