@@ -11,10 +11,18 @@ resource, a JSON object per `data:` field.
 A lost LISTEN connection (server restart, pg_terminate_backend, network)
 is noticed through asyncpg's termination callback and a periodic ping, and
 re-established with backoff; then every watched address is read for rows
-received since shortly before the loss (CATCH_UP_MARGIN covers mail
-received before the loss but committed after it), and rows already sent
-are skipped (a bounded memory of recent ids), so nothing committed in the
-gap is lost and nothing is sent twice.
+written since shortly before the connection was last known to be alive,
+and rows already sent are skipped (a bounded memory of recent ids), so
+nothing committed in the gap is lost and nothing is sent twice.
+
+The catch-up goes by when rows were written (`emails.created_at`, the
+writing statement's start), never by when mail arrived (`received_at`):
+a message may arrive long before it commits (it waited behind a lock,
+or in the spool through an outage). Times are the database's own clock
+(each ping reads it), so the API host's clock does not matter. A row
+committed after the last ping was written by a statement that began at
+most the writer's statement timeout before (db.create_pool: 60 s);
+CATCH_UP_MARGIN is twice that.
 """
 
 from __future__ import annotations
@@ -89,6 +97,7 @@ class Hub:
         self._flushing: asyncio.Task[None] | None = None
         self._recent: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
         self._lost = asyncio.Event()
+        self._alive_at: datetime.datetime | None = None  # database time of the last ping
         self.connected = asyncio.Event()
         self.reconnects = 0
 
@@ -118,7 +127,9 @@ class Hub:
     async def run(self) -> None:
         """Keep one LISTEN connection up for ever (cancel to stop)."""
         backoff = 0.1
-        lost_at: datetime.datetime | None = None
+        # Database time when the connection was last known to hear every
+        # commit, while a catch-up from it is owed (None: nothing is owed).
+        heard_until: datetime.datetime | None = None
         while True:
             try:
                 conn = await asyncpg.connect(
@@ -134,11 +145,12 @@ class Hub:
                 self._lost.clear()
                 conn.add_termination_listener(lambda _conn: self._lost.set())
                 await conn.add_listener(db.NEW_MAIL_CHANNEL, self._notified)
+                self._alive_at = await queries.database_time(conn)
                 self.connected.set()
-                if lost_at is not None:
+                if heard_until is not None:
                     self.reconnects += 1
-                    caught = await self.catch_up(lost_at - CATCH_UP_MARGIN)
-                    lost_at = None  # only once caught up: a failed catch-up is retried
+                    caught = await self.catch_up(heard_until - CATCH_UP_MARGIN)
+                    heard_until = None  # only once caught up: a failed catch-up is retried
                     log.warning("[events] LISTEN re-established; caught up %d message(s)", caught)
                 else:
                     log.info("[events] listening on %s", db.NEW_MAIL_CHANNEL)
@@ -147,8 +159,8 @@ class Hub:
                 log.warning("[events] LISTEN connection failed: %r", error)
             finally:
                 self.connected.clear()
-                if lost_at is None:  # the first loss not yet caught up
-                    lost_at = datetime.datetime.now(datetime.UTC)
+                if heard_until is None:  # the first loss not yet caught up
+                    heard_until = self._alive_at
                 conn.terminate()
             log.warning("[events] LISTEN connection lost; reconnecting")
 
@@ -160,7 +172,7 @@ class Hub:
                 return
             except TimeoutError:
                 pass
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), PING_TIMEOUT)
+            self._alive_at = await asyncio.wait_for(queries.database_time(conn), PING_TIMEOUT)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         # "<uuid> <address>": the address may itself contain spaces (quoted local part).
@@ -215,8 +227,9 @@ class Hub:
             self._recent.popitem(last=False)
 
     async def catch_up(self, since: datetime.datetime) -> int:
+        """Deliver the rows of watched addresses written after `since` (database time)."""
         addresses = list(self.streams)
         if not addresses:
             return 0
-        rows = await queries.committed_since(self.pool, addresses, since)
+        rows = await queries.written_since(self.pool, addresses, since)
         return await self.deliver(rows)

@@ -327,15 +327,31 @@ async def _delete_mail(
     return int(status.rsplit(" ", 1)[1])
 
 
-async def committed_since(
+async def written_since(
     pool: asyncpg.Pool, addresses: Sequence[str], since: datetime.datetime
 ) -> list[Record]:
-    """List rows of `addresses` received after `since`, oldest first (stream catch-up)."""
+    """List rows of `addresses` written after `since` (database time), in the
+    order they were written (stream catch-up).
+
+    `created_at` is the writing transaction's start (its default, now()):
+    the writer's batch is one statement, so that is when the statement began,
+    however long before the message arrived (received_at) or how long it
+    waited in the writer or the spool. The index on (mailbox_owner,
+    received_at) finds each address's rows; a catch-up is rare (after a lost
+    LISTEN connection) and mailboxes are small.
+    """
     return list(
         await pool.fetch(
             f"SELECT {LIST_COLUMNS} FROM emails e WHERE e.mailbox_owner = ANY($1) "
-            "AND e.received_at > $2 ORDER BY e.received_at",
+            "AND e.created_at > $2 ORDER BY e.created_at, e.received_at",
             list(addresses),
             since,
         )
     )
+
+
+async def database_time(conn: asyncpg.Connection) -> datetime.datetime:
+    """The database's clock now (a LISTEN connection's ping)."""
+    moment = await conn.fetchval("SELECT clock_timestamp()")
+    assert isinstance(moment, datetime.datetime)
+    return moment
