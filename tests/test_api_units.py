@@ -12,8 +12,9 @@ import pytest
 
 from app.api import access, mime, shapes
 from app.api.access import Decision
-from app.api.app import RateLimit, topic_target
+from app.api.app import RateLimit
 from app.api.mailpit import search_terms
+from app.api.mercure import topic_target
 from app.api.queries import Term, search_condition
 
 ROW = {

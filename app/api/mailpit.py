@@ -96,7 +96,7 @@ async def mailbox(request: Request) -> tuple[str, Reader] | Response:
     if policy.address_problem(address):
         return not_found()
     cred = access.credential(request.headers.get("authorization"))
-    reader = await reader_for(request, address, cred)
+    reader = await reader_for(state(request), address, cred)
     if reader.decision is access.Decision.ALLOW:
         return address, reader
     if reader.decision is access.Decision.FORBIDDEN:

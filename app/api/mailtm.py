@@ -58,7 +58,7 @@ async def current_account(request: Request) -> Account | Response:
     claims = access.read_token(state(request).secret, cred.token)
     if claims is None:
         return unauthorized("Invalid JWT Token")
-    account = await account_for_token(request, cred.token)
+    account = await account_for_token(state(request), cred.token)
     if account is None:
         return unauthorized("Invalid JWT Token")
     return account

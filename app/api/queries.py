@@ -22,6 +22,8 @@ import asyncpg
 from .. import db_schema
 
 Record: TypeAlias = asyncpg.Record
+# What a query may raise when the database is unreachable or failed it.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 # The account functions also serve the command line, on a plain connection.
 Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -81,28 +83,40 @@ async def domains(pool: asyncpg.Pool, shape: Schema) -> list[dict[str, Any]]:
 
 # Accounts ---------------------------------------------------------------------
 
+ACCOUNT_COLUMNS = "id, address, password_hash, created_at, updated_at"
+# Every write to `accounts` announces the address on this channel, in its own
+# transaction (delivered at COMMIT): open event streams of that address
+# decide again whether they may go on (events.py, mercure.py).
+ACCOUNTS_CHANNEL = "tempmail_accounts"
+
+
+def announced(write: str) -> str:
+    """`write` (an INSERT, UPDATE or DELETE of accounts) returning the rows it
+    changed, each announced on ACCOUNTS_CHANNEL."""
+    return (
+        f"WITH changed AS ({write} RETURNING {ACCOUNT_COLUMNS}) "
+        f"SELECT {ACCOUNT_COLUMNS}, pg_notify('{ACCOUNTS_CHANNEL}', address) AS announced "
+        "FROM changed"
+    )
+
 
 async def account_by_id(pool: Executor, account_id: uuid.UUID) -> Record | None:
-    return await pool.fetchrow(
-        "SELECT id, address, password_hash, created_at, updated_at FROM accounts WHERE id = $1",
-        account_id,
-    )
+    return await pool.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1", account_id)
 
 
 async def account_by_address(pool: Executor, address: str) -> Record | None:
     return await pool.fetchrow(
-        "SELECT id, address, password_hash, created_at, updated_at FROM accounts "
-        "WHERE address = $1",
-        address,
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = $1", address
     )
 
 
 async def create_account(pool: Executor, address: str, password_hash: str) -> Record | None:
     """The new account, or None if the address already has one."""
     return await pool.fetchrow(
-        "INSERT INTO accounts (id, address, password_hash) VALUES ($1, $2, $3) "
-        "ON CONFLICT (address) DO NOTHING "
-        "RETURNING id, address, password_hash, created_at, updated_at",
+        announced(
+            "INSERT INTO accounts (id, address, password_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT (address) DO NOTHING"
+        ),
         uuid.uuid4(),
         address,
         password_hash,
@@ -110,17 +124,17 @@ async def create_account(pool: Executor, address: str, password_hash: str) -> Re
 
 
 async def set_password(pool: Executor, address: str, password_hash: str) -> bool:
-    status = await pool.execute(
-        "UPDATE accounts SET password_hash = $2, updated_at = now() WHERE address = $1",
+    changed = await pool.fetch(
+        announced("UPDATE accounts SET password_hash = $2, updated_at = now() WHERE address = $1"),
         address,
         password_hash,
     )
-    return status != "UPDATE 0"
+    return bool(changed)
 
 
 async def remove_account(pool: Executor, address: str) -> bool:
     """Delete the account of `address` (its mail stays; the command line's `remove`)."""
-    return await pool.execute("DELETE FROM accounts WHERE address = $1", address) != "DELETE 0"
+    return bool(await pool.fetch(announced("DELETE FROM accounts WHERE address = $1"), address))
 
 
 async def all_accounts(pool: Executor) -> list[Record]:
@@ -132,7 +146,7 @@ async def delete_account(pool: asyncpg.Pool, account_id: uuid.UUID, address: str
     account is gone is open to anyone again, so its mail must not stay."""
     async with pool.acquire() as conn, conn.transaction():
         await _delete_mail(conn, address, None)
-        await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+        await conn.execute(announced("DELETE FROM accounts WHERE id = $1"), account_id)
 
 
 async def used_bytes(pool: asyncpg.Pool, address: str) -> int:
