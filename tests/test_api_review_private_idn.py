@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from .api_fixtures import make_stack  # noqa: F401
+from .api_fixtures import make_stack
 from .api_helpers import mail, send
 from .helpers import eventually, query
 
@@ -29,7 +29,7 @@ def stored(url: str, address: str) -> bool:
 
 
 @pytest.mark.parametrize("listed,rcpt", SPELLINGS)
-def test_private_address_is_not_open(make_stack, listed, rcpt):  # noqa: F811
+def test_private_address_is_not_open(make_stack, listed, rcpt):
     stack = make_stack(private_email=(listed,))
     send(stack.smtp.port, [rcpt], mail(rcpt, subject="private-mail", text="password reset 4242"))
     eventually(lambda: stored(stack.database_url, rcpt))
@@ -48,7 +48,7 @@ def test_private_address_is_not_open(make_stack, listed, rcpt):  # noqa: F811
             assert taken.status_code == 422, f"a stranger claimed private {spelling}: {taken.text}"
 
 
-def test_a_row_added_while_the_api_runs_closes_the_address(make_stack):  # noqa: F811
+def test_a_row_added_while_the_api_runs_closes_the_address(make_stack):
     """The list is refreshed every PRIVATE_REFRESH seconds, normalised the same way."""
     stack = make_stack(private_refresh="0.2")
     rcpt = "late@xn--r8jz45g.jp"

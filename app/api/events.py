@@ -13,8 +13,10 @@ every write to `accounts`, by any API process or the command line,
 announces its address), and the private_email refresh reports addresses
 that joined or left the list: the streams of such an address are told
 their access may have changed (`Signal.RECHECK`), and whoever consumes
-them decides again (mercure.py). After a lost connection every stream is
-told so, since changes made meanwhile were not heard.
+them decides again (mercure.py). Changes announced while the connection
+is down are not heard: the consumer's own bound (a decision is trusted
+for RECHECK_SECONDS) covers them, rather than every stream asking the
+database at once when it comes back.
 
 A lost LISTEN connection (server restart, pg_terminate_backend, network)
 is noticed through asyncpg's termination callback and a periodic ping, and
@@ -192,7 +194,6 @@ class Hub:
                 self.connected.set()
                 if heard_until is not None:
                     self.reconnects += 1
-                    self.access_changed(list(self.streams))  # account changes were not heard
                     caught = await self.catch_up(heard_until - CATCH_UP_MARGIN)
                     heard_until = None  # only once caught up: a failed catch-up is retried
                     log.warning("[events] LISTEN re-established; caught up %d message(s)", caught)

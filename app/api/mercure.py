@@ -11,14 +11,15 @@ what the database says then) if it is older than RECHECK_SECONDS, or at
 once when the address's access may have changed (events.Signal.RECHECK: an
 account of the address created, deleted or given a new password, by any
 API process or the command line; the address joining or leaving
-private_email; the LISTEN connection lost and back). When the answer is
-no longer "allow" the stream ends, with no further event.
+private_email). When the answer is no longer "allow" the stream ends,
+with no further event.
 
 The bound: a stream delivers nothing its credential could not read
 RECHECK_SECONDS (2 s) earlier. Announced changes (every write to
-`accounts` made through this code) stop a stream at once; a change made
-behind the API's back (SQL on `accounts`) within RECHECK_SECONDS; a new
-private_email row within PRIVATE_REFRESH (private.py).
+`accounts` made through this code, while the API LISTENs) stop a stream
+at once; others (SQL on `accounts`, or announced while the LISTEN
+connection was down) from its first event RECHECK_SECONDS after its last
+decision; a new private_email row within PRIVATE_REFRESH (private.py).
 """
 
 from __future__ import annotations
