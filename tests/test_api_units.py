@@ -12,8 +12,9 @@ import pytest
 
 from app.api import access, mime, shapes
 from app.api.access import Decision
-from app.api.app import RateLimit, topic_target
+from app.api.app import RateLimit
 from app.api.mailpit import search_terms
+from app.api.mercure import topic_target
 from app.api.queries import Term, search_condition
 
 ROW = {
@@ -62,6 +63,35 @@ def test_names_are_empty_strings_never_null():
     assert summary["subject"] == "" and summary["msgid"] == ""
     full = shapes.message_full(row, "", None, False, [], 0)
     assert full["retentionDate"] is None and full["html"] == ["<p>Hello</p>"]
+
+
+# Stored header_from entries whose display name looks like an address: the
+# address shown is the bracketed one (the one DMARC checked), whichever way
+# the writer stored the name (quoted now, unquoted and decoded before).
+SPOOFED_FROM = [
+    ('"support@bank.com" <x@evil.com>', "support@bank.com"),
+    ("support@bank.com <x@evil.com>", "support@bank.com"),
+    ("x@evil.com (support@bank.com)", "support@bank.com"),
+    ('"Bank <support@bank.com>" <x@evil.com>', "Bank <support@bank.com>"),
+    ("Bank <support@bank.com> <x@evil.com>", "Bank <support@bank.com>"),
+]
+
+
+@pytest.mark.parametrize("stored,name", SPOOFED_FROM)
+def test_the_address_is_the_bracketed_one(stored, name):
+    row = {**ROW, "header_from": stored, "header_to": [stored]}
+    summary = shapes.message_summary(row, "", None, ld=False)
+    assert summary["from"] == {"name": name, "address": "x@evil.com"}
+    assert summary["to"] == [{"name": name, "address": "x@evil.com"}]
+    assert shapes.mailpit_summary(row)["From"] == {"Name": name, "Address": "x@evil.com"}
+    assert shapes.mailpit_summary(row)["To"] == [{"Name": name, "Address": "x@evil.com"}]
+
+
+def test_entries_without_brackets():
+    assert shapes.pair("x@evil.com") == ("", "x@evil.com")
+    assert shapes.pair('"A \\"q\\" B" <a@b.test>') == ('A "q" B', "a@b.test")
+    assert shapes.pair("Name <>") == ("Name", "")
+    assert shapes.pair("") == ("", "")
 
 
 def test_collection_views():

@@ -105,7 +105,7 @@ async def mailbox(request: Request, query_token: bool = False) -> tuple[str, Rea
         return not_found()
     query = request.query_params.get("authorization") if query_token else None
     cred = access.credential(request.headers.get("authorization"), query)
-    reader = await reader_for(request, address, cred)
+    reader = await reader_for(state(request), address, cred)
     if reader.decision is access.Decision.ALLOW:
         return address, reader
     if reader.decision is access.Decision.FORBIDDEN:

@@ -50,22 +50,31 @@ def arrived(row: Row) -> datetime.datetime | None:
     return row.get("received_at") or row.get("created_at")
 
 
-# The display form our writer stores: "Name <address>", the name quoted where it
-# has specials (older rows: unquoted, commas and angle brackets included).
-_DISPLAY = re.compile(r"(.*?)\s*<([^<>\s]+@[^<>\s]+)>", re.DOTALL)
+# The angle-bracketed address that ends a stored entry ("... <x@evil.com>").
+_ANGLE_ADDRESS = re.compile(r"<([^<>]*)>\s*$")
 
 
 @functools.lru_cache(maxsize=4096)  # pure; senders and recipients repeat
 def pair(text: str | None) -> tuple[str, str]:
-    """("Name", "address") of a header_from/header_to entry; ("", "") if empty."""
+    """("Name", "address") of a stored header_from/header_to entry; ("", "") if empty.
+
+    The writer stores `Name <address>`; rows of earlier writers have the
+    display name unquoted and RFC 2047-decoded, so a name may itself look
+    like an address (`support@bank.com <x@evil.com>`, `Bank
+    <support@bank.com> <x@evil.com>`), which parseaddr would take as the
+    address. The address is therefore the angle-bracketed one that ends the
+    entry, the one DMARC checked; everything before it is the name (quotes
+    removed). Entries without one (a bare address, `addr (comment)`) are
+    parsed as RFC 5322 says.
+    """
     if not text:
         return "", ""
-    display = _DISPLAY.fullmatch(text.strip())
-    if display:
-        name = display.group(1).strip()
-        if len(name) >= 2 and name[0] == name[-1] == '"':  # quoted (specials in it)
+    bracketed = _ANGLE_ADDRESS.search(text)
+    if bracketed is not None:
+        name = text[: bracketed.start()].strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
             name = email.utils.unquote(name)
-        return name, display.group(2)
+        return name, bracketed.group(1).strip()
     name, address = email.utils.parseaddr(text)
     if not address and "@" in text:
         address = text.strip()
