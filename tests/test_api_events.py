@@ -52,7 +52,8 @@ def test_stream_survives_a_killed_listen_connection(stack):
             killed = query(
                 stack.database_url,
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'tempmail-api-listen'",
+                "WHERE application_name = 'tempmail-api-listen' "
+                "AND datname = current_database()",  # not another run's API on this machine
             )
             assert [r[0] for r in killed] == [True]
             # Sent while the hub may still be reconnecting: caught up, not lost.
