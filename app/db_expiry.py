@@ -123,11 +123,13 @@ async def make_table(
     lower: datetime.datetime | None = None,
     upper: datetime.datetime | None = None,
 ) -> None:
-    """A plain table shaped like `table`, to be attached as its partition; with
-    the CHECK of [lower, upper) when `lower` is given."""
+    """A plain table shaped like `table`, to be attached as its partition: with
+    its indexes (ATTACH then only links them, instead of building them under
+    its lock), and the CHECK of [lower, upper) when `lower` is given."""
     check = "" if lower is None else ", " + range_check(name, lower, upper)
     await conn.execute(
-        f"CREATE TABLE {q(name)} (LIKE {q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS{check})"
+        f"CREATE TABLE {q(name)} (LIKE {q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+        f"INCLUDING INDEXES{check})"
     )
 
 
