@@ -186,6 +186,7 @@ async def create_partition(
 async def split_future(
     pool: db.Pool,
     table: str,
+    default: str,
     future: str,
     ranges: Sequence[tuple[str, datetime.datetime, datetime.datetime]],
 ) -> list[str]:
@@ -198,15 +199,17 @@ async def split_future(
     `table`: DETACH the future partition, ATTACH the new ones (their CHECKs
     and the DEFAULT partition's fence prove them without a scan), give the
     future partition the CHECK of its new range (a scan of what is left in
-    it: nothing, unless a clock is hours ahead) and ATTACH it again. Caller:
-    the DEFAULT partition's fence is valid and at or below the first lower
-    bound.
+    it: nothing, unless a clock is hours ahead) and ATTACH it again. Nothing
+    is made unless `default` has a valid fence at or below the first lower
+    bound (retention.fence sees to it).
     """
     if not ranges:
         return []
     async with ddl(pool) as conn:
         if await exists(conn, ranges[0][0]) or not await is_partition_of(conn, future, table):
             return []
+        if not any(f.valid and f.bound <= ranges[0][1] for f in await fences(conn, default)):
+            return []  # ATTACH would scan the DEFAULT partition: the caller fences it first
         for name, lower, upper in ranges:
             await make_table(conn, table, name, lower, upper)
             await move_rows(conn, future, name, lower, upper)
@@ -244,8 +247,8 @@ def fence_name(bound: datetime.datetime) -> str:
     return FENCE_PREFIX + bound.astimezone(datetime.UTC).strftime(FENCE_FORMAT)
 
 
-async def fences(pool: db.Pool, default: str) -> list[Fence]:
-    rows = await pool.fetch(
+async def fences(db_: db.Pool | db.Connection, default: str) -> list[Fence]:
+    rows = await db_.fetch(
         "SELECT conname, convalidated FROM pg_constraint WHERE conrelid = to_regclass($1) "
         "AND contype = 'c' AND starts_with(conname, $2) ORDER BY conname",
         q(default),
@@ -387,10 +390,10 @@ async def newest(pool: db.Pool, relation: str) -> datetime.datetime | None:
 
 async def finish_expiring(
     pool: db.Pool, table: str, name: str, private: frozenset[str]
-) -> tuple[int, int]:
+) -> tuple[int, int] | None:
     """Copy the kept rows of `name` (detached by `detach_expiring`) back into
     `table`, where they land in the DEFAULT partition, and drop it, in one
-    transaction; return (rows dropped, rows kept).
+    transaction; return (rows dropped, rows kept), None if another worker did.
 
     Nobody waits for it: `name` is no partition any more, and the copy takes
     ROW EXCLUSIVE on `table` like any insert. The kept rows are out of
@@ -402,7 +405,7 @@ async def finish_expiring(
             "SELECT obj_description(to_regclass($1), 'pg_class') = $2", q(name), mark(table)
         )
         if not marked:
-            return 0, 0  # another worker finished it
+            return None
         rows = int(await conn.fetchval(f"SELECT count(*) FROM {q(name)}", timeout=LONG))
         kept = await copy_kept_rows(conn, table, name, private)
         await conn.execute(f"DROP TABLE {q(name)}")

@@ -230,7 +230,8 @@ async def make_ahead(pool: db.Pool, retention_hours: float, now: datetime.dateti
     A table with a DEFAULT partition first gets its future partition and
     fence (`install_future`); new ranges are then split off the future
     partition with catalog work only. A fresh table gets its first ranges
-    the plain way (its DEFAULT partition is empty, or nearly). When the
+    the plain way (its DEFAULT partition is empty, or nearly), and so does
+    one whose ranges ran out before it had a future partition. When the
     future partition cannot be made yet (busy), nothing is made this run:
     the ranges made ahead last for hours, and rows past them go to DEFAULT.
     """
@@ -250,7 +251,10 @@ async def make_ahead_of(
         return
     default = default_of(existing)
     if default is not None and future_of(existing) is None:
-        if top(existing) is None:
+        ceiling = top(existing)
+        if ceiling is None or ceiling < now + width:
+            # A fresh table, or partitions that ran out: catch up first, so that
+            # the future partition (and the fence) starts above the mail arriving.
             await create_ranges(pool, table, plan(existing, now, width), default)
             existing = await shape(pool, table) or []
         if not await install_future(pool, table, default, existing):
@@ -264,7 +268,7 @@ async def make_ahead_of(
     assert future.lower is not None
     if ranges and await fence(pool, default, future.lower):
         named = [(partition_name(table, lower), lower, upper) for lower, upper in ranges]
-        for name in await db_expiry.split_future(pool, table, future.name, named):
+        for name in await db_expiry.split_future(pool, table, default, future.name, named):
             log.info("[retention] created partition %s", name)
 
 
@@ -458,7 +462,7 @@ async def finish(
     """Copy back the kept rows of `name`, detached from `table`, and drop it;
     False if the table was busy (the next run finishes it)."""
     try:
-        dropped, kept = await db_expiry.finish_expiring(pool, table, name, private)
+        done = await db_expiry.finish_expiring(pool, table, name, private)
     except db.asyncpg.LockNotAvailableError:
         log.warning(
             "[retention] %s is busy: the kept rows of %s (detached) are back at the next run",
@@ -466,6 +470,9 @@ async def finish(
             name,
         )
         return False
+    if done is None:
+        return True  # another worker finished it
+    dropped, kept = done
     log.info("[retention] dropped partition %s (%d rows, %d kept)", name, dropped, kept)
     totals.expired += dropped
     totals.kept += kept
