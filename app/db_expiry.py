@@ -94,6 +94,11 @@ async def partitions(pool: db.Pool, table: str) -> list[tuple[str, str]] | None:
         return [(r[0], r[1]) for r in rows]
 
 
+async def relation_size(pool: db.Pool, name: str) -> int:
+    """Bytes in the table's own pages (what a scan of it reads)."""
+    return int(await pool.fetchval("SELECT pg_relation_size(to_regclass($1))", q(name)) or 0)
+
+
 async def exists(conn: db.Connection, name: str) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", q(name)))
 

@@ -55,6 +55,9 @@ HOUR = datetime.timedelta(hours=1)
 WIDTHS_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)
 TABLES = ("emails", "raw_messages")
 DEFAULT_BATCH = 5000  # rows of a DEFAULT partition deleted per short transaction
+# Below this size (bytes) an ATTACH's scan of the DEFAULT partition takes milliseconds:
+# missing ranges (a fresh table, or ranges that ran out) are then made the plain way.
+SMALL_DEFAULT = 16 * 2**20
 
 
 def partition_width(retention_hours: float) -> datetime.timedelta:
@@ -230,10 +233,11 @@ async def make_ahead(pool: db.Pool, retention_hours: float, now: datetime.dateti
     A table with a DEFAULT partition first gets its future partition and
     fence (`install_future`); new ranges are then split off the future
     partition with catalog work only. A fresh table gets its first ranges
-    the plain way (its DEFAULT partition is empty, or nearly), and so does
-    one whose ranges ran out before it had a future partition. When the
-    future partition cannot be made yet (busy), nothing is made this run:
-    the ranges made ahead last for hours, and rows past them go to DEFAULT.
+    the plain way (its DEFAULT partition is empty, or nearly: SMALL_DEFAULT),
+    and so does one whose ranges ran out before it had a future partition.
+    When the future partition cannot be made yet (busy), nothing is made
+    this run: the ranges made ahead last for hours, and rows past them go to
+    DEFAULT.
     """
     width = partition_width(retention_hours)
     for table in TABLES:
@@ -252,12 +256,13 @@ async def make_ahead_of(
     default = default_of(existing)
     if default is not None and future_of(existing) is None:
         ceiling = top(existing)
-        if ceiling is None or ceiling < now + width:
-            # A fresh table, or partitions that ran out: catch up first, so that
-            # the future partition (and the fence) starts above the mail arriving.
-            await create_ranges(pool, table, plan(existing, now, width), default)
-            existing = await shape(pool, table) or []
-        if not await install_future(pool, table, default, existing):
+        if ceiling is None or ceiling < now + width:  # a fresh table, or ranges that ran out
+            if await db_expiry.relation_size(pool, default) <= SMALL_DEFAULT:
+                await create_ranges(pool, table, plan(existing, now, width), default)
+                existing = await shape(pool, table) or []
+        # Above the mail arriving: the fence must not refuse it.
+        bound = max(top(existing) or now, floor_to(now, width) + 2 * width)
+        if not await install_future(pool, table, default, existing, bound):
             return
         existing = await shape(pool, table) or []
     future = future_of(existing)
@@ -285,22 +290,24 @@ async def create_ranges(
 
 
 async def install_future(
-    pool: db.Pool, table: str, default: str, existing: Sequence[Partition]
+    pool: db.Pool, table: str, default: str, existing: Sequence[Partition], bound: datetime.datetime
 ) -> bool:
-    """Give `table` its future partition from the top of its ranges, and its
-    DEFAULT partition the fence at that bound; False if not now.
+    """Give `table` its future partition from `bound` (the top of its ranges,
+    or above the mail arriving if they ran out), and its DEFAULT partition the
+    fence at `bound`; False if not now.
 
     The fence is added NOT VALID first (from then on the DEFAULT partition
-    refuses rows from the top on: none arrive there before partitions run
-    out, hours ahead), then db_expiry.add_future moves any such rows into
-    the future partition, validates the fence and attaches.
+    refuses rows from `bound` on: none arrive there, they are hours ahead),
+    then db_expiry.add_future moves any such rows into the future partition,
+    validates the fence and attaches. Mail received between the top of the
+    ranges and `bound` (after ranges ran out) stays in DEFAULT, and expires
+    from there.
     """
-    ceiling = top(existing)
-    if ceiling is None or any(p.upper is None and not p.is_default for p in existing):
-        return False  # no ranges yet, or a MAXVALUE partition not ours
-    name = await db_expiry.add_fence(pool, default, ceiling)
+    if any(p.upper is None and not p.is_default for p in existing):
+        return False  # a MAXVALUE partition not ours
+    name = await db_expiry.add_fence(pool, default, bound)
     try:
-        made = await db_expiry.add_future(pool, table, default, future_name(table), ceiling, name)
+        made = await db_expiry.add_future(pool, table, default, future_name(table), bound, name)
     except db.asyncpg.LockNotAvailableError:
         made = False
     if not made:
@@ -312,7 +319,7 @@ async def install_future(
         table,
         future_name(table),
         default,
-        f"{ceiling:%Y-%m-%d %H:%M}",
+        f"{bound:%Y-%m-%d %H:%M}",
     )
     await keep_only(pool, default, name)
     return True

@@ -308,3 +308,38 @@ def test_mail_past_the_made_partitions_is_never_refused(database_url):
         database_url, "SELECT tableoid::regclass::text FROM emails WHERE subject = 'late'"
     )
     assert where == [(retention.partition_name("emails", retention.floor_to(now, H) + 7 * H),)]
+
+
+def test_ranges_that_ran_out_resume_above_the_mail_arriving(database_url):
+    """Partitions not made for two days (the service was down), beside a
+    DEFAULT partition too big to scan under a lock (over SMALL_DEFAULT): no
+    catching up by ATTACH; the future partition starts two hours from now,
+    and the fence below it lets in the mail arriving until then."""
+    install(database_url)
+    old_partition(database_url)  # the last range made
+    add_mail(database_url, 15_000, "10 days", 1, "kept private mail body, " * 3)
+    assert query(database_url, "SELECT pg_relation_size('emails_default')")[0][0] > (
+        retention.SMALL_DEFAULT
+    )
+    now = datetime.datetime.now(UTC)
+    asyncio.run(maintain(database_url, now))
+    query(
+        database_url,
+        "INSERT INTO emails (mailbox_owner, subject, body, from_addr) "
+        "VALUES ('new@example.com', 'arriving', '', '')",
+    )
+    where = query(
+        database_url, "SELECT tableoid::regclass::text FROM emails WHERE subject = $1", "arriving"
+    )
+    assert where == [("emails_default",)]
+    made = {
+        r[0]
+        for r in query(
+            database_url,
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'emails'::regclass",
+        )
+    }
+    start = retention.floor_to(now, H) + 2 * H  # ranges resume here; the hours before: DEFAULT
+    assert retention.partition_name("emails", start) in made
+    assert retention.partition_name("emails", start - H) not in made
+    assert "emails_future" in made
