@@ -9,10 +9,12 @@ spool replays of old mail) are deleted in small batches too.
 
 No step holds a lock that readers or the writer wait for longer than a
 catalog change takes (db_expiry says how): a busy table means "next run",
-never a queue of blocked reads and inserts. Layout of a partitioned table:
+never a queue of blocked reads and inserts. The partitions of a table:
 
-    DEFAULT (kept mail, old strays; its fence: CHECK received_at < X)
-    ranges below X ... ranges made ahead ... the future partition [top, MAXVALUE)
+    DEFAULT  kept mail (private addresses), old strays; its fence, a
+             validated CHECK (received_at < X), X at or below `future`
+    ranges   contiguous, about 1/24 of the retention each, made ahead
+    future   [top of the ranges, MAXVALUE): empty unless they were made late
 
 New ranges are split off the future partition; an expired range is
 detached, its kept rows are copied back (into DEFAULT) from the detached
@@ -233,11 +235,12 @@ async def make_ahead(pool: db.Pool, retention_hours: float, now: datetime.dateti
     A table with a DEFAULT partition first gets its future partition and
     fence (`install_future`); new ranges are then split off the future
     partition with catalog work only. A fresh table gets its first ranges
-    the plain way (its DEFAULT partition is empty, or nearly: SMALL_DEFAULT),
-    and so does one whose ranges ran out before it had a future partition.
-    When the future partition cannot be made yet (busy), nothing is made
-    this run: the ranges made ahead last for hours, and rows past them go to
-    DEFAULT.
+    the plain way, its DEFAULT partition being small (SMALL_DEFAULT); so
+    does one whose ranges ran out before it had a future partition, if its
+    DEFAULT partition is small, else the future partition starts two widths
+    from now and the mail received until then stays in DEFAULT. When the
+    future partition cannot be made yet (busy), nothing is made this run:
+    the ranges made ahead last for hours, and rows past them go to DEFAULT.
     """
     width = partition_width(retention_hours)
     for table in TABLES:
@@ -297,11 +300,11 @@ async def install_future(
     fence at `bound`; False if not now.
 
     The fence is added NOT VALID first (from then on the DEFAULT partition
-    refuses rows from `bound` on: none arrive there, they are hours ahead),
-    then db_expiry.add_future moves any such rows into the future partition,
-    validates the fence and attaches. Mail received between the top of the
-    ranges and `bound` (after ranges ran out) stays in DEFAULT, and expires
-    from there.
+    refuses rows from `bound` on: none arrive there, `bound` being a width or
+    more ahead of the mail arriving), then db_expiry.add_future moves any
+    such rows into the future partition, validates the fence and attaches.
+    Mail received between the top of the ranges and `bound` (after ranges
+    ran out) stays in DEFAULT, and expires from there.
     """
     if any(p.upper is None and not p.is_default for p in existing):
         return False  # a MAXVALUE partition not ours
