@@ -3,6 +3,13 @@ accounts`."""
 
 from __future__ import annotations
 
+import signal
+
+# Until `serve` installs its reload handler, SIGHUP's default action would end
+# the process: `systemctl reload` just after a start, or the supervisor
+# forwarding it to a worker it has just started. Ignored from the first line.
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
 import argparse
 import asyncio
 import datetime
@@ -48,7 +55,7 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     from .service import Service
 
     async def serve() -> int:
-        return await Service(settings, replay_spool=workers.worker_index() in (None, 0)).serve()
+        return await Service(settings, worker=workers.worker_index()).serve()
 
     return uvloop.run(serve())
 

@@ -78,15 +78,19 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
             )
         except (OSError, ValueError) as error:
             report(False, f"TLS certificate {settings.tls_cert} unreadable: {error}")
-    spool = Spool(settings.spool_dir)
+    spool, *workers = Spool.family(settings.spool_dir)  # workers: WORKERS>1's worker-N/
     try:
         spool.check_writable()
         report(True, f"spool {spool.directory} writable")
     except OSError as error:
         report(False, f"spool {spool.directory} not writable: {error.strerror or error}")
-    pending, dead = spool.counts()
-    report(pending == 0, f"spool: {pending} messages waiting for replay in {spool.pending_dir}")
-    report(dead == 0, f"dead letters: {dead} in {spool.dead_dir}")
-    for path, reason in spool.dead()[:10]:
-        print(f"       {path.name}: {reason}")
+    for each in (spool, *workers):
+        pending, dead = each.counts()
+        if each is spool or pending or dead:
+            report(
+                pending == 0, f"spool: {pending} messages waiting for replay in {each.pending_dir}"
+            )
+            report(dead == 0, f"dead letters: {dead} in {each.dead_dir}")
+        for path, reason in each.dead()[:10]:
+            print(f"       {path.name}: {reason}")
     return 1 if failed else 0

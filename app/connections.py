@@ -3,8 +3,11 @@
 - at most MAX_CONNECTIONS sessions, and MAX_CONNECTIONS_PER_IP from one
   client (an IPv4 address, or an IPv6 /64: one host's whole allocation);
 - at most MAX_RECEIVING_BYTES of messages being received at once (declared
-  SIZE= reserved at MAIL, actual bytes counted while DATA streams), so
-  memory stays bounded however many clients send big messages together;
+  SIZE= reserved at MAIL, actual bytes counted while DATA streams), a
+  quarter of it at most for one client, so memory stays bounded however
+  many clients send big messages together; when streaming bodies would pass
+  it, the transfers that began last give way (they are read to their end,
+  dropped and refused with 452), so the oldest ones finish;
 - at shutdown, idle sessions are told 421 and closed at once.
 
 Counters exist only for live sessions, so they are bounded by the limits.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -25,6 +29,18 @@ from . import metrics, replies
 log = logging.getLogger("app.connections")
 
 IPV6_CLIENT_PREFIX = 64
+CLIENT_SHARE = 4  # one client holds at most 1/CLIENT_SHARE of the receive budget...
+
+
+@dataclasses.dataclass(eq=False)
+class Hold:
+    """The bytes of one session's message counted against the receive budget."""
+
+    client: str = ""
+    size: int = 0
+    started: int = 0  # order in which its DATA began; 0: no transfer yet
+    declared: bool = False  # reserved from SIZE= at MAIL: admitted, never made to give way
+    evicted: bool = False  # gave way to an older transfer: the message is refused
 
 
 class Goodbye(Protocol):
@@ -83,11 +99,18 @@ class RefusalLog:
 class Connections:
     """Live sessions of this worker, with the total, per-client and byte limits."""
 
-    def __init__(self, max_total: int, max_per_client: int, max_receiving_bytes: int) -> None:
+    def __init__(
+        self, max_total: int, max_per_client: int, max_receiving_bytes: int, message_size: int
+    ) -> None:
         self.max_total = max_total
         self.max_per_client = max_per_client
         self.max_receiving_bytes = max_receiving_bytes
+        # ...but always room for one message of the largest size.
+        self.client_share = max(max_receiving_bytes // CLIENT_SHARE, message_size)
         self.receiving_bytes = 0
+        self.client_bytes: collections.Counter[str] = collections.Counter()
+        self.holds: set[Hold] = set()  # those counting bytes now
+        self._transfers = 0
         self.sessions: set[Goodbye] = set()
         self.per_client: collections.Counter[str] = collections.Counter()
         self.closing = False
@@ -115,17 +138,64 @@ class Connections:
         self.per_client[key] += 1
         return None
 
-    def reserve(self, change: int) -> bool:
-        """Add `change` bytes to those being received; False (nothing added)
-        if a positive change would pass the budget."""
-        if change > 0 and self.receiving_bytes + change > self.max_receiving_bytes:
+    def start_transfer(self, hold: Hold) -> None:
+        self._transfers += 1
+        hold.started = self._transfers
+
+    def grow(self, hold: Hold, size: int) -> bool:
+        """Count `hold` as `size` bytes (never fewer than already counted);
+        False, with nothing added, if its client's share or the budget would
+        pass. A transfer may take the place of transfers that began after it."""
+        change = size - hold.size
+        if change <= 0:
+            return not hold.evicted
+        if hold.evicted or self.client_bytes[hold.client] + change > self.client_share:
             return False
-        self.receiving_bytes += change
+        if self.receiving_bytes + change > self.max_receiving_bytes and hold.started:
+            self._evict_after(hold, self.receiving_bytes + change - self.max_receiving_bytes)
+        if self.receiving_bytes + change > self.max_receiving_bytes:
+            return False
+        self._count(hold, change)
         return True
 
-    def release(self, session: Goodbye, counted_key: str | None, held_bytes: int) -> None:
+    def _evict_after(self, hold: Hold, needed: int) -> None:
+        """Free at least `needed` bytes from transfers that began after `hold`'s,
+        the last first."""
+        later = sorted(
+            (
+                other
+                for other in self.holds
+                if other.started > hold.started and other.size and not other.declared
+            ),
+            key=lambda other: -other.started,
+        )
+        for other in later:
+            if needed <= 0:
+                return
+            needed -= other.size
+            other.evicted = True
+            self.release_hold(other, keep_evicted=True)
+
+    def release_hold(self, hold: Hold, keep_evicted: bool = False) -> None:
+        """`hold`'s message is done (or refused): its bytes are free again."""
+        self._count(hold, -hold.size)
+        if not keep_evicted:
+            hold.started, hold.declared, hold.evicted = 0, False, False
+
+    def _count(self, hold: Hold, change: int) -> None:
+        hold.size += change
+        self.receiving_bytes += change
+        self.client_bytes[hold.client] += change
+        if self.client_bytes[hold.client] <= 0:
+            del self.client_bytes[hold.client]
+        if hold.size:
+            self.holds.add(hold)
+        else:
+            self.holds.discard(hold)
+
+    def release(self, session: Goodbye, counted_key: str | None, hold: Hold) -> None:
         self.sessions.discard(session)
-        self.receiving_bytes -= held_bytes
+        self.release_hold(hold)
         if counted_key is not None:
             self.per_client[counted_key] -= 1
             if self.per_client[counted_key] <= 0:

@@ -51,6 +51,29 @@ async def report(conn: db.Connection) -> list[Line]:
     return lines
 
 
+# What an operator may have built on `emails`, by name: (label, query).
+NAMED_OVER_EMAILS = (
+    (
+        "triggers",
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'emails'::regclass "
+        "AND NOT tgisinternal ORDER BY 1",
+    ),
+    (
+        "views over it",
+        "SELECT DISTINCT r.ev_class::regclass::text FROM pg_depend d "
+        "JOIN pg_rewrite r ON r.oid = d.objid WHERE d.classid = 'pg_rewrite'::regclass "
+        "AND d.refobjid = 'emails'::regclass AND r.ev_class <> 'emails'::regclass ORDER BY 1",
+    ),
+    (
+        "in publications",
+        "SELECT DISTINCT pubname FROM pg_publication_tables "
+        "WHERE schemaname = current_schema() AND (tablename = 'emails' OR tablename IN "
+        "(SELECT relname FROM pg_class WHERE oid IN (SELECT inhrelid FROM pg_inherits "
+        "WHERE inhparent = 'emails'::regclass))) ORDER BY 1",
+    ),
+)
+
+
 async def emails_report(conn: db.Connection) -> list[Line]:
     lines: list[Line] = []
     if await db.relkind(conn, "emails") == "r":
@@ -95,24 +118,9 @@ async def emails_report(conn: db.Connection) -> list[Line]:
             + ("; ".join(f"{r[0]} {r[1]}" for r in grants) or "none"),
         )
     )
-    triggers = await conn.fetch(
-        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'emails'::regclass AND NOT tgisinternal "
-        "ORDER BY 1"
-    )
-    lines.append((True, "emails: triggers: " + listed([r[0] for r in triggers])))
-    views = await conn.fetch(
-        "SELECT DISTINCT r.ev_class::regclass::text FROM pg_depend d "
-        "JOIN pg_rewrite r ON r.oid = d.objid WHERE d.classid = 'pg_rewrite'::regclass "
-        "AND d.refobjid = 'emails'::regclass AND r.ev_class <> 'emails'::regclass ORDER BY 1"
-    )
-    lines.append((True, "emails: views over it: " + listed([r[0] for r in views])))
-    publications = await conn.fetch(
-        "SELECT DISTINCT pubname FROM pg_publication_tables "
-        "WHERE schemaname = current_schema() AND (tablename = 'emails' OR tablename IN "
-        "(SELECT relname FROM pg_class WHERE oid IN (SELECT inhrelid FROM pg_inherits "
-        "WHERE inhparent = 'emails'::regclass))) ORDER BY 1"
-    )
-    lines.append((True, "emails: in publications: " + listed([r[0] for r in publications])))
+    for label, sql in NAMED_OVER_EMAILS:
+        names = [r[0] for r in await conn.fetch(sql)]
+        lines.append((True, f"emails: {label}: {listed(names)}"))
     indexes = await conn.fetch(
         "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
         "WHERE indrelid = 'emails'::regclass ORDER BY 1"

@@ -8,11 +8,16 @@ user, or set DATABASE_URL, on a shared machine.
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 
 from .config import Settings
 
 log = logging.getLogger("app.embedded")
+# pgserver gives `pg_ctl start` a fixed 10 s; a busy machine can need longer.
+# The server keeps starting after pg_ctl is given up on, and the next try
+# finds it (the pool and the schema install wait for it to accept).
+START_TRIES = 6
 # pgserver logs every command it runs, with its output, at INFO.
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 
@@ -23,7 +28,14 @@ def start(data_dir: str) -> str:
 
     path = Path(data_dir).resolve() / "pgdata"
     path.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(path, cleanup_mode="stop")
+    for attempt in range(1, START_TRIES + 1):
+        try:
+            server = pgserver.get_server(path, cleanup_mode="stop")
+            break
+        except subprocess.TimeoutExpired:
+            if attempt == START_TRIES:
+                raise
+            log.warning("[db] the embedded PostgreSQL is slow to start; waiting (%d)", attempt)
     url: str = server.get_uri()
     log.warning(
         "[db] DATABASE_URL is unset: using the embedded PostgreSQL in %s; look at the "

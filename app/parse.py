@@ -49,9 +49,20 @@ def _decoded_size(payload: Any, transfer_encoding: str | None) -> int:
     return len(payload.encode("utf-8", "replace"))
 
 
+# A display name with one of these is quoted, so that reading "name <addr>"
+# back gives this address, never one written in the name
+# ('"support@bank.com" <x@evil.com>').
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+
+
 def _display(name: str, addr: str) -> str:
-    # A display string, not a wire header (formataddr refuses UTF-8 addresses).
-    return f"{name} <{addr}>" if name else addr
+    """ "Name <address>" (RFC 5322 quoting where needed; UTF-8 kept as it is:
+    formataddr refuses UTF-8 addresses)."""
+    if not name:
+        return addr
+    if _SPECIALS.search(name):
+        name = '"' + email.utils.quote(name) + '"'
+    return f"{name} <{addr}>"
 
 
 def _address(pairs: Any) -> str:

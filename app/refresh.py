@@ -1,7 +1,7 @@
 """Keeping the lists fresh: each table is reloaded every *_REFRESH seconds,
-all of them at once on SIGHUP, and (PostgreSQL source) the one named by a
-NOTIFY on the lists channel, which `python -m app domains|bans ...` sends
-after a change, so the running service sees it within a moment.
+all of them at once on SIGHUP, and the one named by a NOTIFY on the lists
+channel of DATABASE_URL, which `python -m app domains|bans ...` sends after
+a change, so the running service sees it within a moment.
 
 A failed refresh keeps the last good snapshot (run_every logs and counts).
 While the LISTEN connection is down it is re-established with backoff, and
@@ -50,8 +50,9 @@ class ListsKeeper:
         if self._source.name == "postgres":
             await self._schema_ready.wait()  # the tables exist only once the schema is installed
         keepers = [self._keep(table, interval) for table, interval in self.tables]
-        if self._source.name == "postgres":
-            keepers.append(self._watch())
+        # Also with Supabase: its tables are often in the DATABASE_URL database
+        # the CLI edits, and a reload costs one read of the source.
+        keepers.append(self._watch())
         await asyncio.gather(*keepers)
 
     async def _keep(self, table: str, interval: float) -> None:

@@ -53,6 +53,7 @@ CERT_CHECK_INTERVAL = 60.0  # seconds between looks at the certificate files
 LISTS_WAIT = 10.0  # seconds start-up waits for the lists before listening anyway
 POOL_CLOSE_TIMEOUT = 5.0
 REPLY_WAIT = 2.0  # seconds a drain waits for sessions to send the replies they owe
+SPOOL_CHECK_INTERVAL = 2.0  # seconds between looks at the spool directories
 
 
 class StartupError(Exception):
@@ -80,10 +81,11 @@ def bind_failure(settings: Settings, error: OSError) -> str:
     return f"cannot listen on {where}: {error.strerror or error}"
 
 
-def check_spool(directory: str) -> None:
-    """Raise StartupError unless SPOOL_DIR can hold acknowledged mail."""
+def check_spool(spool: Spool) -> None:
+    """Raise StartupError unless the spool can hold acknowledged mail."""
+    directory = str(spool.directory)
     try:
-        Spool(directory).check_writable()
+        spool.check_writable()
     except OSError as error:
         raise StartupError(
             f"SPOOL_DIR={directory!r} is not writable ({error.strerror or error}): "
@@ -93,9 +95,10 @@ def check_spool(directory: str) -> None:
 
 
 class Service:
-    def __init__(self, settings: Settings, replay_spool: bool = True) -> None:
+    def __init__(self, settings: Settings, worker: int | None = None) -> None:
         self.settings = settings
-        self.replay_spool = replay_spool  # one worker replays; the others would only repeat it
+        self.worker = worker  # WORKERS>1: this worker's number, which names its spool
+        self.spool = Spool.of_worker(settings.spool_dir, worker)
         self.stopping = asyncio.Event()
         self.forced = asyncio.Event()  # a second stop signal: no more waiting
         self.side_tasks: list[asyncio.Task[object]] = []
@@ -150,7 +153,7 @@ class Service:
 
     async def build(self) -> None:
         settings = self.settings
-        check_spool(settings.spool_dir)
+        check_spool(self.spool)
         raise_fd_limit()
         self.url = url = await asyncio.to_thread(embedded.database_url, settings)
         self.pool = await db.create_pool(url)
@@ -165,7 +168,7 @@ class Service:
         self.preparer = Preparer(authenticate)
         self.writer = BatchWriter(
             self.pool,
-            Spool(settings.spool_dir),
+            self.spool,
             batch_max=settings.batch_max,
             batch_delay=settings.batch_delay_ms / 1000,
             queue_size=settings.queue_size,
@@ -175,7 +178,10 @@ class Service:
         self.schema_ready = asyncio.Event()
         self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
         self.connections = Connections(
-            settings.max_connections, settings.max_connections_per_ip, settings.max_receiving_bytes
+            settings.max_connections,
+            settings.max_connections_per_ip,
+            settings.max_receiving_bytes,
+            settings.max_message_size,
         )
         self.handler = Handler(settings, self.lists.get, self.preparer, self.writer)
         if settings.tls_cert and settings.tls_key:
@@ -231,6 +237,7 @@ class Service:
             self.spawn(
                 "tls", run_every("tls", CERT_CHECK_INTERVAL, self.certificates.reload_if_changed)
             )
+        self.spawn("spool", run_every("spool", SPOOL_CHECK_INTERVAL, self.watch_spool))
         # Also when mail is kept forever: it makes the partitions ahead.
         self.spawn(
             "retention",
@@ -309,6 +316,9 @@ class Service:
         forced.cancel()
         return finished
 
+    async def watch_spool(self) -> None:
+        self.writer.watch_spool()
+
     def tls_context(self) -> ssl.SSLContext | None:
         return self.certificates.context if self.certificates else None
 
@@ -330,8 +340,10 @@ class Service:
         except Exception as error:
             log.warning("[retention] could not create partitions yet: %r", error)
         self.schema_ready.set()
-        if self.replay_spool:
-            self.writer.replay(self.preparer.start)
+        for orphan in Spool.orphans(self.settings.spool_dir, self.worker, self.settings.workers):
+            if moved := self.spool.adopt(orphan):
+                log.warning("[store] took over %d spool files from %s", moved, orphan.directory)
+        self.writer.replay(self.preparer.start)
         # Last: on a big existing table an index build takes a while (it blocks nobody).
         await retry_until_done("db", lambda: install(True))
 

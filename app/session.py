@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP
 
 from . import metrics, replies
 from .config import Settings
-from .connections import Connections, client_key
+from .connections import Connections, Hold, client_key
 
 if TYPE_CHECKING:
     from .smtp import Handler
@@ -35,6 +35,7 @@ TERMINATOR = b"\r\n.\r\n"
 # up to 1000 (some clients send long MAIL parameters), CRLF excluded.
 COMMAND_LINE_MAX = 998
 UNTRUSTED_PROXY = "untrusted PROXY peer"
+LIMIT_CODES = (b"421", b"452", b"552")  # replies that say a limit was reached
 
 # The common path `<local@domain>` in a plain form: no need for aiosmtpd's
 # RFC 5322 tokenizer, which also defines a class on every call (about 15% of
@@ -71,7 +72,7 @@ class Session(SMTP):
         self._refusal: str | None = None
         self._ip = ""
         self._counted_key: str | None = None  # the key this session holds in per_client
-        self._held = 0  # bytes this session counts against MAX_RECEIVING_BYTES
+        self._hold = Hold()  # this session's bytes in the worker's receive budget
         self._errors = 0  # failed commands since the last delivered message
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -130,7 +131,9 @@ class Session(SMTP):
         if first:  # not the STARTTLS upgrade of the same connection
             metrics.CONNECTIONS.inc()
             peer = transport.get_extra_info("peername")
-            self._ip = str(peer[0]) if peer else ""
+            # A link-local IPv6 peer comes with its zone ("fe80::1%eth0"), which
+            # PostgreSQL's inet refuses: the address alone.
+            self._ip = str(peer[0]).partition("%")[0] if peer else ""
             self._refusal = self._connections.admit(self)
             if self._refusal is None and self._settings.proxy_protocol:
                 if not self._trusted_proxy(self._ip):
@@ -145,8 +148,7 @@ class Session(SMTP):
             )
 
     def connection_lost(self, error: Exception | None) -> None:
-        self._connections.release(self, self._counted_key, self._held)
-        self._held = 0
+        self._connections.release(self, self._counted_key, self._hold)
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
@@ -208,19 +210,17 @@ class Session(SMTP):
 
     # The receive budget ------------------------------------------------------
 
-    def hold(self, size: int) -> bool:
+    def hold(self, size: int, declared: bool = False) -> bool:
         """Count `size` bytes of this session's message against the worker's
-        receive budget (never less than already counted); False if over it."""
-        if size <= self._held:
-            return True
-        if not self._connections.reserve(size - self._held):
-            return False
-        self._held = size
-        return True
+        receive budget (never less than already counted); False if over it.
+        `declared`: the size the client announced with SIZE= at MAIL."""
+        self._hold.client = self._counted_key or client_key(self._ip)
+        granted = self._connections.grow(self._hold, size)
+        self._hold.declared |= declared and granted
+        return granted
 
     def _release_hold(self) -> None:
-        self._connections.reserve(-self._held)
-        self._held = 0
+        self._connections.release_hold(self._hold)
 
     def _set_post_data_state(self) -> None:
         # Also after RSET, HELO and EHLO (aiosmtpd's _set_rset_state calls this).
@@ -234,6 +234,10 @@ class Session(SMTP):
         if isinstance(status, str):
             status = status.encode("utf-8")
         status = replies.with_enhanced_code(status)
+        if status[:3] in LIMIT_CODES:
+            # A limit was hit (aiosmtpd's command budgets included); policy
+            # refusals are noted where they are decided, with their domain.
+            self.note_refusal(status.decode("utf-8", "replace"))
         await super().push(status)
         if status[:1] == b"5":
             # Failed commands since the last delivered message (as Postfix's
@@ -256,9 +260,9 @@ class Session(SMTP):
             await self.push(replies.DATA_SYNTAX)
             return
         if not self.hold(CHUNK):  # no room for even one read: do not take the upload
-            self.note_refusal("452 receive budget")
             await self.push(replies.BUSY_RECEIVING)
             return
+        self._connections.start_transfer(self._hold)
         await self.push(replies.START_DATA)
         try:
             async with asyncio.timeout(self._settings.data_timeout):
@@ -321,9 +325,8 @@ class Session(SMTP):
             if refusal is None:
                 if limit and len(buffer) > limit + 2:
                     refusal = replies.MESSAGE_TOO_BIG
-                elif not self.hold(len(buffer)):
+                elif not self.hold(len(buffer)):  # over the budget, or gave way
                     refusal = replies.BUSY_RECEIVING
-                    self.note_refusal("452 receive budget")
             if refusal is not None:
                 # Keep only a tail that may hold part of the terminator.
                 del buffer[: -len(TERMINATOR)]

@@ -147,8 +147,7 @@ class Handler:
             server.note_refusal(verdict.value, sender.rpartition("@")[2] or NULL_SENDER)
             return VERDICT_REPLIES[verdict]
         declared = next((m for m in map(SIZE_PARAMETER.match, mail_options) if m), None)
-        if declared and not server.hold(int(declared.group(1))):
-            server.note_refusal("452 receive budget")
+        if declared and not server.hold(int(declared.group(1)), declared=True):
             return replies.BUSY_RECEIVING
         # The null sender is kept as "<>": aiosmtpd reads an empty sender as
         # "no MAIL yet" and would refuse RCPT (and allow a second MAIL).

@@ -9,6 +9,12 @@
   may have committed anyway; deleted from the database at the next write,
   then forgotten. One empty file per id.
 
+With WORKERS>1, worker N keeps its own spool in `worker-N/` under SPOOL_DIR,
+so a worker restarted after a crash replays only its own files, never the
+ones another live worker still holds. Files nobody would replay (a worker
+number above WORKERS, or the other layout after WORKERS changed) are
+adopted at start-up: moved into the adopting process's own spool.
+
 A message file is a JSON header line (envelope, sender-authentication
 verdict, reason), then the raw bytes. Every file is written to a temporary
 name, fsynced, renamed, and its directory fsynced.
@@ -30,6 +36,7 @@ from .model import AuthResult, Envelope
 log = logging.getLogger("app.spool")
 
 MAGIC = b"SPOOL1 "
+MIN_FREE = 64 * 1024 * 1024  # bytes free below which the spool counts as full
 
 
 def _encode(envelope: Envelope, reason: str | None) -> bytes:
@@ -71,6 +78,11 @@ def _decode(data: bytes) -> tuple[Envelope, str | None]:
     return envelope, header.get("reason")
 
 
+def _worker_number(directory: Path) -> int:
+    suffix = directory.name.removeprefix(WORKER_PREFIX)
+    return int(suffix) if suffix.isdigit() else -1
+
+
 def _fsync_directory(directory: Path) -> None:
     handle = os.open(directory, os.O_RDONLY)
     try:
@@ -89,7 +101,35 @@ def _write_durably(path: Path, data: bytes) -> None:
     _fsync_directory(path.parent)
 
 
+WORKER_PREFIX = "worker-"
+
+
 class Spool:
+    @classmethod
+    def of_worker(cls, directory: str | Path, worker: int | None) -> Spool:
+        """The spool a process owns: SPOOL_DIR itself, or SPOOL_DIR/worker-N."""
+        base = Path(directory)
+        return cls(base if worker is None else base / f"{WORKER_PREFIX}{worker}")
+
+    @classmethod
+    def family(cls, directory: str | Path) -> list[Spool]:
+        """SPOOL_DIR's spool and every worker's, for reports."""
+        base = Path(directory)
+        workers = sorted(base.glob(f"{WORKER_PREFIX}*")) if base.is_dir() else []
+        return [cls(base), *(cls(p) for p in workers if p.is_dir() and _worker_number(p) >= 0)]
+
+    @classmethod
+    def orphans(cls, directory: str | Path, worker: int | None, workers: int) -> list[Spool]:
+        """Spools no running process owns, for the single process or worker 0
+        to adopt: with WORKERS=1 every worker's; with WORKERS=N, SPOOL_DIR's
+        own and those of workers numbered N or above."""
+        if worker not in (None, 0):
+            return []
+        base, *numbered = cls.family(directory)
+        if worker is None:
+            return numbered
+        return [base] + [s for s in numbered if _worker_number(s.directory) >= workers]
+
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.pending_dir = self.directory / "pending"
@@ -99,6 +139,19 @@ class Spool:
     def _ensure(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         return directory
+
+    def problem(self) -> str | None:
+        """Why the spool could not take a file now, by a cheap look (no write):
+        a directory gone or replaced, not writable, or a full disk."""
+        for directory in (self.pending_dir, self.dead_dir, self.revoke_dir):
+            if not directory.is_dir():
+                return f"{directory} is missing"
+            if not os.access(directory, os.W_OK):
+                return f"{directory} is not writable"
+        space = os.statvfs(self.pending_dir)
+        if space.f_bavail * space.f_frsize < MIN_FREE:
+            return f"less than {MIN_FREE // (1 << 20)} MiB free on {self.pending_dir}"
+        return None
 
     def check_writable(self) -> None:
         """Raise OSError unless every spool directory can take a durable file."""
@@ -116,6 +169,29 @@ class Spool:
         path = self._ensure(self.dead_dir) / f"{envelope.id}.msg"
         _write_durably(path, _encode(envelope, reason))
         return path
+
+    def adopt(self, other: Spool) -> int:
+        """Move `other`'s waiting messages and revokes into this spool (same
+        file system: each a rename); return how many files moved."""
+        moved = 0
+        for source, target in (
+            (other.pending_dir, self.pending_dir),
+            (other.revoke_dir, self.revoke_dir),
+        ):
+            if not source.is_dir():
+                continue
+            names = [
+                p
+                for p in source.iterdir()
+                if not p.name.endswith(".tmp") and not p.name.startswith(".")
+            ]
+            for path in names:
+                os.replace(path, self._ensure(target) / path.name)
+                moved += 1
+            if names:
+                _fsync_directory(target)
+                _fsync_directory(source)
+        return moved
 
     def pending(self) -> Iterator[tuple[Path, Envelope]]:
         """Spooled messages to replay, oldest first; unreadable files are moved to dead/."""

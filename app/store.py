@@ -29,8 +29,10 @@ import dataclasses
 import logging
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from . import db, metrics
 from .model import Envelope, Prepared
@@ -219,16 +221,14 @@ class BatchWriter:
             self.running = False
 
     async def _cycle(self) -> None:
-        self._retry_unsaved_dead()
-        batch = await self._next_batch()
-        prepared = [await self._prepared(item) for item in batch]
-        live = [(item, ready) for item, ready in zip(batch, prepared, strict=True)]
-        for item, _ in live:
+        self._check_spool()
+        batch = await self._ready(await self._next_batch())
+        for item in batch:
             if item.abandoned:  # 451 given before any write: nothing is owed
                 self._forget(item)
-        live = [(item, ready) for item, ready in live if not item.abandoned]
+        live = [item for item in batch if not item.abandoned]
         if live or self._revoke or self.outage:
-            await self._write([item for item, _ in live], [ready for _, ready in live])
+            await self._write(live, [self._prepared(item) for item in live])
         self._in_flight = []
         if len(self._waiting) < self._high_water:
             self._room.set()
@@ -264,6 +264,27 @@ class BatchWriter:
         self._last_batch_len = len(batch)
         return list(batch)
 
+    async def _ready(self, batch: list[Item]) -> list[Item]:
+        """The items of `batch` whose preparation is done, waiting for the
+        first to finish (taking newly arrived mail meanwhile) if none is; the
+        others go back to the front of the line, so one sender whose DNS does
+        not answer (up to AUTH_TIMEOUT) delays no one."""
+        while batch and not any(item.prepared.done() for item in batch):
+            self._arrived.clear()
+            arrival = asyncio.ensure_future(self._arrived.wait())
+            waiting: list[asyncio.Future[Any]] = [item.prepared for item in batch]
+            await asyncio.wait([*waiting, arrival], return_when=FIRST_COMPLETED)
+            arrival.cancel()
+            if self._waiting:  # newer mail may be ready sooner: take it too
+                self._take(self._in_flight)
+                batch = list(self._in_flight)
+        ready = [item for item in batch if item.prepared.done()]
+        later = [item for item in batch if not item.prepared.done()]
+        if later:
+            self._waiting.extendleft(reversed(later))
+            self._in_flight = list(ready)
+        return ready
+
     def _take(self, batch: list[Item]) -> None:
         size = sum(len(item.envelope.raw) for item in batch)
         while self._waiting and len(batch) < self._batch_max and size < BATCH_BYTES:
@@ -281,12 +302,14 @@ class BatchWriter:
         item.done = True
         self._queued_bytes -= len(item.envelope.raw)
 
-    async def _prepared(self, item: Item) -> Prepared:
-        try:
-            return await item.prepared
-        except Exception:  # a preparation never raises; if one does, store it raw
-            log.exception("[store] preparing %s failed: storing it unparsed", item.envelope.id)
-            return Prepared(item.envelope, EMPTY, None)
+    def _prepared(self, item: Item) -> Prepared:
+        """The finished preparation of `item`."""
+        prepared = item.prepared
+        if not prepared.cancelled() and prepared.exception() is None:
+            return prepared.result()
+        # A preparation never raises; if one does, or was cancelled, store it raw.
+        log.error("[store] preparing %s failed: storing it unparsed", item.envelope.id)
+        return Prepared(item.envelope, EMPTY, None)
 
     async def _write(self, batch: list[Item], prepared: list[Prepared]) -> None:
         """Commit `batch`, retrying transient failures; split it on a bad row.
@@ -309,7 +332,8 @@ class BatchWriter:
                     return
                 if not self.outage:
                     log.warning("[store] database write failed, retrying: %r", error)
-                self.outage = True
+                    self.outage = True
+                    self._check_spool()  # what is accepted meanwhile may have to go there
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 # The failed attempt may have committed: a message whose
@@ -383,16 +407,34 @@ class BatchWriter:
         self._release(item)
         return True
 
-    def _retry_unsaved_dead(self) -> None:
+    def watch_spool(self) -> None:
+        """The periodic look at the spool (a cheap one; the writer probes it
+        with a real file while it is needed): a spool that could not take a
+        file means 451 for new mail before anything accepted depends on it."""
+        problem = self._spool.problem()
+        if problem is not None:
+            self._spool_failed(OSError(problem))
+        elif self.spool_error is not None:
+            self._check_spool()
+
+    def _check_spool(self) -> None:
+        """Retry the dead letters the spool could not take, and, while it may
+        be needed (a database outage: instant mode keeps taking mail into
+        memory) or is known broken, check that it can take a file: new mail
+        gets 451 while it cannot."""
         unsaved, self._unsaved_dead = self._unsaved_dead, []
-        for item, reason in unsaved:
-            if not self._save_dead(item, reason):
+        for index, (item, reason) in enumerate(unsaved):
+            if not self._save_dead(item, reason):  # it was put back
+                self._unsaved_dead += unsaved[index + 1 :]
                 return
-        if self.spool_error is not None and not self._unsaved_dead:
-            try:
-                self._spool.check_writable()
-            except OSError:
-                return
+        if self.spool_error is None and not self.outage:
+            return
+        try:
+            self._spool.check_writable()
+        except OSError as error:
+            self._spool_failed(error)
+            return
+        if self.spool_error is not None:
             log.warning("[store] the spool is writable again: accepting mail")
             self.spool_error = None
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from .api_helpers import ApiServer
-from .helpers import Server
+from .helpers import Server, query
 
 
 @dataclasses.dataclass
@@ -30,11 +30,14 @@ class Stack:
 
 @pytest.fixture
 def make_stack(make_server, database_url, tmp_path) -> Iterator[Callable[..., Stack]]:
-    """Start the SMTP service and the API; API settings as keyword arguments."""
+    """Start the SMTP service and the API; API settings as keyword arguments,
+    `private_email` rows the website had written before the API started."""
     apis: list[ApiServer] = []
 
-    def make(**settings: str) -> Stack:
+    def make(private_email: tuple[str, ...] = (), **settings: str) -> Stack:
         smtp = make_server()
+        for address in private_email:
+            query(database_url, "INSERT INTO private_email (email) VALUES ($1)", address)
         api = ApiServer(database_url, str(tmp_path / "data"), **settings)
         apis.append(api)
         api.start()

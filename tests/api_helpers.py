@@ -7,6 +7,7 @@ on its port, not a sleep.
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
 import json
 import smtplib
@@ -119,6 +120,27 @@ def sse_events(
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         fields[name] = fields[name] + "\n" + value if name in fields else value
+
+
+HUB = "/.well-known/mercure"
+
+
+def open_stream(
+    client: httpx.Client, topic: str, token: str | None = None, **params: str
+) -> contextlib.AbstractContextManager[httpx.Response]:
+    """GET the Mercure hub for `topic` as a stream (a `with` block)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.stream("GET", HUB, params={"topic": topic, **params}, headers=headers, timeout=60)
+
+
+def next_event(events: Iterator[dict[str, Any]], timeout: float = 20) -> dict[str, Any]:
+    """The next event; fails at the first ping after `timeout` seconds without one."""
+    deadline = time.monotonic() + timeout
+    for event in events:
+        if "comment" not in event:
+            return event
+        assert time.monotonic() < deadline, "no event"
+    raise AssertionError("stream ended")
 
 
 def account(client: httpx.Client, address: str, password: str = "secret-pass") -> tuple[str, str]:

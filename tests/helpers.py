@@ -75,12 +75,16 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in PASSED_THROUGH}
 
 
-def app_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m app ARGS` run to its end, from a clean environment plus `env`."""
+def app_command(
+    *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m app ARGS` run to its end, from a clean environment plus `env`,
+    with `stdin` as its standard input."""
     return subprocess.run(
         [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
         cwd=ROOT,
         env={**clean_environment(), **env},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,8 +3,6 @@ any route; claimed and private addresses need their own; API_ACCESS=accounts."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -12,7 +10,7 @@ import pytest
 
 from .api_fixtures import make_stack, stack
 from .api_helpers import account, mail, send, wait_messages
-from .helpers import ROOT, query
+from .helpers import app_command, query
 
 
 def basic(address: str, password: str) -> httpx.BasicAuth:
@@ -123,8 +121,8 @@ def test_open_address_is_readable_by_anyone_until_claimed(stack):
         assert client.get("/mailpit/free@example.com/api/v1/messages").status_code == 401
 
 
-def test_private_addresses_belong_to_the_website(stack):
-    query(stack.database_url, "INSERT INTO private_email (email) VALUES ('Owner@Example.com')")
+def test_private_addresses_belong_to_the_website(make_stack):
+    stack = make_stack(private_email=("Owner@Example.com",))
     with stack.client() as client:
         refused = client.post(
             "/accounts", json={"address": "owner@example.com", "password": "secret-pass"}
@@ -132,12 +130,9 @@ def test_private_addresses_belong_to_the_website(stack):
         assert refused.status_code == 422
         assert client.get("/mailpit/owner@example.com/api/v1/messages").status_code == 401
     # The operator makes its account; the password comes on standard input.
-    made = subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", "accounts", "add",
-         "owner@example.com"],
-        input="owner-password\n", capture_output=True, text=True, cwd=ROOT,
-        env={**stack.api.env}, timeout=60,
-    )  # fmt: skip
+    made = app_command(
+        "accounts", "add", "owner@example.com", stdin="owner-password\n", **stack.api.env
+    )
     assert made.returncode == 0, made.stderr
     assert "added owner@example.com" in made.stdout
     with stack.client() as client:

@@ -3,33 +3,21 @@ LISTEN connection too, and never the stream of another address."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from typing import Any
-
 import httpx
 
 from .api_fixtures import make_stack, stack
-from .api_helpers import ApiServer, account, mail, send, sse_events
+from .api_helpers import (
+    HUB,
+    ApiServer,
+    account,
+    mail,
+    next_event,
+    open_stream,
+    send,
+    sse_events,
+)
 from .helpers import db_address, query, with_port
 from .netfakes import TCPProxy
-
-HUB = "/.well-known/mercure"
-
-
-def next_event(events: Iterator[dict[str, Any]], timeout: float = 20) -> dict[str, Any]:
-    """The next event; fails at the first ping after `timeout` seconds without one."""
-    deadline = time.monotonic() + timeout
-    for event in events:
-        if "comment" not in event:
-            return event
-        assert time.monotonic() < deadline, "no event"
-    raise AssertionError("stream ended")
-
-
-def open_stream(client: httpx.Client, topic: str, token: str | None = None, **params: str):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return client.stream("GET", HUB, params={"topic": topic, **params}, headers=headers, timeout=60)
 
 
 def test_new_message_then_account_on_the_stream(stack):

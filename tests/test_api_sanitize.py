@@ -198,3 +198,20 @@ def test_corpus_html_text_survives():
         assert script_paths(cleaned) == [], path
         assert visible_text(cleaned) == visible_text(html), path
     assert checked >= 100
+
+
+def test_background_colours_stay_and_images_in_css_go():
+    """Mail buttons are coloured with `background:` (white text on it): without it
+    the text is white on white. Any CSS function that fetches an image goes."""
+    button = '<a href="https://ok.test/c" style="background:#0b5cad;color:#fff">Confirm</a>'
+    assert 'style="background:#0b5cad;color:#fff"' in sanitize.clean(button)
+    for value in (
+        "background:image-set('https://t.test/x.gif' 1x)",
+        "background:-webkit-image-set('https://t.test/x.gif' 1x)",
+        "background:cross-fade('https://t.test/x.gif', red)",
+        "background:element(#x)",
+        "background:src('https://t.test/x.gif')",
+        "background:url(https://t.test/x.gif)",
+    ):
+        for remote_images in (False, True):
+            assert "style" not in sanitize.clean(f'<p style="{value}">x</p>', remote_images)

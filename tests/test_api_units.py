@@ -12,8 +12,9 @@ import pytest
 
 from app.api import access, mime, shapes
 from app.api.access import Decision
-from app.api.app import RateLimit, topic_target
+from app.api.app import RateLimit
 from app.api.mailpit import search_terms
+from app.api.mercure import topic_target
 from app.api.queries import Term, search_condition
 
 ROW = {
@@ -62,6 +63,35 @@ def test_names_are_empty_strings_never_null():
     assert summary["subject"] == "" and summary["msgid"] == ""
     full = shapes.message_full(row, "", None, False, [], 0)
     assert full["retentionDate"] is None and full["html"] == ["<p>Hello</p>"]
+
+
+# Stored header_from entries whose display name looks like an address: the
+# address shown is the bracketed one (the one DMARC checked), whichever way
+# the writer stored the name (quoted now, unquoted and decoded before).
+SPOOFED_FROM = [
+    ('"support@bank.com" <x@evil.com>', "support@bank.com"),
+    ("support@bank.com <x@evil.com>", "support@bank.com"),
+    ("x@evil.com (support@bank.com)", "support@bank.com"),
+    ('"Bank <support@bank.com>" <x@evil.com>', "Bank <support@bank.com>"),
+    ("Bank <support@bank.com> <x@evil.com>", "Bank <support@bank.com>"),
+]
+
+
+@pytest.mark.parametrize("stored,name", SPOOFED_FROM)
+def test_the_address_is_the_bracketed_one(stored, name):
+    row = {**ROW, "header_from": stored, "header_to": [stored]}
+    summary = shapes.message_summary(row, "", None, ld=False)
+    assert summary["from"] == {"name": name, "address": "x@evil.com"}
+    assert summary["to"] == [{"name": name, "address": "x@evil.com"}]
+    assert shapes.mailpit_summary(row)["From"] == {"Name": name, "Address": "x@evil.com"}
+    assert shapes.mailpit_summary(row)["To"] == [{"Name": name, "Address": "x@evil.com"}]
+
+
+def test_entries_without_brackets():
+    assert shapes.pair("x@evil.com") == ("", "x@evil.com")
+    assert shapes.pair('"A \\"q\\" B" <a@b.test>') == ('A "q" B', "a@b.test")
+    assert shapes.pair("Name <>") == ("Name", "")
+    assert shapes.pair("") == ("", "")
 
 
 def test_collection_views():
@@ -201,3 +231,18 @@ def test_rate_limit_bucket():
     assert limiter.allow("5.6.7.8", 100.0)  # per client address
     assert limiter.allow("1.2.3.4", 100.125)  # one token back after 1/8 s
     assert not limiter.allow("1.2.3.4", 100.125)
+
+
+def test_sender_names_as_our_writer_stores_them():
+    """header_from is "Name <address>" with the name unquoted: commas, quotes and
+    angle brackets in a name stay in the name (parseaddr alone loses both)."""
+    pair = shapes.pair
+    assert pair("Doe, John <j@x.test>") == ("Doe, John", "j@x.test")
+    assert pair("<script>alert(1)</script> <e@x.test>") == ("<script>alert(1)</script>", "e@x.test")
+    assert pair('"Doe, John" <j@x.test>') == ("Doe, John", "j@x.test")
+    assert pair('"a \\"b\\" \\\\ c" <q@x.test>') == ('a "b" \\ c', "q@x.test")
+    assert pair('"support@bank.test" <x@evil.test>') == ("support@bank.test", "x@evil.test")
+    assert pair("Alice <a@x.test>") == ("Alice", "a@x.test")
+    assert pair("<a@x.test>") == ("", "a@x.test")
+    assert pair("a@x.test") == ("", "a@x.test")
+    assert pair("") == ("", "")

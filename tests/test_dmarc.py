@@ -6,7 +6,8 @@ know `.test`, so every `*.test` domain shares the organizational domain
 hyphenated and IDN domains (authheaders cut `bank-of-trust.com` to `bank`
 and `xn--bcher-kva.com` to `xn`, and let a spoofed From through), and the
 policy choices of RFC 7489: relaxed and strict alignment, the organizational
-domain's record, `sp`, `p=none`, SPF alignment, no record, and `pct`.
+domain's record, `sp`, `p=none`, SPF alignment, no record, `pct`, and a
+record with a bad tag value (the tag's default is used, the policy stands).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ZONE = {
     ("_dmarc.spf-aligned.com", "TXT"): ["v=DMARC1; p=reject"],
     ("spf-aligned.com", "TXT"): ["v=spf1 ip4:127.0.0.1 -all"],
     ("_dmarc.ramp-up.com", "TXT"): ["v=DMARC1; p=reject; pct=0"],
+    ("_dmarc.typo-in-tag.com", "TXT"): ["v=DMARC1; p=reject; adkim=x; pct=all"],
 }
 
 
@@ -151,6 +153,14 @@ CASES = [
         250,
         "fail",
         "ramp-up.com",
+    ),
+    (
+        "bad adkim and pct values: defaults used (RFC 7489 6.3), p=reject still applies",
+        "x@attacker-mail.net",
+        message("ceo@typo-in-tag.com", "typo"),
+        550,
+        None,
+        None,
     ),
 ]
 

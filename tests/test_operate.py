@@ -190,8 +190,8 @@ def test_zero_setup_uses_the_embedded_postgresql(tmp_path):
         }
     )
     server.env.pop("DATABASE_URL", None)
-    server.start(timeout=120)
     try:
+        server.start(timeout=120)
         assert "DATABASE_URL is unset: using the embedded PostgreSQL" in server.log
         assert re.search(r"look at the tables with: psql 'postgresql://", server.log)
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:

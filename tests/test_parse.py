@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +90,19 @@ def test_never_raises_and_text_is_clean(raw):
 )
 def test_mime_shaped_junk_never_raises(raw):
     assert parse(raw).parser in ("mail-parser", "email", "none")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'From: "support@bank.com" <x@evil.com>',
+        b"From: x@evil.com (support@bank.com)",
+        b"From: =?utf-8?q?Bank_=3Csupport=40bank=2Ecom=3E?= <x@evil.com>",
+    ],
+)
+def test_stored_from_reads_back_as_the_real_address(header):
+    """An address written in the display name never becomes the address
+    (found by review: the API showed support@bank.com, DMARC checked evil.com)."""
+    mail = parse(header + b"\r\nSubject: s\r\n\r\nx")
+    assert email.utils.parseaddr(mail.header_from)[1] == "x@evil.com", mail.header_from
+    assert "bank" in mail.header_from  # the name is kept, as text

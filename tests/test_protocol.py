@@ -189,7 +189,9 @@ def test_receive_budget_refuses_past_it_and_recovers(make_server, database_url):
     read, dropped and refused with 452 after its end; room comes back."""
     mib = 1024 * 1024
     server = make_server(max_message_size=str(mib + mib // 2), max_receiving_bytes=str(2 * mib))
-    with Raw(server.port).hello() as big, Raw(server.port).hello() as other:
+    # Two clients: one client may hold at most a quarter of the budget (or one
+    # message of the largest size), so a single address cannot squat it all.
+    with Raw(server.port).hello() as big, Raw(server.port, source="127.0.0.2").hello() as other:
         assert big.cmd(b"MAIL FROM:<a@sender.test> SIZE=%d" % (mib + mib // 2)).startswith(b"250")
         assert other.cmd(b"MAIL FROM:<b@sender.test> SIZE=%d" % mib) == (
             b"452 4.3.1 Too much mail being received at once - please retry later\r\n"
@@ -207,3 +209,28 @@ def test_receive_budget_refuses_past_it_and_recovers(make_server, database_url):
         other.send(b"Subject: fits\r\n\r\n" + (b"z" * 998 + b"\r\n") * 800 + b".\r\n")
         queued_id(other.reply())
     eventually(lambda: query(database_url, "SELECT subject FROM emails") == [("fits",)])
+
+
+def test_one_client_cannot_squat_the_receive_budget(make_server, database_url):
+    """Idle sessions of one client reserving with SIZE= (found by review: 11
+    of them took the whole budget) stop at that client's share: another
+    client is still served."""
+    mib = 1024 * 1024
+    server = make_server(max_message_size=str(mib), max_receiving_bytes=str(8 * mib))
+    squatters = [Raw(server.port).hello() for _ in range(6)]
+    try:
+        replies = [c.cmd(b"MAIL FROM:<s@sender.test> SIZE=%d" % (mib - 1024)) for c in squatters]
+        assert [r[:3] for r in replies].count(b"250") == 2  # a quarter of 8 MiB
+        assert replies[-1].startswith(b"452 4.3.1")
+        with Raw(server.port, source="127.0.0.2").hello() as honest:
+            assert honest.cmd(b"MAIL FROM:<h@sender.test> SIZE=%d" % (mib - 1024)).startswith(
+                b"250"
+            )
+            assert honest.cmd(b"RCPT TO:<u@example.com>").startswith(b"250")
+            assert honest.cmd(b"DATA").startswith(b"354")
+            honest.send(b"Subject: served\r\n\r\nx\r\n.\r\n")
+            assert honest.reply().startswith(b"250")
+    finally:
+        for conn in squatters:
+            conn.close()
+    eventually(lambda: query(database_url, "SELECT subject FROM emails") == [("served",)])

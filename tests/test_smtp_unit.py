@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import config
-from app.connections import Connections, RefusalLog, client_key
+from app.connections import Connections, Hold, RefusalLog, client_key
 from app.replies import with_enhanced_code
 from app.session import Session
 from app.smtp import Handler
@@ -63,7 +63,9 @@ def test_refusal_log_is_rate_limited(caplog):
 
 
 def test_connections_counters_are_bounded_by_live_sessions():
-    connections = Connections(max_total=3, max_per_client=2, max_receiving_bytes=1000)
+    connections = Connections(
+        max_total=3, max_per_client=2, max_receiving_bytes=1000, message_size=100
+    )
     settings = config.load({}, env_file=None)
     handler = Handler(settings, lambda: None, None, None)  # type: ignore[arg-type]
     sessions = [
@@ -77,13 +79,15 @@ def test_connections_counters_are_bounded_by_live_sessions():
     assert connections.count_client("1.1.1.1") is None
     assert connections.count_client("1.1.1.1") is not None  # per client
     assert connections.count_client("2.2.2.2") is None
-    assert connections.reserve(600) and not connections.reserve(600)  # the byte budget
-    for session, key, held in (
-        (sessions[0], "1.1.1.1", 600),
-        (sessions[1], "1.1.1.1", 0),
-        (sessions[2], "2.2.2.2", 0),
+    first, second = Hold("1.1.1.1"), Hold("2.2.2.2")
+    assert connections.grow(first, 250) and not connections.grow(first, 300)  # client share
+    assert connections.grow(second, 250) and connections.receiving_bytes == 500
+    for session, key, hold in (
+        (sessions[0], "1.1.1.1", first),
+        (sessions[1], "1.1.1.1", Hold()),
+        (sessions[2], "2.2.2.2", second),
     ):
-        connections.release(session, key, held)
+        connections.release(session, key, hold)
     assert not connections.per_client and not connections.sessions
     assert connections.receiving_bytes == 0
     for session in sessions:
@@ -123,7 +127,7 @@ async def test_session_factory_copies_what_aiosmtpd_init_makes():
     from app.smtp import session_options
 
     settings = config.load({}, env_file=None)
-    connections = Connections(10, 10, 1 << 30)
+    connections = Connections(10, 10, 1 << 30, 1 << 20)
     handler = Handler(settings, lambda: None, None, None)  # type: ignore[arg-type]
     options = session_options(settings, None)
     stock = SMTP(handler, loop=asyncio.get_running_loop(), **options)
@@ -140,3 +144,19 @@ async def test_session_factory_copies_what_aiosmtpd_init_makes():
     assert first._client_connected_cb.__self__ is first
     assert first._auth_methods == {}  # no AUTH offered, none shared
     assert first.command_size_limits is not second.command_size_limits
+
+
+def test_later_transfers_give_way_to_earlier_ones():
+    """Bodies streaming past the budget: the transfers that began last are
+    refused, the oldest finish; SIZE= reservations are never made to give way."""
+    connections = Connections(10, 10, max_receiving_bytes=1000, message_size=1000)
+    declared, old, young = Hold("a"), Hold("b"), Hold("c")
+    assert connections.grow(declared, 300)
+    declared.declared = True
+    for hold in (declared, old, young):
+        connections.start_transfer(hold)
+    assert connections.grow(young, 400) and connections.grow(old, 300)
+    assert connections.grow(old, 600)  # takes young's place
+    assert young.evicted and young.size == 0 and not connections.grow(young, 500)
+    assert not declared.evicted and connections.receiving_bytes == 900
+    assert not connections.grow(old, 800)  # the declared reservation stays

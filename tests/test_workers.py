@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 
-from .helpers import eventually
+from .helpers import db_address, eventually, with_port
 from .load import Load, verify
+from .netfakes import TCPProxy
+from .test_promises import send, subjects
 
 
 def worker_pids(supervisor_pid: int) -> list[int]:
@@ -38,3 +41,57 @@ def test_two_workers_restart_and_drain(make_server, database_url):
     # instant mode; everything else that got 250 is stored once.
     assert figures["duplicates"] == 0 and figures["refused_but_stored"] == 0
     print(f"workers: {figures}")
+
+
+def test_a_restarted_worker_replays_its_own_spool(make_server, database_url, tmp_path):
+    """A worker stopped with the database down spools what it holds to its own
+    SPOOL_DIR/worker-N; the supervisor restarts it and it replays those files
+    (they used to wait for the next restart of the whole service)."""
+    proxy = TCPProxy(db_address(database_url))
+    try:
+        server = make_server(
+            workers="2",
+            ack_mode="instant",
+            drain_timeout="1",
+            database_url=with_port(database_url, proxy.port),
+        )
+        server.wait_for_log(r"(?s)domains loaded.*domains loaded")
+        assert server.process is not None
+        pids = eventually(
+            lambda: len(worker_pids(server.process.pid)) == 2 and worker_pids(server.process.pid)
+        )
+        proxy.cut()
+        marks = [f"held-{n}" for n in range(30)]  # one connection each: both workers hold some
+        assert all(send(server.port, mark)[0] == 250 for mark in marks)
+        os.kill(pids[1], signal.SIGTERM)  # it spools what it holds, exits, is restarted
+        server.wait_for_log(r"spooled [1-9]\d* messages")  # 30 connections: it held some
+        server.wait_for_log(r"worker 1 exited with 0; restarting")
+        server.wait_for_log(r"(?s)(listening on.*){3}")  # the new worker 1 is up
+        proxy.restore()  # worker 0 writes what it holds; worker 1 replays its spool
+        eventually(lambda: subjects(database_url) == sorted(marks))
+        eventually(lambda: not list((tmp_path / "spool").glob("**/pending/*.msg")))
+        assert server.stop() == 0
+    finally:
+        proxy.stop()
+
+
+def test_spool_files_outlive_a_change_of_workers(make_server, database_url, tmp_path):
+    """Spooled by two workers, replayed by the single process that follows."""
+    proxy = TCPProxy(db_address(database_url))
+    try:
+        url = with_port(database_url, proxy.port)
+        server = make_server(workers="2", ack_mode="instant", drain_timeout="1", database_url=url)
+        server.wait_for_log(r"(?s)domains loaded.*domains loaded")
+        proxy.cut()
+        marks = [f"held-{n}" for n in range(30)]
+        assert all(send(server.port, mark)[0] == 250 for mark in marks)
+        assert server.stop() == 0
+        spooled = list((tmp_path / "spool").glob("worker-*/pending/*.msg"))
+        assert len(spooled) == len(marks)
+        proxy.restore()
+        single = make_server(database_url=url)
+        eventually(lambda: subjects(database_url) == sorted(marks))
+        assert re.search(r"took over \d+ spool files from .*worker-0", single.log)
+        assert not list((tmp_path / "spool").glob("worker-*/pending/*.msg"))
+    finally:
+        proxy.stop()

@@ -3,13 +3,15 @@
 `python -m app api` runs `serve(settings)`: uvicorn (httptools) on uvloop,
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
 DATABASE_URL is unset), a small pool of its own, the schema (migration 010
-makes `accounts`), the token secret, the LISTEN hub (the one long-lived
-task of this process). Stop (SIGTERM/SIGINT, handled by uvicorn): stop
-accepting, give requests and streams UVICORN_GRACE seconds, cancel the hub,
-close the pool.
+makes `accounts`), the private_email list (private.py; start-up waits for
+its first load), the token secret, the LISTEN hub. The long-lived tasks of
+this process are the hub and the private_email refresh. Stop (SIGTERM/SIGINT,
+handled by uvicorn): stop accepting, give requests and streams UVICORN_GRACE
+seconds, cancel the tasks, close the pool.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
-(mailpit.py), and the Mercure hub at /.well-known/mercure (here).
+(mailpit.py), the Mercure hub at /.well-known/mercure (mercure.py), and
+the inbox page at / and /inbox/{address} (page.py, files in static/).
 """
 
 from __future__ import annotations
@@ -17,43 +19,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import logging
 import resource
 import time
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import embedded, policy
+from .. import embedded
 from ..config import Settings
-from . import access, mailpit, mailtm, queries, shapes
-from .context import (
-    SAFE_HEADERS,
-    State,
-    authenticate,
-    base_url,
-    json_response,
-    reader_for,
-    state,
-)
-from .events import Delivery, Hub, Stream
+from . import access, mailpit, mailtm, mercure, page, queries, shapes
+from .context import State, json_response
+from .events import Hub
+from .private import PrivateAddresses
 
 log = logging.getLogger("app.api")
 
 POOL_SIZE = 4
 UVICORN_GRACE = 3
 MAX_BODY = 64 * 1024  # bytes of a request body (JSON of a few fields)
-PING_SECONDS = 15
 
 
 # Rate limit ------------------------------------------------------------------------------
@@ -62,7 +50,8 @@ PING_SECONDS = 15
 class RateLimit:
     """API_RATE_LIMIT requests per second per client address (token bucket,
     bursts of the same size), as mail.tm's 8/s; over it: 429. Also refuses
-    bodies declared larger than MAX_BODY (413)."""
+    bodies declared larger than MAX_BODY (413). The inbox page's own files
+    are not counted: they cost no database work, and a page load is several."""
 
     MAX_CLIENTS = 100_000
 
@@ -94,7 +83,7 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("", 0))[0]
-        if not self.allow(client, time.monotonic()):
+        if not page.is_free(scope["path"]) and not self.allow(client, time.monotonic()):
             body = {"code": 429, "message": "Too Many Requests"}
             response = json_response(body, 429)
             response.headers["Retry-After"] = "1"
@@ -107,95 +96,6 @@ class RateLimit:
                 )
                 return
         await self.app(scope, receive, send)
-
-
-# Mercure ------------------------------------------------------------------------------------
-
-
-def topic_target(topic: str) -> tuple[str, str] | None:
-    """("accounts", id) or ("addresses", address) for a topic (a path or a full IRI)."""
-    path = urlsplit(topic).path if "://" in topic else topic
-    for kind in ("accounts", "addresses"):
-        marker = f"/{kind}/"
-        if path.startswith(marker) and len(path) > len(marker):
-            return kind, unquote(path[len(marker) :])
-    return None
-
-
-def mercure_events(delivery: Delivery, base: str, account: Any | None) -> list[ServerSentEvent]:
-    """What mail.tm's hub publishes for one new message: the Message, then the
-    Account with its new `used` (when the address has an account)."""
-    row = delivery.row
-    account_id = str(account["id"]) if account is not None else None
-    cached = delivery.formatted.get((base, account_id))
-    if cached is not None:
-        return cached
-    message = shapes.message_summary(row, base, account_id, ld=True)
-    events = [ServerSentEvent(data=json.dumps(message), id=f"urn:uuid:{row['id']}")]
-    if account is not None:
-        body = shapes.account(account, delivery.used, True, mailtm.QUOTA)
-        event_id = uuid.uuid5(row["id"], "account")
-        events.append(ServerSentEvent(data=json.dumps(body), id=f"urn:uuid:{event_id}"))
-    delivery.formatted[(base, account_id)] = events
-    return events
-
-
-async def mercure(request: Request) -> Response:
-    """GET /.well-known/mercure?topic=/accounts/{id} (mail.tm; bearer token in the
-    header or `?authorization=`) and, our extension, topic=/addresses/{address}
-    (open addresses need no token). The stream is subscribed before the
-    response starts, so nothing committed after the headers is missed."""
-    ctx = state(request)
-    topics = request.query_params.getlist("topic")
-    if not topics:
-        return json_response(shapes.error(400, 'Missing "topic" parameter'), 400)
-    cred = access.credential(
-        request.headers.get("authorization"), request.query_params.get("authorization")
-    )
-    accounts: dict[str, Any] = {}  # address -> its account row, for the Account events
-    for topic in topics:
-        target = topic_target(topic)
-        if target is None:
-            return json_response(shapes.error(400, f"Unsupported topic {topic!r}"), 400)
-        kind, value = target
-        if kind == "accounts":
-            account = await authenticate(request, cred)
-            if account is None:
-                return json_response(shapes.unauthorized("JWT Token not found"), 401)
-            if str(account.id) != value:
-                return json_response(shapes.error(403, "Forbidden"), 403)
-            accounts[account.address] = account.row
-            continue
-        address = policy.normalize_address(value)
-        reader = await reader_for(request, address, cred)
-        if reader.decision is access.Decision.FORBIDDEN:
-            return json_response(shapes.error(403, "Forbidden"), 403)
-        if reader.decision is not access.Decision.ALLOW:
-            return json_response(shapes.unauthorized("JWT Token not found"), 401)
-        accounts[address] = reader.account.row if reader.account else None
-    stream = ctx.hub.subscribe(tuple(accounts))
-    log.debug("[events] stream subscribed (%d open)", ctx.hub.stream_count)
-    base = base_url(request)
-    return EventSourceResponse(
-        _stream_events(ctx.hub, stream, base, accounts),
-        ping=PING_SECONDS,
-        headers=SAFE_HEADERS,
-    )
-
-
-async def _stream_events(
-    hub: Hub, stream: Stream, base: str, accounts: dict[str, Any]
-) -> AsyncIterator[ServerSentEvent]:
-    try:
-        while True:
-            delivery = await stream.queue.get()
-            if delivery is None:
-                return
-            account = accounts.get(delivery.row["mailbox_owner"])
-            for event in mercure_events(delivery, base, account):
-                yield event
-    finally:
-        hub.unsubscribe(stream)
 
 
 # The app -----------------------------------------------------------------------------------
@@ -214,17 +114,23 @@ def build(settings: Settings) -> Starlette:
         pool = await queries.create_pool(url, POOL_SIZE)
         await queries.install(pool)
         hub = Hub(url, pool)
+        private = PrivateAddresses(settings, pool)
+        await private.load()
         app.state.api = State(
             settings=settings,
             pool=pool,
             hub=hub,
+            private=private,
             secret=access.load_secret(settings.api_secret, settings.data_dir),
             shape=await queries.schema(pool),
             started=datetime.datetime.now(datetime.UTC),
         )
-        listening = asyncio.create_task(hub.run(), name="api-listen")
+        tasks = [
+            asyncio.create_task(hub.run(), name="api-listen"),
+            asyncio.create_task(private.keep_fresh(hub.access_changed), name="api-private"),
+        ]
         log.info(
-            "[api] serving on http://%s:%d (access %s)",
+            "[api] inbox page and API on http://%s:%d/ (access %s)",
             settings.api_bind,
             settings.api_port,
             settings.api_access,
@@ -232,16 +138,19 @@ def build(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.wait_for(pool.close(), 5)
 
     app = Starlette(
         routes=[
             *mailtm.routes,
             *mailpit.routes,
-            Route("/.well-known/mercure", mercure, methods=["GET"]),
+            *mercure.routes,
+            *page.routes,
         ],
         exception_handlers={HTTPException: not_found, Exception: not_found},
         lifespan=lifespan,

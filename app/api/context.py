@@ -22,6 +22,7 @@ from ..config import Settings
 from ..policy import DomainList, build_domains, normalize_address
 from . import access, queries
 from .events import Hub
+from .private import PrivateAddresses
 
 DOMAINS_TTL = 10.0  # seconds the domain list is cached
 JSON = "application/json; charset=utf-8"
@@ -44,6 +45,7 @@ class State:
     settings: Settings
     pool: asyncpg.Pool
     hub: Hub
+    private: PrivateAddresses
     secret: str
     shape: queries.Schema
     started: datetime.datetime
@@ -112,11 +114,10 @@ async def raw_of(request: Request, row: Any) -> bytes | None:
     return await queries.raw(state(request).pool, row["raw_id"])
 
 
-async def account_for_token(request: Request, token: str | None) -> Account | None:
+async def account_for_token(ctx: State, token: str | None) -> Account | None:
     """The existing account a valid token names, else None."""
     if not token:
         return None
-    ctx = state(request)
     claims = access.read_token(ctx.secret, token)
     if claims is None:
         return None
@@ -126,19 +127,22 @@ async def account_for_token(request: Request, token: str | None) -> Account | No
     return Account(row["id"], row["address"], row)
 
 
-async def account_for_basic(request: Request, user: str, password: str) -> Account | None:
-    ctx = state(request)
+async def account_for_basic(ctx: State, user: str, password: str) -> Account | None:
     row = await queries.account_by_address(ctx.pool, normalize_address(user))
     if row is None or not await ctx.passwords.verify(row["password_hash"], password):
         return None
     return Account(row["id"], row["address"], row)
 
 
-async def authenticate(request: Request, cred: access.Credential) -> Account | None:
+async def authenticate(ctx: State, cred: access.Credential) -> Account | None:
+    """The account a credential proves (None: nothing, or nothing valid, presented).
+
+    Asked again for every request, and by open event streams (mercure.py),
+    so a deleted account or a changed password stops what it opened."""
     if cred.token is not None:
-        return await account_for_token(request, cred.token)
+        return await account_for_token(ctx, cred.token)
     if cred.basic is not None:
-        return await account_for_basic(request, *cred.basic)
+        return await account_for_basic(ctx, *cred.basic)
     return None
 
 
@@ -150,15 +154,15 @@ class Reader:
     account: Account | None  # the address's own account, if it has one and it is the reader
 
 
-async def reader_for(request: Request, address: str, cred: access.Credential) -> Reader:
-    ctx = state(request)
-    claimed_row, private = await queries.claim(ctx.pool, address)
-    account = await authenticate(request, cred) if cred.present else None
+async def reader_for(ctx: State, address: str, cred: access.Credential) -> Reader:
+    """access.decide for `address` and `cred`, on what the database says now."""
+    claimed_row = await queries.account_by_address(ctx.pool, address)
+    account = await authenticate(ctx, cred) if cred.present else None
     decision = access.decide(
         address,
         mode=ctx.settings.api_access,
         claimed=claimed_row is not None,
-        private=private,
+        private=address in ctx.private,
         authenticated_as=account.address if account else None,
         presented=cred.present,
     )

@@ -8,13 +8,31 @@ are fetched together (by primary key) and handed to every stream of that
 address, which formats them as Mercure does: one unnamed event per
 resource, a JSON object per `data:` field.
 
+The same connection LISTENs for account changes (queries.ACCOUNTS_CHANNEL:
+every write to `accounts`, by any API process or the command line,
+announces its address), and the private_email refresh reports addresses
+that joined or left the list: the streams of such an address are told
+their access may have changed (`Signal.RECHECK`), and whoever consumes
+them decides again (mercure.py). Changes announced while the connection
+is down are not heard: the consumer's own bound (a decision is trusted
+for RECHECK_SECONDS) covers them, rather than every stream asking the
+database at once when it comes back.
+
 A lost LISTEN connection (server restart, pg_terminate_backend, network)
 is noticed through asyncpg's termination callback and a periodic ping, and
 re-established with backoff; then every watched address is read for rows
-received since shortly before the loss (CATCH_UP_MARGIN covers mail
-received before the loss but committed after it), and rows already sent
-are skipped (a bounded memory of recent ids), so nothing committed in the
-gap is lost and nothing is sent twice.
+written since shortly before the connection was last known to be alive,
+and rows already sent are skipped (a bounded memory of recent ids), so
+nothing committed in the gap is lost and nothing is sent twice.
+
+The catch-up goes by when rows were written (`emails.created_at`, the
+writing statement's start), never by when mail arrived (`received_at`):
+a message may arrive long before it commits (it waited behind a lock,
+or in the spool through an outage). Times are the database's own clock
+(each ping reads it), so the API host's clock does not matter. A row
+committed after the last ping was written by a statement that began at
+most the writer's statement timeout before (db.create_pool: 60 s);
+CATCH_UP_MARGIN is twice that.
 """
 
 from __future__ import annotations
@@ -23,6 +41,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime
+import enum
 import logging
 import uuid
 from collections.abc import Iterable
@@ -57,25 +76,49 @@ class Delivery:
     )
 
 
-class Stream:
-    """One open event stream: its addresses, and a bounded queue of deliveries.
+class Signal(enum.Enum):
+    """What a stream's queue may hold besides deliveries."""
 
-    `None` in the queue ends the stream (it fell too far behind)."""
+    END = "end"  # the stream fell QUEUE_SIZE events behind: close it
+    RECHECK = "recheck"  # who may read its addresses may have changed: decide again now
+
+
+class Stream:
+    """One open event stream: its addresses, and a queue of deliveries
+    (at most QUEUE_SIZE waiting; then it ends).
+
+    `generation` counts the times its access may have changed; a consumer
+    compares it with the one its last decision saw."""
 
     def __init__(self, addresses: tuple[str, ...]) -> None:
         self.addresses = addresses
-        self.queue: asyncio.Queue[Delivery | None] = asyncio.Queue(QUEUE_SIZE + 1)
+        self.queue: asyncio.Queue[Delivery | Signal] = asyncio.Queue()
         self.closed = False
+        self.generation = 0
+        self._recheck_queued = False
 
     def offer(self, delivery: Delivery) -> None:
         if self.closed:
             return
         if self.queue.qsize() >= QUEUE_SIZE:
             self.closed = True
-            self.queue.put_nowait(None)
+            self.queue.put_nowait(Signal.END)
             log.warning("[events] closed a stream that fell %d events behind", QUEUE_SIZE)
             return
         self.queue.put_nowait(delivery)
+
+    def access_changed(self) -> None:
+        """Make the consumer decide again, even if nothing is delivered meanwhile."""
+        self.generation += 1
+        if not self.closed and not self._recheck_queued:
+            self._recheck_queued = True
+            self.queue.put_nowait(Signal.RECHECK)
+
+    async def next(self) -> Delivery | Signal:
+        item = await self.queue.get()
+        if item is Signal.RECHECK:
+            self._recheck_queued = False
+        return item
 
 
 class Hub:
@@ -89,6 +132,7 @@ class Hub:
         self._flushing: asyncio.Task[None] | None = None
         self._recent: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
         self._lost = asyncio.Event()
+        self._alive_at: datetime.datetime | None = None  # database time of the last ping
         self.connected = asyncio.Event()
         self.reconnects = 0
 
@@ -109,6 +153,15 @@ class Hub:
                 if not streams:
                     del self.streams[address]
 
+    def access_changed(self, addresses: Iterable[str]) -> None:
+        """Tell the streams of `addresses` that who may read them may have changed."""
+        for address in addresses:
+            for stream in list(self.streams.get(address, ())):
+                stream.access_changed()
+
+    def _account_changed(self, _conn: object, _pid: int, _channel: str, address: str) -> None:
+        self.access_changed([address])
+
     @property
     def stream_count(self) -> int:
         return len({id(s) for streams in self.streams.values() for s in streams})
@@ -118,13 +171,15 @@ class Hub:
     async def run(self) -> None:
         """Keep one LISTEN connection up for ever (cancel to stop)."""
         backoff = 0.1
-        lost_at: datetime.datetime | None = None
+        # Database time when the connection was last known to hear every
+        # commit, while a catch-up from it is owed (None: nothing is owed).
+        heard_until: datetime.datetime | None = None
         while True:
             try:
                 conn = await asyncpg.connect(
                     self.url, timeout=5, server_settings={"application_name": APPLICATION_NAME}
                 )
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+            except queries.DATABASE_ERRORS as error:
                 log.warning("[events] cannot LISTEN yet: %r; retrying", error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -134,21 +189,23 @@ class Hub:
                 self._lost.clear()
                 conn.add_termination_listener(lambda _conn: self._lost.set())
                 await conn.add_listener(db.NEW_MAIL_CHANNEL, self._notified)
+                await conn.add_listener(queries.ACCOUNTS_CHANNEL, self._account_changed)
+                self._alive_at = await queries.database_time(conn)
                 self.connected.set()
-                if lost_at is not None:
+                if heard_until is not None:
                     self.reconnects += 1
-                    caught = await self.catch_up(lost_at - CATCH_UP_MARGIN)
-                    lost_at = None  # only once caught up: a failed catch-up is retried
+                    caught = await self.catch_up(heard_until - CATCH_UP_MARGIN)
+                    heard_until = None  # only once caught up: a failed catch-up is retried
                     log.warning("[events] LISTEN re-established; caught up %d message(s)", caught)
                 else:
                     log.info("[events] listening on %s", db.NEW_MAIL_CHANNEL)
                 await self._watch(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except queries.DATABASE_ERRORS as error:
                 log.warning("[events] LISTEN connection failed: %r", error)
             finally:
                 self.connected.clear()
-                if lost_at is None:  # the first loss not yet caught up
-                    lost_at = datetime.datetime.now(datetime.UTC)
+                if heard_until is None:  # the first loss not yet caught up
+                    heard_until = self._alive_at
                 conn.terminate()
             log.warning("[events] LISTEN connection lost; reconnecting")
 
@@ -160,7 +217,7 @@ class Hub:
                 return
             except TimeoutError:
                 pass
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), PING_TIMEOUT)
+            self._alive_at = await asyncio.wait_for(queries.database_time(conn), PING_TIMEOUT)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         # "<uuid> <address>": the address may itself contain spaces (quoted local part).
@@ -179,7 +236,7 @@ class Hub:
             ids, self._pending = self._pending, []
             try:
                 rows = await queries.messages_by_ids(self.pool, ids)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except queries.DATABASE_ERRORS as error:
                 # The rows are committed: try again shortly (if the database is
                 # gone, LISTEN goes too and the catch-up finds them anyway).
                 log.warning("[events] could not read %d new message(s): %r", len(ids), error)
@@ -215,8 +272,9 @@ class Hub:
             self._recent.popitem(last=False)
 
     async def catch_up(self, since: datetime.datetime) -> int:
+        """Deliver the rows of watched addresses written after `since` (database time)."""
         addresses = list(self.streams)
         if not addresses:
             return 0
-        rows = await queries.committed_since(self.pool, addresses, since)
+        rows = await queries.written_since(self.pool, addresses, since)
         return await self.deliver(rows)

@@ -11,6 +11,13 @@ needs its bearer token or HTTP basic with the address and its password.
 Beyond Mailpit: PUT/DELETE also accept a form-encoded body (`ids`,
 `Read`), which is what the mailpit-api-client library sends; Mailpit itself
 would read such a DELETE as "delete everything".
+
+Mailpit's web UI route `/view/{ID}.html` is here too, per address: the
+message's HTML, sanitised, as a document of its own for the inbox page's
+sandboxed iframe, under a Content-Security-Policy that loads nothing but
+inline style and data: images (and remote images with `?remoteImages=1`).
+An iframe cannot send an Authorization header, so this route (like the
+Mercure hub) also takes a claimed address's token as `?authorization=`.
 """
 
 from __future__ import annotations
@@ -21,12 +28,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .. import policy
 from . import access, mime, queries, shapes
-from .context import Reader, download, json_response, raw_of, reader_for, state
+from .context import DOWNLOAD_HEADERS, Reader, download, json_response, raw_of, reader_for, state
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -90,13 +97,15 @@ def start_limit(request: Request) -> tuple[int, int]:
     return start, min(MAX_LIMIT, limit if limit >= 0 else DEFAULT_LIMIT)
 
 
-async def mailbox(request: Request) -> tuple[str, Reader] | Response:
-    """The address of the path, if this request may read it; else the refusal."""
+async def mailbox(request: Request, query_token: bool = False) -> tuple[str, Reader] | Response:
+    """The address of the path, if this request may read it; else the refusal.
+    `query_token`: a token may also come as `?authorization=` (the HTML view)."""
     address = policy.normalize_address(request.path_params["address"])
     if policy.address_problem(address):
         return not_found()
-    cred = access.credential(request.headers.get("authorization"))
-    reader = await reader_for(request, address, cred)
+    query = request.query_params.get("authorization") if query_token else None
+    cred = access.credential(request.headers.get("authorization"), query)
+    reader = await reader_for(state(request), address, cred)
     if reader.decision is access.Decision.ALLOW:
         return address, reader
     if reader.decision is access.Decision.FORBIDDEN:
@@ -254,6 +263,31 @@ async def get_part(request: Request) -> Response:
     return download(data, part.content_type, part.filename or f"part-{part.part_id}")
 
 
+# The view of a message's HTML: nothing runs, nothing loads but what is inline
+# (and remote images when asked); links may open a new, unsandboxed tab.
+VIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:{remote}; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'; "
+    "sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+
+
+async def view_html(request: Request) -> Response:
+    """GET /mailpit/{address}/view/{ID}.html[?remoteImages=1]: Mailpit's HTML view."""
+    found = await mailbox(request, query_token=True)
+    if isinstance(found, Response):
+        return found
+    row = await _message_row(request, found[0])
+    if row is None:
+        return not_found()
+    remote = request.query_params.get("remoteImages", "").lower() in ("1", "true", "yes")
+    csp = VIEW_CSP.format(remote=" http: https:" if remote else "")
+    return HTMLResponse(
+        shapes.html_view(row, remote),
+        headers={**DOWNLOAD_HEADERS, "Content-Security-Policy": csp},
+    )
+
+
 PREFIX = "/mailpit/{address}/api/v1"
 routes = [
     Route(f"{PREFIX}/messages", list_messages, methods=["GET"]),
@@ -264,4 +298,5 @@ routes = [
     Route(f"{PREFIX}/message/{{id}}/raw", get_raw, methods=["GET"]),
     Route(f"{PREFIX}/message/{{id}}/headers", get_headers, methods=["GET"]),
     Route(f"{PREFIX}/message/{{id}}/part/{{part}}", get_part, methods=["GET"]),
+    Route("/mailpit/{address}/view/{id}.html", view_html, methods=["GET"]),
 ]

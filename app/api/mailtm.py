@@ -58,7 +58,7 @@ async def current_account(request: Request) -> Account | Response:
     claims = access.read_token(state(request).secret, cred.token)
     if claims is None:
         return unauthorized("Invalid JWT Token")
-    account = await account_for_token(request, cred.token)
+    account = await account_for_token(state(request), cred.token)
     if account is None:
         return unauthorized("Invalid JWT Token")
     return account
@@ -142,7 +142,7 @@ async def create_account(request: Request) -> Response:
         rows, matcher = await ctx.domains()
         if not matcher.matches(domain):
             problems.append(("address", "This domain is not served here."))
-        elif await queries.is_private(ctx.pool, address):
+        elif address in ctx.private:
             # It belongs to a user of the website: the operator makes its account.
             problems.append(("address", "This value is already used."))
     if problems:

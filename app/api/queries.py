@@ -4,8 +4,9 @@ Every mail query is keyed by `emails.mailbox_owner` (the recipient, as the
 writer stores it) and answered from the `(mailbox_owner, received_at)` index,
 or by id (the primary key). Nothing here changes a table's structure; the
 one table of ours is made by sql/migrations/010_api.sql. `domains` and
-`private_email` are read as a Cybertemp database has them: `domains.active`
-and `domains.id` may be missing (`Schema` says which exist).
+`domains` is read as a Cybertemp database has it: `active` and `id` may be
+missing (`Schema` says which exist). `private_email` is not read here: the
+API reads it as the service does (private.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import asyncpg
 from .. import db_schema
 
 Record: TypeAlias = asyncpg.Record
+# What a query may raise when the database is unreachable or failed it.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 # The account functions also serve the command line, on a plain connection.
 Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -80,48 +83,40 @@ async def domains(pool: asyncpg.Pool, shape: Schema) -> list[dict[str, Any]]:
 
 # Accounts ---------------------------------------------------------------------
 
+ACCOUNT_COLUMNS = "id, address, password_hash, created_at, updated_at"
+# Every write to `accounts` announces the address on this channel, in its own
+# transaction (delivered at COMMIT): open event streams of that address
+# decide again whether they may go on (events.py, mercure.py).
+ACCOUNTS_CHANNEL = "tempmail_accounts"
+
+
+def announced(write: str) -> str:
+    """`write` (an INSERT, UPDATE or DELETE of accounts) returning the rows it
+    changed, each announced on ACCOUNTS_CHANNEL."""
+    return (
+        f"WITH changed AS ({write} RETURNING {ACCOUNT_COLUMNS}) "
+        f"SELECT {ACCOUNT_COLUMNS}, pg_notify('{ACCOUNTS_CHANNEL}', address) AS announced "
+        "FROM changed"
+    )
+
 
 async def account_by_id(pool: Executor, account_id: uuid.UUID) -> Record | None:
-    return await pool.fetchrow(
-        "SELECT id, address, password_hash, created_at, updated_at FROM accounts WHERE id = $1",
-        account_id,
-    )
+    return await pool.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1", account_id)
 
 
 async def account_by_address(pool: Executor, address: str) -> Record | None:
     return await pool.fetchrow(
-        "SELECT id, address, password_hash, created_at, updated_at FROM accounts "
-        "WHERE address = $1",
-        address,
-    )
-
-
-async def claim(pool: asyncpg.Pool, address: str) -> tuple[Record | None, bool]:
-    """(the address's account or None, is it in private_email?) in one round trip."""
-    row = await pool.fetchrow(
-        "SELECT a.id, a.address, a.password_hash, a.created_at, a.updated_at, "
-        "EXISTS (SELECT 1 FROM private_email WHERE lower(email) = $1) AS private "
-        "FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.address = $1",
-        address,
-    )
-    assert row is not None
-    return (row if row["id"] is not None else None), bool(row["private"])
-
-
-async def is_private(pool: Executor, address: str) -> bool:
-    return bool(
-        await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM private_email WHERE lower(email) = $1)", address
-        )
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = $1", address
     )
 
 
 async def create_account(pool: Executor, address: str, password_hash: str) -> Record | None:
     """The new account, or None if the address already has one."""
     return await pool.fetchrow(
-        "INSERT INTO accounts (id, address, password_hash) VALUES ($1, $2, $3) "
-        "ON CONFLICT (address) DO NOTHING "
-        "RETURNING id, address, password_hash, created_at, updated_at",
+        announced(
+            "INSERT INTO accounts (id, address, password_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT (address) DO NOTHING"
+        ),
         uuid.uuid4(),
         address,
         password_hash,
@@ -129,17 +124,17 @@ async def create_account(pool: Executor, address: str, password_hash: str) -> Re
 
 
 async def set_password(pool: Executor, address: str, password_hash: str) -> bool:
-    status = await pool.execute(
-        "UPDATE accounts SET password_hash = $2, updated_at = now() WHERE address = $1",
+    changed = await pool.fetch(
+        announced("UPDATE accounts SET password_hash = $2, updated_at = now() WHERE address = $1"),
         address,
         password_hash,
     )
-    return status != "UPDATE 0"
+    return bool(changed)
 
 
 async def remove_account(pool: Executor, address: str) -> bool:
     """Delete the account of `address` (its mail stays; the command line's `remove`)."""
-    return await pool.execute("DELETE FROM accounts WHERE address = $1", address) != "DELETE 0"
+    return bool(await pool.fetch(announced("DELETE FROM accounts WHERE address = $1"), address))
 
 
 async def all_accounts(pool: Executor) -> list[Record]:
@@ -151,7 +146,7 @@ async def delete_account(pool: asyncpg.Pool, account_id: uuid.UUID, address: str
     account is gone is open to anyone again, so its mail must not stay."""
     async with pool.acquire() as conn, conn.transaction():
         await _delete_mail(conn, address, None)
-        await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+        await conn.execute(announced("DELETE FROM accounts WHERE id = $1"), account_id)
 
 
 async def used_bytes(pool: asyncpg.Pool, address: str) -> int:
@@ -346,15 +341,31 @@ async def _delete_mail(
     return int(status.rsplit(" ", 1)[1])
 
 
-async def committed_since(
+async def written_since(
     pool: asyncpg.Pool, addresses: Sequence[str], since: datetime.datetime
 ) -> list[Record]:
-    """List rows of `addresses` received after `since`, oldest first (stream catch-up)."""
+    """List rows of `addresses` written after `since` (database time), in the
+    order they were written (stream catch-up).
+
+    `created_at` is the writing transaction's start (its default, now()):
+    the writer's batch is one statement, so that is when the statement began,
+    however long before the message arrived (received_at) or how long it
+    waited in the writer or the spool. The index on (mailbox_owner,
+    received_at) finds each address's rows; a catch-up is rare (after a lost
+    LISTEN connection) and mailboxes are small.
+    """
     return list(
         await pool.fetch(
             f"SELECT {LIST_COLUMNS} FROM emails e WHERE e.mailbox_owner = ANY($1) "
-            "AND e.received_at > $2 ORDER BY e.received_at",
+            "AND e.created_at > $2 ORDER BY e.created_at, e.received_at",
             list(addresses),
             since,
         )
     )
+
+
+async def database_time(conn: asyncpg.Connection) -> datetime.datetime:
+    """The database's clock now (a LISTEN connection's ping)."""
+    moment = await conn.fetchval("SELECT clock_timestamp()")
+    assert isinstance(moment, datetime.datetime)
+    return moment

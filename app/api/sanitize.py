@@ -34,9 +34,10 @@ for _tag, _names in EXTRA_ATTRIBUTES.items():
     ATTRIBUTES.setdefault(_tag, set()).update(_names)
 ATTRIBUTES["a"] = (ATTRIBUTES.get("a", set()) | {"href", "name"}) - {"target", "rel"}
 
-# CSS properties kept in style attributes: none of these takes a URL.
+# CSS properties kept in style attributes (`background` for the colour of mail's
+# buttons; a value that could load anything is refused whole by _BAD_STYLE).
 STYLE_PROPERTIES = {
-    "color", "background-color", "font", "font-family", "font-size", "font-style",
+    "color", "background", "background-color", "font", "font-family", "font-size", "font-style",
     "font-weight", "text-align", "text-decoration", "text-transform", "line-height",
     "letter-spacing", "vertical-align", "white-space", "margin", "margin-top",
     "margin-right", "margin-bottom", "margin-left", "padding", "padding-top",
@@ -55,8 +56,12 @@ CONTENT_TAGS = {"script", "style", "title", "head", "noscript", "template", "ifr
 
 
 # Inline CSS that could load or run anything (old IE expression(), XBL
-# bindings, url(), imports, escapes that hide either): the whole attribute goes.
-_BAD_STYLE = re.compile(r"expression|url\(|javascript|behavior|binding|@import|\\")
+# bindings, url() and the other functions that take an image's address,
+# imports, escapes that hide any of them): the whole attribute goes.
+_BAD_STYLE = re.compile(
+    r"expression|url\(|image-set|image\(|cross-fade|element\(|src\(|javascript|behavior"
+    r"|binding|@import|\\"
+)
 
 
 def _keep_attribute(remote_images: bool):  # type: ignore[no-untyped-def]

@@ -50,11 +50,31 @@ def arrived(row: Row) -> datetime.datetime | None:
     return row.get("received_at") or row.get("created_at")
 
 
+# The angle-bracketed address that ends a stored entry ("... <x@evil.com>").
+_ANGLE_ADDRESS = re.compile(r"<([^<>]*)>\s*$")
+
+
 @functools.lru_cache(maxsize=4096)  # pure; senders and recipients repeat
 def pair(text: str | None) -> tuple[str, str]:
-    """("Name", "address") of a header_from/header_to entry; ("", "") if empty."""
+    """("Name", "address") of a stored header_from/header_to entry; ("", "") if empty.
+
+    The writer stores `Name <address>`; rows of earlier writers have the
+    display name unquoted and RFC 2047-decoded, so a name may itself look
+    like an address (`support@bank.com <x@evil.com>`, `Bank
+    <support@bank.com> <x@evil.com>`), which parseaddr would take as the
+    address. The address is therefore the angle-bracketed one that ends the
+    entry, the one DMARC checked; everything before it is the name (quotes
+    removed). Entries without one (a bare address, `addr (comment)`) are
+    parsed as RFC 5322 says.
+    """
     if not text:
         return "", ""
+    bracketed = _ANGLE_ADDRESS.search(text)
+    if bracketed is not None:
+        name = text[: bracketed.start()].strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = email.utils.unquote(name)
+        return name, bracketed.group(1).strip()
     name, address = email.utils.parseaddr(text)
     if not address and "@" in text:
         address = text.strip()
@@ -408,3 +428,24 @@ def mailpit_message(
         "Inline": [mailpit_attachment(p) for p in parts if p.kind == "inline"],
         "Attachments": [mailpit_attachment(p) for p in parts if p.kind == "attachment"],
     }
+
+
+# The page's HTML view ------------------------------------------------------------------
+
+# The document around a message's sanitised HTML (GET /mailpit/{address}/view/{ID}.html):
+# readable defaults, links open in a new tab. No script, no external resource.
+VIEW_STYLE = (
+    "body{margin:0;padding:12px 16px;font:15px/1.5 system-ui,-apple-system,'Segoe UI',"
+    "Roboto,sans-serif;color:#1b1b1f;background:#fff;overflow-wrap:anywhere}"
+    "img{max-width:100%;height:auto}table{max-width:100%}pre{white-space:pre-wrap}"
+)
+
+
+def html_view(row: Row, remote_images: bool = False) -> str:
+    """A whole HTML document of the row's sanitised HTML, for a sandboxed iframe."""
+    body = sanitize.clean(row.get("html") or "", remote_images)
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f'<base target="_blank"><style>{VIEW_STYLE}</style></head><body>{body}</body></html>'
+    )
