@@ -191,7 +191,7 @@ async def create_partition(
 async def split_future(
     pool: db.Pool,
     table: str,
-    default: str,
+    default: str | None,
     future: str,
     ranges: Sequence[tuple[str, datetime.datetime, datetime.datetime]],
 ) -> list[str]:
@@ -213,7 +213,9 @@ async def split_future(
     async with ddl(pool) as conn:
         if await exists(conn, ranges[0][0]) or not await is_partition_of(conn, future, table):
             return []
-        if not any(f.valid and f.bound <= ranges[0][1] for f in await fences(conn, default)):
+        if default is not None and not any(
+            f.valid and f.bound <= ranges[0][1] for f in await fences(conn, default)
+        ):
             return []  # ATTACH would scan the DEFAULT partition: the caller fences it first
         for name, lower, upper in ranges:
             await make_table(conn, table, name, lower, upper)

@@ -270,11 +270,11 @@ async def make_ahead_of(
         existing = await shape(pool, table) or []
     future = future_of(existing)
     ranges = plan(existing, now, width)
-    if future is None or default is None:
+    if future is None:
         await create_ranges(pool, table, ranges, default)
         return
     assert future.lower is not None
-    if ranges and await fence(pool, default, future.lower):
+    if ranges and (default is None or await fence(pool, default, future.lower)):
         named = [(partition_name(table, lower), lower, upper) for lower, upper in ranges]
         for name in await db_expiry.split_future(pool, table, default, future.name, named):
             log.info("[retention] created partition %s", name)
