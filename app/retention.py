@@ -1,21 +1,34 @@
 """Retention: partitions made ahead of time, old mail expired, some mail never.
 
 Both shapes of the mail tables work. Partitioned ones (every fresh install,
-and `raw_messages` always) expire by `DROP TABLE` of whole partitions: no
-row-by-row delete, no dead tuples, each lock held for milliseconds under a
-short `lock_timeout` (a busy table means "next run", never a queue of
-blocked inserts). A plain `emails` (a Cybertemp operator's table, kept as it
-was) loses its expired rows in small batches, each a short transaction.
-Rows outside every partition (the DEFAULT one: spool replays after a long
-outage, clock skew) are deleted in small batches too.
+and `raw_messages` always) expire by dropping whole partitions: no
+row-by-row delete, no dead tuples. A plain `emails` (a Cybertemp operator's
+table, kept as it was) loses its expired rows in small batches, each a
+short transaction. Rows outside every range partition (the DEFAULT one:
+spool replays of old mail) are deleted in small batches too.
+
+No step holds a lock that readers or the writer wait for longer than a
+catalog change takes (db_expiry says how): a busy table means "next run",
+never a queue of blocked reads and inserts. The partitions of a table:
+
+    DEFAULT  kept mail (private addresses), old strays; its fence, a
+             validated CHECK (received_at < X), X at or below `future`
+    ranges   contiguous, about 1/24 of the retention each, made ahead
+    future   [top of the ranges, MAXVALUE): empty unless they were made late
+
+New ranges are split off the future partition; an expired range is
+detached, its kept rows are copied back (into DEFAULT) from the detached
+table, and it is dropped.
 
 Never expired by the periodic run:
 - rows stored before the upgrade (an empty `received_at` in a Cybertemp
   table; the `*_legacy` partitions of our old migration 002): only
   `python -m app retention --include-existing` deletes them;
 - mail of `private_email` addresses (and the raw messages it points at):
-  before a partition is dropped those rows move to the DEFAULT partition.
-  Until the private list is loaded, nothing expires.
+  when its partition is dropped those rows move to the DEFAULT partition.
+  They are out of sight between the detach and the commit of their copy
+  (one transaction, all of them at once). Until the private list is
+  loaded, nothing expires.
 
 The first run on a database only logs what it would delete and records
 that it ran (table retention_state); later runs delete.
@@ -27,6 +40,7 @@ The planning here is pure (`partition_width`, `plan`, `parse_bound`,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import re
@@ -43,6 +57,9 @@ HOUR = datetime.timedelta(hours=1)
 WIDTHS_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)
 TABLES = ("emails", "raw_messages")
 DEFAULT_BATCH = 5000  # rows of a DEFAULT partition deleted per short transaction
+# Below this size (bytes) an ATTACH's scan of the DEFAULT partition takes milliseconds:
+# missing ranges (a fresh table, or ranges that ran out) are then made the plain way.
+SMALL_DEFAULT = 16 * 2**20
 
 
 def partition_width(retention_hours: float) -> datetime.timedelta:
@@ -73,6 +90,7 @@ class Partition:
     lower: datetime.datetime | None  # None: MINVALUE
     upper: datetime.datetime | None  # None: MAXVALUE
     is_default: bool = False
+    is_future: bool = False  # ours, from the made ranges to MAXVALUE (future_name)
 
 
 _BOUND = re.compile(r"FOR VALUES FROM \((.+)\) TO \((.+)\)")
@@ -99,21 +117,37 @@ def partition_name(table: str, lower: datetime.datetime) -> str:
     return f"{table}_p{lower:%Y%m%d_%H}"
 
 
+def future_name(table: str) -> str:
+    return f"{table}_future"
+
+
 def plan(
     existing: Sequence[Partition], now: datetime.datetime, width: datetime.timedelta
 ) -> list[tuple[datetime.datetime, datetime.datetime]]:
     """The (lower, upper) ranges to create so that partitions cover now + ahead.
 
-    They continue from the highest existing bound, or from the current
-    width-aligned slot after a gap (older mail then goes to DEFAULT).
-    The first range may be short, to come back onto width-aligned bounds.
+    With a future partition they start at its lower bound, and after a stall
+    the first one reaches up to the current width-aligned slot (it holds the
+    mail that arrived meanwhile). Without one they continue from the highest
+    existing bound, or from the current slot after a gap (older mail then
+    goes to DEFAULT). The first range may be short, to come back onto
+    width-aligned bounds.
     """
-    uppers = [p.upper for p in existing if p.upper is not None and not p.is_default]
-    if any(p.upper is None and not p.is_default for p in existing):
-        return []  # a MAXVALUE partition already covers the future
-    start = max([*uppers, floor_to(now, width)])
+    future = next((p for p in existing if p.is_future), None)
+    current = floor_to(now, width)
     end = now + ahead(width)
     ranges = []
+    if future is not None:
+        assert future.lower is not None
+        start = future.lower
+        if start < current:
+            ranges.append((start, current))
+            start = current
+    elif any(p.upper is None and not p.is_default for p in existing):
+        return []  # a MAXVALUE partition not ours already covers the future
+    else:
+        uppers = [p.upper for p in existing if p.upper is not None and not p.is_default]
+        start = max([*uppers, current])
     while start < end:
         upper = floor_to(start, width) + width
         ranges.append((start, upper))
@@ -128,7 +162,9 @@ def expired(existing: Iterable[Partition], cutoff: datetime.datetime) -> list[Pa
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "drop" a whole partition, "delete" expired rows, keep "existing" rows
+    # "drop" a whole partition, "delete" expired rows, keep "existing" rows;
+    # "finish" dropping one that a stopped run left detached
+    kind: str
     relation: str  # the table itself, or one of its partitions
 
 
@@ -169,21 +205,184 @@ class Totals:
 
 async def shape(pool: db.Pool, table: str) -> list[Partition] | None:
     found = await db_expiry.partitions(pool, table)
-    return None if found is None else [parse_bound(*row) for row in found]
+    if found is None:
+        return None
+    parts = [parse_bound(*row) for row in found]
+    return [
+        dataclasses.replace(p, is_future=True)
+        if p.name == future_name(table) and p.lower is not None and p.upper is None
+        else p
+        for p in parts
+    ]
+
+
+def top(existing: Sequence[Partition]) -> datetime.datetime | None:
+    """The highest upper bound of the range partitions; None if there are none."""
+    return max((p.upper for p in existing if p.upper is not None), default=None)
+
+
+def default_of(existing: Sequence[Partition]) -> str | None:
+    return next((p.name for p in existing if p.is_default), None)
+
+
+def future_of(existing: Sequence[Partition]) -> Partition | None:
+    return next((p for p in existing if p.is_future), None)
 
 
 async def make_ahead(pool: db.Pool, retention_hours: float, now: datetime.datetime) -> None:
-    """Create the partitions of the coming hours, on the tables that are partitioned."""
+    """Create the partitions of the coming hours, on the tables that are partitioned.
+
+    A table with a DEFAULT partition first gets its future partition and
+    fence (`install_future`); new ranges are then split off the future
+    partition with catalog work only. A fresh table gets its first ranges
+    the plain way, its DEFAULT partition being small (SMALL_DEFAULT); so
+    does one whose ranges ran out before it had a future partition, if its
+    DEFAULT partition is small, else the future partition starts two widths
+    from now and the mail received until then stays in DEFAULT. When the
+    future partition cannot be made yet (busy), nothing is made this run:
+    the ranges made ahead last for hours, and rows past them go to DEFAULT.
+    """
     width = partition_width(retention_hours)
     for table in TABLES:
-        existing = await shape(pool, table)
-        if existing is None:
-            continue
-        default = next((p.name for p in existing if p.is_default), None)
-        for lower, upper in plan(existing, now, width):
-            name = partition_name(table, lower)
-            if await db_expiry.create_partition(pool, table, name, lower, upper, default):
-                log.info("[retention] created partition %s", name)
+        try:
+            await make_ahead_of(pool, table, width, now)
+        except db.asyncpg.LockNotAvailableError:
+            log.info("[retention] %s is busy: partitions are made at the next run", table)
+
+
+async def make_ahead_of(
+    pool: db.Pool, table: str, width: datetime.timedelta, now: datetime.datetime
+) -> None:
+    existing = await shape(pool, table)
+    if existing is None:
+        return
+    default = default_of(existing)
+    if default is not None and future_of(existing) is None:
+        ceiling = top(existing)
+        if ceiling is None or ceiling < now + width:  # a fresh table, or ranges that ran out
+            if await db_expiry.relation_size(pool, default) <= SMALL_DEFAULT:
+                await create_ranges(pool, table, plan(existing, now, width), default)
+                existing = await shape(pool, table) or []
+        # Above the mail arriving: the fence must not refuse it.
+        bound = max(top(existing) or now, floor_to(now, width) + 2 * width)
+        if not await install_future(pool, table, default, existing, bound):
+            return
+        existing = await shape(pool, table) or []
+    future = future_of(existing)
+    ranges = plan(existing, now, width)
+    if future is None:
+        await create_ranges(pool, table, ranges, default)
+        return
+    assert future.lower is not None
+    if ranges and (default is None or await fence(pool, default, future.lower)):
+        named = [(partition_name(table, lower), lower, upper) for lower, upper in ranges]
+        for name in await db_expiry.split_future(pool, table, default, future.name, named):
+            log.info("[retention] created partition %s", name)
+
+
+async def create_ranges(
+    pool: db.Pool,
+    table: str,
+    ranges: Sequence[tuple[datetime.datetime, datetime.datetime]],
+    default: str | None,
+) -> None:
+    for lower, upper in ranges:
+        name = partition_name(table, lower)
+        if await db_expiry.create_partition(pool, table, name, lower, upper, default):
+            log.info("[retention] created partition %s", name)
+
+
+async def install_future(
+    pool: db.Pool, table: str, default: str, existing: Sequence[Partition], bound: datetime.datetime
+) -> bool:
+    """Give `table` its future partition from `bound` (the top of its ranges,
+    or above the mail arriving if they ran out), and its DEFAULT partition the
+    fence at `bound`; False if not now.
+
+    The fence is added NOT VALID first (from then on the DEFAULT partition
+    refuses rows from `bound` on: none arrive there, `bound` being a width or
+    more ahead of the mail arriving), then db_expiry.add_future moves any
+    such rows into the future partition, validates the fence and attaches.
+    Mail received between the top of the ranges and `bound` (after ranges
+    ran out) stays in DEFAULT, and expires from there.
+    """
+    if any(p.upper is None and not p.is_default for p in existing):
+        return False  # a MAXVALUE partition not ours
+    name = await db_expiry.add_fence(pool, default, bound)
+    try:
+        made = await db_expiry.add_future(pool, table, default, future_name(table), bound, name)
+    except db.asyncpg.LockNotAvailableError:
+        made = False
+    if not made:
+        await db_expiry.drop_fences(pool, default, [name])
+        log.info("[retention] %s: no future partition yet (busy): next run", table)
+        return False
+    log.info(
+        "[retention] %s: partition %s holds mail past the ranges made; %s is fenced below %s",
+        table,
+        future_name(table),
+        default,
+        f"{bound:%Y-%m-%d %H:%M}",
+    )
+    await keep_only(pool, default, name)
+    return True
+
+
+async def keep_only(pool: db.Pool, default: str, fence_name: str) -> None:
+    others = [f.name for f in await db_expiry.fences(pool, default) if f.name != fence_name]
+    await db_expiry.drop_fences(pool, default, others)
+
+
+async def fence(
+    pool: db.Pool,
+    default: str,
+    ceiling: datetime.datetime,
+    floor: datetime.datetime | None = None,
+) -> bool:
+    """Make sure `default` has one validated fence X with floor <= X <= ceiling
+    (ranges attached from `ceiling` up then need no scan of it; kept rows
+    received before `floor` fit in it); False (logged) if not now.
+
+    A new fence is set at `ceiling`, as far up as it can go, so that this
+    happens about once per retention period: a VALIDATE, which scans the
+    DEFAULT partition without holding anyone up.
+    """
+    found = await db_expiry.fences(pool, default)
+    good = [
+        f for f in found if f.valid and f.bound <= ceiling and (floor is None or f.bound >= floor)
+    ]
+    if good:
+        name = max(good, key=lambda f: f.bound).name
+    else:
+        name = await db_expiry.add_fence(pool, default, ceiling)
+        if not await db_expiry.validate_fence(pool, default, name):
+            await db_expiry.drop_fences(pool, default, [name])
+            log.warning(
+                "[retention] %s holds rows received after %s: not fenced, partitions "
+                "are not made or dropped until they are gone",
+                default,
+                f"{ceiling:%Y-%m-%d %H:%M}",
+            )
+            return False
+    await keep_only(pool, default, name)
+    return True
+
+
+async def make_room(pool: db.Pool, existing: Sequence[Partition], floor: datetime.datetime) -> bool:
+    """Can rows received before `floor` go into the DEFAULT partition (its fence
+    must let them in)? Moves the fence up if needed; False if not now."""
+    default = default_of(existing)
+    if default is None:
+        return True
+    blocking = [f.name for f in await db_expiry.fences(pool, default) if f.bound < floor]
+    if not blocking:
+        return True
+    future = future_of(existing)
+    if future is None:  # a fence without its future partition is of no use: gone
+        await db_expiry.drop_fences(pool, default, blocking)
+        return True
+    assert future.lower is not None
+    return await fence(pool, default, future.lower, floor)
 
 
 async def survey(
@@ -211,26 +410,28 @@ async def expire(
     pool: db.Pool, cutoff: datetime.datetime, private: frozenset[str], include_existing: bool
 ) -> dict[str, Totals]:
     """Delete what `survey` counts. emails first: raw messages that an emails row
-    still points at are kept, and none are dropped in a run where emails was busy."""
+    still points at are kept, and none are dropped in a run where emails was busy.
+
+    An expired partition is detached (catalog work), then its kept rows are
+    copied back from the detached table, which is dropped (`finish`). A
+    table a stopped run left detached is finished first.
+    """
     done = {}
     emails_busy = False
     for table in TABLES:
         totals = done[table] = Totals()
-        for step in steps(table, await shape(pool, table), cutoff, include_existing):
+        existing = await shape(pool, table)
+        left = [] if existing is None else await db_expiry.expiring(pool, table)
+        for step in [Step("finish", name) for name in left] + steps(
+            table, existing, cutoff, include_existing
+        ):
             try:
-                if step.kind == "drop" and not (table == "raw_messages" and emails_busy):
-                    dropped, kept = await db_expiry.drop_partition(
-                        pool, table, step.relation, private
-                    )
-                    log.info(
-                        "[retention] dropped partition %s (%d rows, %d kept)",
-                        step.relation,
-                        dropped,
-                        kept,
-                    )
-                    totals.expired += dropped
-                    totals.kept += kept
-                    totals.partitions += 1
+                if step.kind in ("drop", "finish") and not (
+                    table == "raw_messages" and emails_busy
+                ):
+                    assert existing is not None
+                    if not await drop(pool, table, existing, step, private, totals):
+                        emails_busy |= table == "emails"
                 elif step.kind == "delete":
                     while deleted := await db_expiry.delete_expired(
                         pool, table, step.relation, cutoff, private, DEFAULT_BATCH, include_existing
@@ -241,6 +442,52 @@ async def expire(
                 log.info("[retention] %s is busy: left for the next run", step.relation)
                 emails_busy |= table == "emails"
     return done
+
+
+async def drop(
+    pool: db.Pool,
+    table: str,
+    existing: Sequence[Partition],
+    step: Step,
+    private: frozenset[str],
+    totals: Totals,
+) -> bool:
+    """Drop an expired partition ("drop": still attached; "finish": left
+    detached by a run that stopped), keeping its kept rows; False if busy."""
+    if step.kind == "finish":
+        newest = await db_expiry.newest(pool, step.relation)
+        floor = None if newest is None else newest + datetime.timedelta(microseconds=1)
+    else:
+        floor = next(p.upper for p in existing if p.name == step.relation)
+    if floor is not None and not await make_room(pool, existing, floor):
+        return False
+    if step.kind == "drop" and not await db_expiry.detach_expiring(pool, table, step.relation):
+        return True  # another worker dropped it
+    return await finish(pool, table, step.relation, private, totals)
+
+
+async def finish(
+    pool: db.Pool, table: str, name: str, private: frozenset[str], totals: Totals
+) -> bool:
+    """Copy back the kept rows of `name`, detached from `table`, and drop it;
+    False if the table was busy (the next run finishes it)."""
+    try:
+        done = await db_expiry.finish_expiring(pool, table, name, private)
+    except db.asyncpg.LockNotAvailableError:
+        log.warning(
+            "[retention] %s is busy: the kept rows of %s (detached) are back at the next run",
+            table,
+            name,
+        )
+        return False
+    if done is None:
+        return True  # another worker finished it
+    dropped, kept = done
+    log.info("[retention] dropped partition %s (%d rows, %d kept)", name, dropped, kept)
+    totals.expired += dropped
+    totals.kept += kept
+    totals.partitions += 1
+    return True
 
 
 def describe(found: dict[str, Totals], cutoff: datetime.datetime, dry_run: bool) -> str:

@@ -2,12 +2,13 @@
 
 Each method gets a fresh database holding the same day of N messages (one
 `raw_messages` and one `emails` row each, received 3 days ago) plus today's
-partitions, and expires that day while a probe inserts one row every 2 ms:
+partitions, and expires that day while one probe inserts a row and another
+reads a mailbox, each every 2 ms:
   partition drop   what the service does (app.retention.maintain)
   DELETE           one plain DELETE per table on unpartitioned tables (indexed by received_at)
   batched DELETE   what the service does on an unpartitioned (Cybertemp) table:
                    5,000-row transactions (app.retention.expire)
-Reported: seconds, WAL written, dead tuples left, and the slowest probe insert.
+Reported: seconds, WAL written, dead tuples left, the slowest probe insert and read.
 """
 
 from __future__ import annotations
@@ -51,11 +52,24 @@ CREATE TABLE emails (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), mailbox_owne
 """
 
 
-class Probe:
-    """One single-row insert every 2 ms on its own connection; keeps the slowest."""
+# The writer: a single-row insert (it locks emails and the partition it lands in).
+INSERT = (
+    "INSERT INTO emails (mailbox_owner, subject, body, from_addr) "
+    "VALUES ('probe@example.com', 'probe', '', '')"
+)
+# The website: one mailbox, newest first (it locks every partition: not pruned by time).
+READ = (
+    "SELECT id, subject FROM emails WHERE mailbox_owner = 'reader@example.com' "
+    "ORDER BY received_at DESC LIMIT 30"
+)
 
-    def __init__(self, url: str) -> None:
+
+class Probe:
+    """`statement` every 2 ms on its own connection (INSERT or READ); keeps the slowest."""
+
+    def __init__(self, url: str, statement: str = INSERT) -> None:
         self.url = url
+        self.statement = statement
         self.worst = 0.0
         self.count = 0
         self.running = True
@@ -65,10 +79,7 @@ class Probe:
         try:
             while self.running:
                 began = time.perf_counter()
-                await conn.execute(
-                    "INSERT INTO emails (mailbox_owner, subject, body, from_addr) "
-                    "VALUES ('probe@example.com', 'probe', '', '')"
-                )
+                await conn.execute(self.statement)
                 self.worst = max(self.worst, time.perf_counter() - began)
                 self.count += 1
                 await asyncio.sleep(0.002)
@@ -120,8 +131,8 @@ async def dead_tuples(url: str) -> int:
 async def measure(
     label: str, url: str, expire: Callable[[], Awaitable[object]], rows: int
 ) -> dict[str, object]:
-    probe = Probe(url)
-    probing = asyncio.create_task(probe.run())
+    probe, reader = Probe(url), Probe(url, READ)
+    probing = [asyncio.create_task(p.run()) for p in (probe, reader)]
     await asyncio.sleep(0.5)
     wal_before = (await sql(url, "SELECT pg_current_wal_lsn()"))[0][0]
     began = time.perf_counter()
@@ -130,8 +141,8 @@ async def measure(
     wal_query = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)"
     wal = (await sql(url, wal_query, wal_before))[0][0]
     await asyncio.sleep(0.3)
-    probe.running = False
-    await probing
+    probe.running = reader.running = False
+    await asyncio.gather(*probing)
     remaining = (await sql(url, "SELECT count(*) FROM raw_messages"))[0][0]
     assert remaining == 0, f"{label}: {remaining} raw messages left"
     return {
@@ -142,6 +153,7 @@ async def measure(
         "dead_tuples": await dead_tuples(url),
         "probe_inserts": probe.count,
         "slowest_insert_ms": probe.worst * 1000,
+        "slowest_read_ms": reader.worst * 1000,
     }
 
 
@@ -189,15 +201,15 @@ def main() -> None:
     base = next(r for r in results if r["method"] == "DELETE")
     print(
         "| method | messages | seconds | vs DELETE | WAL MiB | dead tuples | "
-        "probe inserts | slowest insert ms |"
+        "probe inserts | slowest insert ms | slowest read ms |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = float(r["seconds"]) / float(base["seconds"])  # type: ignore[arg-type]
         print(
             f"| {r['method']} | {r['rows']} | {r['seconds']:.2f} | {ratio:.3f} | "
             f"{r['wal_mib']:.1f} | {r['dead_tuples']} | {r['probe_inserts']} | "
-            f"{r['slowest_insert_ms']:.1f} |"
+            f"{r['slowest_insert_ms']:.1f} | {r['slowest_read_ms']:.1f} |"
         )
 
 

@@ -5,20 +5,18 @@ Switching from Cybertemp has its own file: test_cybertemp.py.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import smtplib
 import subprocess
-import threading
 import time
 
 import pytest
 
 from app import __version__, config, db_schema
-from bench.retention import Probe
 
 from .helpers import ROOT, app_command, eventually, query
+from .probes import ProbeThread
 from .test_tls import make_certificate
 
 # The newest migration: the schema version a fresh install reports (010: the
@@ -95,21 +93,6 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-class InsertProbe(threading.Thread):
-    """bench.retention's probe (one insert every 2 ms, slowest kept) in a thread."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.probe = Probe(url)
-
-    def run(self) -> None:
-        asyncio.run(self.probe.run())
-
-    def stop(self) -> None:
-        self.probe.running = False
-        self.join()
-
-
 def partition_names(url: str, table: str) -> set[str]:
     rows = query(
         url,
@@ -147,7 +130,7 @@ def test_retention_drops_old_partitions_and_keeps_new(make_server, database_url)
         r"\[retention\] first run on this database, nothing deleted: "
         r"it would delete 11999 emails rows and 11999 raw messages"
     )
-    probe = InsertProbe(database_url)
+    probe = ProbeThread(database_url)
     probe.start()
     assert "dropped partition" not in server.log, "the probe must run while retention does"
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:

@@ -57,6 +57,25 @@ def test_plan_continues_after_existing_and_realigns_after_a_width_change():
     assert plan([Partition("x", NOW, None)], NOW, H) == []  # a MAXVALUE partition
 
 
+def test_plan_splits_the_future_partition_and_catches_up_after_a_stall():
+    current = NOW.replace(minute=0)
+    ahead = Partition("emails_future", current + 7 * H, None, is_future=True)
+    assert plan([ahead], NOW, H) == []  # made up to now + 6 hours already
+    future = Partition("emails_future", current + 2 * H, None, is_future=True)
+    ranges = plan([Partition("emails_default", None, None, True), future], NOW, H)
+    assert ranges[0] == (current + 2 * H, current + 3 * H)
+    assert ranges[-1][1] >= NOW + 6 * H
+    # Partitions made late (a stall of two days): the mail that arrived meanwhile is
+    # in the future partition; one range takes all of it, then hourly ones.
+    stalled = Partition("emails_future", current - 48 * H, None, is_future=True)
+    ranges = plan([stalled], NOW, H)
+    assert ranges[0] == (current - 48 * H, current)
+    assert ranges[1] == (current, current + H)
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    # A MAXVALUE partition that is not ours: nothing to make.
+    assert plan([Partition("emails_rest", current, None)], NOW, H) == []
+
+
 @given(
     st.integers(min_value=0, max_value=10**6).map(lambda m: NOW + datetime.timedelta(minutes=m)),
     st.sampled_from(retention.WIDTHS_HOURS).map(lambda w: w * H),
