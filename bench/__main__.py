@@ -392,6 +392,7 @@ SCENARIOS = (
     "sizes",
     "recipients",
     "memory25",
+    "storage",
 )
 
 
@@ -499,6 +500,11 @@ async def run(args: argparse.Namespace) -> list[Row]:
     if "memory25" in chosen:
         rows.append(await fresh("sink", scaling.memory25))
         rows.append(await fresh("service", scaling.memory25))
+    if "storage" in chosen and CORPUS.is_dir():
+        for below in (None, 200_000):  # all; the throughput rows' corpus mix
+            service = await start_service(None, 1, defaults=True)
+            rows.append(await scaling.storage(service, below))
+            await service.stop()
     if "workers" in chosen:
         sink = await start_sink(2)
         await measure(sink, 2)

@@ -6,6 +6,8 @@ recipients, and memory under many large messages at once.
   sizes       CPU per message from 1 KB to 25 MB
   recipients  CPU per message for 1, 10 and 100 recipients (smtp-source -r)
   memory25    peak RSS while 50 clients each send a 25 MiB message at once
+  storage     bytes in PostgreSQL (tables, TOAST, indexes) per byte received,
+              for every corpus message stored once
 """
 
 from __future__ import annotations
@@ -144,4 +146,45 @@ async def memory25(target, clients: int = 50) -> Row:  # type: ignore[no-untyped
     refused = sum(r.code == 452 for r in results)
     row.errors = sum(errors) - refused  # a 452 here is the budget working
     row.run += f" ({sum(r.code == 250 for r in results)} stored, {refused} told 452 to retry)"
+    return row
+
+
+# Relations whose size counts: each table with its partitions, TOAST and indexes.
+STORAGE_SIZES = """
+SELECT t.name, coalesce(
+    (SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(t.name::regclass) p),
+    pg_total_relation_size(t.name::regclass)  -- not partitioned: the tree is empty
+)::bigint
+FROM unnest(ARRAY['emails', 'raw_messages', 'inbox']) AS t(name)
+"""
+
+
+async def storage(target, below: int | None = None, sessions: int = 10) -> Row:  # type: ignore[no-untyped-def]
+    """Every corpus message once (or those smaller than `below` bytes): the
+    tables' size against the bytes received."""
+    from .__main__ import CORPUS, Row, _crlf, load, sql, wait_stored
+
+    skip = {"README.md", ".gitattributes"}
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name not in skip)
+    files = [p for p in files if below is None or p.stat().st_size < below]
+    raws = [_crlf(p.read_bytes()) for p in files]
+    started = time.perf_counter()
+    results, errors, _ = await load(
+        target, [(f"c{n}", stuffed(r)) for n, r in enumerate(raws)], sessions
+    )
+    accepted = sum(r.code == 250 for r in results)
+    await wait_stored(target, accepted, started)
+    await sql(target.database_url, "VACUUM ANALYZE")
+    sizes = dict(await sql(target.database_url, STORAGE_SIZES))
+    received = sum(map(len, raws))
+    total = sum(sizes.values())
+    which = f" under {below // 1000} KB" if below else ""
+    row = Row(
+        run=f"storage: {accepted} corpus messages{which}, {received / MIB:.1f} MiB received, "
+        f"tables {total / MIB:.1f} MiB ("
+        + ", ".join(f"{name} {size / received:.2f}" for name, size in sorted(sizes.items()))
+        + " x received)"
+    )
+    row.ratio = total / received  # the "stored / null sink" column: bytes kept per byte received
+    row.errors = errors
     return row
