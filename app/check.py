@@ -79,12 +79,13 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
         except (OSError, ValueError) as error:
             report(False, f"TLS certificate {settings.tls_cert} unreadable: {error}")
     spool, *workers = Spool.family(settings.spool_dir)  # workers: WORKERS>1's worker-N/
-    try:
-        spool.check_writable()
-        report(True, f"spool {spool.directory} writable")
-    except OSError as error:
-        report(False, f"spool {spool.directory} not writable: {error.strerror or error}")
     for each in (spool, *workers):
+        try:
+            each.check_writable()
+            if each is spool:
+                report(True, f"spool {each.directory} writable")
+        except OSError as error:
+            report(False, f"spool {each.directory} not writable: {error.strerror or error}")
         pending, dead = each.counts()
         if each is spool or pending or dead:
             report(

@@ -81,6 +81,12 @@ def bind_failure(settings: Settings, error: OSError) -> str:
     return f"cannot listen on {where}: {error.strerror or error}"
 
 
+def _report_failure(task: asyncio.Task[object]) -> None:
+    """A side task that ends with an error says so at once, not at shutdown."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("[service] %s stopped: %r", task.get_name(), error, exc_info=error)
+
+
 def check_spool(spool: Spool) -> None:
     """Raise StartupError unless the spool can hold acknowledged mail."""
     directory = str(spool.directory)
@@ -304,6 +310,7 @@ class Service:
     def spawn(self, name: str, work: Awaitable[object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(work)
         task.set_name(name)
+        task.add_done_callback(_report_failure)
         self.side_tasks.append(task)
 
     async def until(self, work: Awaitable[object], timeout: float) -> bool:
@@ -341,7 +348,17 @@ class Service:
             log.warning("[retention] could not create partitions yet: %r", error)
         self.schema_ready.set()
         for orphan in Spool.orphans(self.settings.spool_dir, self.worker, self.settings.workers):
-            if moved := self.spool.adopt(orphan):
+            try:
+                moved = self.spool.adopt(orphan)
+            except OSError as error:  # what moved is replayed; the rest waits, said loudly
+                log.error(
+                    "[store] cannot take over the spool files in %s (%s): they wait there "
+                    "until it is fixed and the service restarted",
+                    orphan.directory,
+                    error.strerror or error,
+                )
+                continue
+            if moved:
                 log.warning("[store] took over %d spool files from %s", moved, orphan.directory)
         self.writer.replay(self.preparer.start)
         # Last: on a big existing table an index build takes a while (it blocks nobody).
