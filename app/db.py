@@ -150,7 +150,8 @@ _PARAMETERS = [c for c in EMAIL_COLUMNS if c.value is not None]
 _RAW_PARAMETERS = 3  # $1..$3: raw_messages id, raw, received_at
 _OWNER = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[1])}::text[]"
 _ROW_ID = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[0])}::uuid[]"
-_REVOKE = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::uuid[]"
+_IDN_OWNERS = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::text[]"
+_REVOKE = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 2}::uuid[]"
 
 # One statement, so one round trip and one implicit transaction per batch.
 # Ids are made before the insert; ON CONFLICT DO NOTHING makes a retried
@@ -186,7 +187,10 @@ WITH raw AS (
     SELECT DISTINCT unnest({_OWNER})
     ON CONFLICT (email_address) DO NOTHING
 ), private AS (
-    UPDATE private_email SET last_updated_at = now() WHERE lower(email) = ANY({_OWNER}){
+    -- Spelled as operators type it: case, spaces and a final dot do not count,
+    -- and an IDN domain may be in Unicode (punycode is not SQL's: Python's).
+    UPDATE private_email SET last_updated_at = now()
+    WHERE lower(rtrim(btrim(email), '.')) = ANY({_OWNER} || {_IDN_OWNERS}){
         revokes if revoking else ""
     }
 )
@@ -201,8 +205,8 @@ INSERT_AND_REVOKE = _insert_statement(revoking=True)
 
 def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[list[Any]]:
     """The parameters of INSERT_BATCH: raw_messages arrays, one array per
-    EMAIL_COLUMNS parameter (one element per recipient row), and for
-    INSERT_AND_REVOKE the revokes."""
+    EMAIL_COLUMNS parameter (one element per recipient row), the Unicode
+    spellings of IDN owners, and for INSERT_AND_REVOKE the revokes."""
     raws: list[list[Any]] = [[], [], []]
     columns: list[list[Any]] = [[] for _ in _PARAMETERS]
     for prepared in batch:
@@ -214,7 +218,21 @@ def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[l
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for array, column in zip(columns, _PARAMETERS, strict=True):
                 array.append(column.value(prepared, row_id, owner))  # type: ignore[misc]
-    return [*raws, *columns, *([list(revoke)] if revoke else [])]
+    idn_owners = [
+        unicode
+        for owner in set(columns[_PARAMETERS.index(EMAIL_COLUMNS[1])])
+        if "xn--" in owner and (unicode := _unicode_address(owner))
+    ]
+    return [*raws, *columns, idn_owners, *([list(revoke)] if revoke else [])]
+
+
+def _unicode_address(address: str) -> str | None:
+    """`local@例え.jp` for `local@xn--r8jz45g.jp`; None if the domain does not decode."""
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('ascii').decode('idna').lower()}"
+    except UnicodeError:
+        return None
 
 
 async def insert_batch(
