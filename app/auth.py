@@ -204,6 +204,24 @@ class Authenticator:
         return dmarc[0] if len(dmarc) == 1 else None
 
 
+def dkim_parts(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    """dkimpy's (headers, body) of `message`, by parsing only its header; None
+    where that is not certain to be the same (a bare LF, no header end, a
+    header dkimpy refuses): dkimpy then parses the message itself.
+
+    dkimpy's verifier splits the whole message into lines to find them
+    (about a fifth of a signed message's checks); with CRLF only, its body is
+    what follows the first blank line, as sent."""
+    end = message.find(b"\r\n\r\n")
+    if end < 0 or message.count(b"\n") != message.count(b"\r\n"):
+        return None
+    try:
+        headers, _ = dkim.rfc822_parse(message[: end + 4])
+    except (dkim.MessageFormatError, IndexError):  # IndexError: a continuation first
+        return None
+    return headers, message[end + 4 :]
+
+
 def signature_keys(headers: list[tuple[bytes, bytes]]) -> list[str]:
     """The `s._domainkey.d` names of the signatures we will verify: the first
     MAX_SIGNATURES of each kind (DKIM, ARC seal, ARC message signature)."""
@@ -281,6 +299,7 @@ class _Checks:
         self.message = envelope.as_received
         self.offload = len(self.message) > OFFLOAD_SIZE
         self.headers: list[tuple[bytes, bytes]] = []
+        self.body: bytes | None = None  # dkimpy's body, when dkim_parts could tell it
         self.from_domains: list[str] = []  # of the header From field(s)
         self.spf: authres.SPFAuthenticationResult | None = None
         self.dkim: list[authres.DKIMAuthenticationResult] = []
@@ -295,10 +314,14 @@ class _Checks:
 
     async def run(self) -> None:
         end = self.message.find(b"\r\n\r\n")
-        try:  # the header only: the body may be megabytes
-            self.headers, _ = dkim.rfc822_parse(self.message[: end + 4 if end >= 0 else None])
-        except Exception:
-            self.headers = []
+        parts = dkim_parts(self.message)
+        if parts is not None:
+            self.headers, self.body = parts
+        else:
+            try:  # the header only: the body may be megabytes
+                self.headers, _ = dkim.rfc822_parse(self.message[: end + 4 if end >= 0 else None])
+            except Exception:
+                self.headers = []
         fields = [f.lower() for f, _ in self.headers]
         signatures = fields.count(b"dkim-signature")
         body = max(1, len(self.message) - end)
@@ -347,7 +370,13 @@ class _Checks:
         return self.envelope.mail_from or (f"postmaster@{self.envelope.helo or ''}")
 
     async def _verifier(self, kind: type[dkim.DomainSigner]) -> Any:
-        """A dkimpy verifier for the message (it parses it all: a thread if big)."""
+        """A dkimpy verifier for the message: given the parse we made, or
+        parsing it all itself (in a thread if big)."""
+        if self.body is not None:
+            verifier = kind(None, logger=_QUIET)
+            verifier.headers = [[field, value] for field, value in self.headers]
+            verifier.body = self.body
+            return verifier
         if self.offload:
             return await asyncio.to_thread(kind, self.message, logger=_QUIET)
         return kind(self.message, logger=_QUIET)
