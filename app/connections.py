@@ -145,27 +145,39 @@ class Connections:
     def grow(self, hold: Hold, size: int) -> bool:
         """Count `hold` as `size` bytes (never fewer than already counted);
         False, with nothing added, if its client's share or the budget would
-        pass. A transfer may take the place of transfers that began after it."""
+        pass. A transfer may take the place of transfers that began after it
+        (of its own client, for the client's share), so the oldest finish."""
         change = size - hold.size
         if change <= 0:
             return not hold.evicted
-        if hold.evicted or self.client_bytes[hold.client] + change > self.client_share:
+        if hold.evicted:
             return False
-        if self.receiving_bytes + change > self.max_receiving_bytes and hold.started:
-            self._evict_after(hold, self.receiving_bytes + change - self.max_receiving_bytes)
-        if self.receiving_bytes + change > self.max_receiving_bytes:
+        if hold.started:
+            client_over = self.client_bytes[hold.client] + change - self.client_share
+            if client_over > 0:
+                self._evict_after(hold, client_over, hold.client)
+            budget_over = self.receiving_bytes + change - self.max_receiving_bytes
+            if budget_over > 0:
+                self._evict_after(hold, budget_over)
+        if (
+            self.client_bytes[hold.client] + change > self.client_share
+            or self.receiving_bytes + change > self.max_receiving_bytes
+        ):
             return False
         self._count(hold, change)
         return True
 
-    def _evict_after(self, hold: Hold, needed: int) -> None:
-        """Free at least `needed` bytes from transfers that began after `hold`'s,
-        the last first."""
+    def _evict_after(self, hold: Hold, needed: int, client: str | None = None) -> None:
+        """Free at least `needed` bytes from transfers that began after `hold`'s
+        (of `client` only, if given), the last first."""
         later = sorted(
             (
                 other
                 for other in self.holds
-                if other.started > hold.started and other.size and not other.declared
+                if other.started > hold.started
+                and other.size
+                and not other.declared
+                and (client is None or other.client == client)
             ),
             key=lambda other: -other.started,
         )

@@ -500,6 +500,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     if "memory25" in chosen:
         rows.append(await fresh("sink", scaling.memory25))
         rows.append(await fresh("service", scaling.memory25))
+        rows.append(await fresh("service", scaling.memory25, 50, True))
     if "storage" in chosen and CORPUS.is_dir():
         for below in (None, 200_000):  # all; the throughput rows' corpus mix
             service = await start_service(None, 1, defaults=True)

@@ -67,10 +67,14 @@ async def session(
     results: list[Sent],
     pacer: Pacer | None = None,
     rcpt: bytes = b"u@example.com",
+    source: str | None = None,
 ) -> int:
-    """Send `bodies` (marker, stuffed bytes) on one connection; return errors."""
+    """Send `bodies` (marker, stuffed bytes) on one connection (from the
+    loopback address `source`, if given); return errors."""
     errors = 0
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, limit=1 << 20, local_addr=(source, 0) if source else None
+    )
     try:
         await _reply(reader)
         writer.write(b"EHLO bench.test\r\n")

@@ -130,17 +130,27 @@ async def recipients(target, count: int, rcpts: int) -> Row:  # type: ignore[no-
     return row
 
 
-async def memory25(target, clients: int = 50) -> Row:  # type: ignore[no-untyped-def]
-    """Peak RSS while `clients` each send a 25 MiB message at once."""
+async def memory25(target, clients: int = 50, one_address: bool = False) -> Row:  # type: ignore[no-untyped-def]
+    """Peak RSS while `clients` each send a 25 MiB message at once, from as
+    many loopback addresses (or all from 127.0.0.1: one client's share)."""
     from .__main__ import Row, rss_text
 
     body = stuffed(_big(25 * MIB - 1024))
     results: list[Sent] = []
     started = time.perf_counter()
     errors = await asyncio.gather(
-        *(session(target.port, [(f"big{n}", body)], results) for n in range(clients))
+        *(
+            session(
+                target.port,
+                [(f"big{n}", body)],
+                results,
+                source=None if one_address else f"127.0.1.{n + 1}",
+            )
+            for n in range(clients)
+        )
     )
-    row = Row(run=f"{target.name} {clients} clients x 25 MiB at once")
+    sources = "one address" if one_address else f"{clients} addresses"
+    row = Row(run=f"{target.name} {clients} clients x 25 MiB at once from {sources}")
     row.accepted_rate = sum(r.code == 250 for r in results) / (time.perf_counter() - started)
     row.rss_mib = rss_text(target)
     refused = sum(r.code == 452 for r in results)

@@ -160,3 +160,21 @@ def test_later_transfers_give_way_to_earlier_ones():
     assert young.evicted and young.size == 0 and not connections.grow(young, 500)
     assert not declared.evicted and connections.receiving_bytes == 900
     assert not connections.grow(old, 800)  # the declared reservation stays
+
+
+def test_one_clients_transfers_give_way_to_its_oldest():
+    """Many messages at once from one client, past its share of the budget:
+    its later transfers give way, so the oldest finish (all used to be refused
+    once the share was full, however far along)."""
+    connections = Connections(10, 10, max_receiving_bytes=4000, message_size=1000)
+    holds = [Hold("one") for _ in range(5)]
+    other = Hold("two")
+    for hold in (*holds, other):
+        connections.start_transfer(hold)
+        assert connections.grow(hold, 200)
+    assert connections.client_share == 1000 and connections.client_bytes["one"] == 1000
+    assert connections.grow(holds[0], 600)  # the oldest takes the two youngest places
+    assert [h.evicted for h in holds] == [False, False, False, True, True]
+    assert not other.evicted  # another client's transfer is not its to take
+    assert connections.grow(holds[1], 400) and holds[2].evicted  # the next oldest, likewise
+    assert not connections.grow(holds[1], 500)  # the share is full, nothing later to take
