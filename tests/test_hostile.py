@@ -7,6 +7,7 @@ closed) as intended. Loops are bounded and aimed at 127.0.0.1 only.
 from __future__ import annotations
 
 import random
+import re
 import select
 import socket
 import threading
@@ -81,7 +82,9 @@ def test_connection_limits_total_and_per_ip(make_server):
     for conn in first + others:
         conn.close()
     eventually(lambda: _greets(server.port))  # slots are freed when sessions end
-    assert "refused 127.0.0.1: 421 4.7.0 Too many connections from your address" in server.log
+    server.wait_for_log(
+        re.escape("refused 127.0.0.1: 421 4.7.0 Too many connections from your address")
+    )
 
 
 def _greets(port: int) -> bool:
@@ -170,7 +173,7 @@ def test_idle_data_and_session_deadlines(make_server):
                 slow_data.send(b"x")
                 time.sleep(0.2)
         # (the reply was sent before the close)
-    assert "DATA time limit" in server.log
+    server.wait_for_log(re.escape("DATA time limit"))
     with Raw(server.port).hello() as chatty:
         started = time.monotonic()
         while time.monotonic() - started < 60:  # a bound on the loop, not a verdict

@@ -26,9 +26,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from .helpers import app_command, db_address, eventually, with_port
-from .netfakes import TCPProxy
+from .helpers import app_command, eventually
 from .test_promises import send, subjects
+from .test_workers import spool_with_two_workers
 
 
 @contextlib.contextmanager
@@ -38,19 +38,6 @@ def immutable(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
-
-
-def spool_with_two_workers(make_server, database_url: str) -> tuple[TCPProxy, str, list[str]]:
-    """Mail acknowledged by two workers with the database away, spooled at stop."""
-    proxy = TCPProxy(db_address(database_url))
-    url = with_port(database_url, proxy.port)
-    server = make_server(workers="2", ack_mode="instant", drain_timeout="1", database_url=url)
-    server.wait_for_log(r"(?s)domains loaded.*domains loaded")
-    proxy.cut()
-    marks = [f"held-{n}" for n in range(30)]
-    assert all(send(server.port, mark)[0] == 250 for mark in marks)
-    assert server.stop() == 0
-    return proxy, url, marks
 
 
 def marks_in(directory: Path) -> list[str]:

@@ -18,6 +18,19 @@ def worker_pids(supervisor_pid: int) -> list[int]:
     return [int(pid) for pid in out.stdout.split()]
 
 
+def spool_with_two_workers(make_server, database_url: str) -> tuple[TCPProxy, str, list[str]]:
+    """Mail acknowledged by two workers with the database away, spooled at stop."""
+    proxy = TCPProxy(db_address(database_url))
+    url = with_port(database_url, proxy.port)
+    server = make_server(workers="2", ack_mode="instant", drain_timeout="1", database_url=url)
+    server.wait_for_log(r"(?s)domains loaded.*domains loaded")
+    proxy.cut()
+    marks = [f"held-{n}" for n in range(30)]
+    assert all(send(server.port, mark)[0] == 250 for mark in marks)
+    assert server.stop() == 0
+    return proxy, url, marks
+
+
 def test_two_workers_restart_and_drain(make_server, database_url):
     server = make_server(workers="2", ack_mode="instant")
     server.wait_for_log(r"(?s)domains loaded.*domains loaded")  # both workers
@@ -77,15 +90,8 @@ def test_a_restarted_worker_replays_its_own_spool(make_server, database_url, tmp
 
 def test_spool_files_outlive_a_change_of_workers(make_server, database_url, tmp_path):
     """Spooled by two workers, replayed by the single process that follows."""
-    proxy = TCPProxy(db_address(database_url))
+    proxy, url, marks = spool_with_two_workers(make_server, database_url)
     try:
-        url = with_port(database_url, proxy.port)
-        server = make_server(workers="2", ack_mode="instant", drain_timeout="1", database_url=url)
-        server.wait_for_log(r"(?s)domains loaded.*domains loaded")
-        proxy.cut()
-        marks = [f"held-{n}" for n in range(30)]
-        assert all(send(server.port, mark)[0] == 250 for mark in marks)
-        assert server.stop() == 0
         spooled = list((tmp_path / "spool").glob("worker-*/pending/*.msg"))
         assert len(spooled) == len(marks)
         proxy.restore()
