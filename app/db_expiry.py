@@ -130,12 +130,25 @@ async def make_table(
 ) -> None:
     """A plain table shaped like `table`, to be attached as its partition: with
     its indexes (ATTACH then only links them, instead of building them under
-    its lock), and the CHECK of [lower, upper) when `lower` is given."""
+    its lock), its generated columns (ATTACH refuses a plain column where the
+    parent's is generated: an operator may add one), and the CHECK of
+    [lower, upper) when `lower` is given."""
     check = "" if lower is None else ", " + range_check(name, lower, upper)
     await conn.execute(
         f"CREATE TABLE {q(name)} (LIKE {q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-        f"INCLUDING INDEXES{check})"
+        f"INCLUDING GENERATED INCLUDING INDEXES{check})"
     )
+
+
+async def stored_columns(conn: db.Connection, table: str) -> str:
+    """The columns of `table` an INSERT may name, quoted and comma-separated:
+    all but generated ones (PostgreSQL computes those, and refuses a value)."""
+    rows = await conn.fetch(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+        q(table),
+    )
+    return ", ".join(q(r[0]) for r in rows)
 
 
 async def move_rows(
@@ -148,9 +161,10 @@ async def move_rows(
     """Move the rows of `source` received in [lower, upper) into `target`, in
     this transaction (readers see them in `source` until it commits)."""
     before = "" if upper is None else " AND received_at < $2"
+    names = await stored_columns(conn, target)
     status = await conn.execute(
         f"WITH moved AS (DELETE FROM {q(source)} WHERE received_at >= $1{before} "
-        f"RETURNING *) INSERT INTO {q(target)} SELECT * FROM moved",
+        f"RETURNING {names}) INSERT INTO {q(target)} ({names}) SELECT {names} FROM moved",
         *([lower] if upper is None else [lower, upper]),
         timeout=LONG,
     )
@@ -450,7 +464,7 @@ async def copy_kept_rows(
     conn: db.Connection, table: str, relation: str, private: frozenset[str]
 ) -> int:
     """Insert the kept rows of `relation` (detached from `table`) into `table`."""
-    names = ", ".join(q(c) for c in await db.columns(conn, table))
+    names = await stored_columns(conn, table)
     keep, args = keep_condition(table, private, 1)
     status = await conn.execute(
         f"INSERT INTO {q(table)} ({names}) SELECT {names} FROM {q(relation)} t WHERE {keep}",
