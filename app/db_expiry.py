@@ -184,9 +184,11 @@ async def create_partition(
     For a table without a future partition (a fresh one, before its first
     ranges exist; or a range below the live ones). Rows of the range already
     in the DEFAULT partition move into it first (otherwise PostgreSQL refuses
-    the new range), and ATTACH scans the DEFAULT partition unless its fence
-    proves the range empty: cheap while it is small, as it is on a fresh
-    table. Above the live ranges `split_future` does it without a scan.
+    the new range), then again under ATTACH's lock on the DEFAULT partition,
+    taken first (those committed meanwhile: mail arriving); ATTACH scans the
+    DEFAULT partition unless its fence proves the range empty: cheap while
+    it is small, as it is on a fresh table. Above the live ranges
+    `split_future` does it without a scan.
     """
     async with ddl(pool) as conn:
         # Workers make the same partitions at start: one at a time, once.
@@ -194,6 +196,8 @@ async def create_partition(
             return False
         await make_table(conn, table, name)
         if default is not None:
+            await move_rows(conn, default, name, lower, upper)
+            await conn.execute(f"LOCK TABLE {q(default)} IN ACCESS EXCLUSIVE MODE")
             await move_rows(conn, default, name, lower, upper)
         await conn.execute(
             f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} "
@@ -215,11 +219,13 @@ async def split_future(
 
     Rows already in the future partition (partitions made late) move into
     the new ones first, under ROW EXCLUSIVE. Then, under ACCESS EXCLUSIVE on
-    `table`: DETACH the future partition, ATTACH the new ones (their CHECKs
-    and the DEFAULT partition's fence prove them without a scan), give the
-    future partition the CHECK of its new range (a scan of what is left in
-    it: nothing, unless a clock is hours ahead) and ATTACH it again. Nothing
-    is made unless `default` has a valid fence at or below the first lower
+    `table`: DETACH the future partition, move the rows committed into it
+    since (mail arriving meanwhile: otherwise its new CHECK fails, at every
+    run while mail arrives), ATTACH the new ones (their CHECKs and the
+    DEFAULT partition's fence prove them without a scan), give the future
+    partition the CHECK of its new range (a scan of what is left in it:
+    nothing, unless a clock is hours ahead) and ATTACH it again. Nothing is
+    made unless `default` has a valid fence at or below the first lower
     bound (retention.fence sees to it).
     """
     if not ranges:
@@ -235,6 +241,8 @@ async def split_future(
             await make_table(conn, table, name, lower, upper)
             await move_rows(conn, future, name, lower, upper)
         await conn.execute(f"ALTER TABLE {q(table)} DETACH PARTITION {q(future)}")
+        for name, lower, upper in ranges:
+            await move_rows(conn, future, name, lower, upper)
         for name, lower, upper in ranges:
             await conn.execute(
                 f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} "

@@ -81,3 +81,77 @@ async def test_an_operators_generated_column_does_not_stop_partitions_or_expiry(
         )
     finally:
         await pool.close()
+
+
+def insert_after_first_move(monkeypatch, url: str, source: str, received: datetime.datetime):
+    """Mail arriving while partitions are made: once the first move of rows out
+    of `source` is done, another session commits a row received at `received`
+    (into `source`: its new partition is not attached yet). Returns the list
+    of subjects so inserted."""
+    moved = db_expiry.move_rows
+    inserted: list[str] = []
+
+    async def move_then_insert(conn, from_, target, lower, upper):
+        count = await moved(conn, from_, target, lower, upper)
+        if from_ == source and not inserted and lower <= received < (upper or received + H):
+            other = await asyncpg.connect(url)
+            try:
+                await other.execute(
+                    "INSERT INTO emails (mailbox_owner, subject, body, from_addr, received_at) "
+                    "VALUES ('o@example.com', 'meanwhile', '', '', $1)",
+                    received,
+                )
+            finally:
+                await other.close()
+            inserted.append("meanwhile")
+        return count
+
+    monkeypatch.setattr(db_expiry, "move_rows", move_then_insert)
+    return inserted
+
+
+async def where(pool: db.Pool, subject: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT tableoid::regclass::text FROM emails WHERE subject = $1", subject
+    )
+    return [r[0] for r in rows]
+
+
+async def test_mail_arriving_while_the_future_partition_is_split(database_url, monkeypatch):
+    """Partitions made late (a stall): the mail arriving lands in the future
+    partition, and a row committed there after the rows were moved made its
+    new CHECK fail, at every run under load. It moves under the lock now."""
+    pool = await installed(database_url)
+    try:
+        now = datetime.datetime.now(UTC)
+        await retention.maintain(pool, 24, PRIVATE, now=now)
+        later = now + 30 * H  # the ranges made end at about now + 7 hours
+        await add_mail(pool, "o@example.com", "stalled", later - 10 * H)
+        inserted = insert_after_first_move(monkeypatch, database_url, "emails_future", later)
+        await retention.maintain(pool, 24, PRIVATE, now=later)
+        assert inserted == ["meanwhile"]
+        current = retention.partition_name("emails", retention.floor_to(later, H))
+        assert await where(pool, "meanwhile") == [current]
+        assert (await where(pool, "stalled"))[0].startswith("emails_p")
+        existing = await retention.shape(pool, "emails")
+        future = retention.future_of(existing or [])
+        assert future is not None and future.lower is not None and future.lower > later
+    finally:
+        await pool.close()
+
+
+async def test_mail_arriving_while_the_first_ranges_are_made(database_url, monkeypatch):
+    """A fresh table: its first ranges take their rows from DEFAULT, and a row
+    committed there after the move made ATTACH fail."""
+    pool = await installed(database_url)
+    try:
+        now = datetime.datetime.now(UTC)
+        await add_mail(pool, "o@example.com", "before", now)
+        inserted = insert_after_first_move(monkeypatch, database_url, "emails_default", now)
+        await retention.maintain(pool, 24, PRIVATE, now=now)
+        assert inserted == ["meanwhile"]
+        current = retention.partition_name("emails", retention.floor_to(now, H))
+        assert await where(pool, "before") == [current]
+        assert await where(pool, "meanwhile") == [current]
+    finally:
+        await pool.close()
