@@ -248,6 +248,12 @@ async def make_ahead(pool: db.Pool, retention_hours: float, now: datetime.dateti
             await make_ahead_of(pool, table, width, now)
         except db.asyncpg.LockNotAvailableError:
             log.info("[retention] %s is busy: partitions are made at the next run", table)
+        except Exception as error:  # the other table, and expiry, are still due
+            log.error(
+                "[retention] %s: making partitions failed, retried at the next run: %r",
+                table,
+                error,
+            )
 
 
 async def make_ahead_of(
@@ -410,7 +416,8 @@ async def expire(
     pool: db.Pool, cutoff: datetime.datetime, private: frozenset[str], include_existing: bool
 ) -> dict[str, Totals]:
     """Delete what `survey` counts. emails first: raw messages that an emails row
-    still points at are kept, and none are dropped in a run where emails was busy.
+    still points at are kept, and none are dropped in a run where emails was
+    busy or failed. A step that fails is logged; the next ones still run.
 
     An expired partition is detached (catalog work), then its kept rows are
     copied back from the detached table, which is dropped (`finish`). A
@@ -440,6 +447,13 @@ async def expire(
                         await asyncio.sleep(0.01)  # let writes in between
             except db.asyncpg.LockNotAvailableError:
                 log.info("[retention] %s is busy: left for the next run", step.relation)
+                emails_busy |= table == "emails"
+            except Exception as error:  # the other partitions are still due
+                log.error(
+                    "[retention] %s: expiring it failed, retried at the next run: %r",
+                    step.relation,
+                    error,
+                )
                 emails_busy |= table == "emails"
     return done
 
@@ -522,9 +536,10 @@ async def maintain(
 ) -> dict[str, int]:
     """The periodic run: partitions ahead, then expiry; return the rows expired per table.
 
-    Creation comes first and runs even when mail is kept forever. Expiry
-    waits for the private_email list (`private` None: not loaded yet), and
-    the first run on a database only logs what it would delete.
+    Creation comes first and runs even when mail is kept forever; if it
+    fails (logged) expiry still runs. Expiry waits for the private_email
+    list (`private` None: not loaded yet), and the first run on a database
+    only logs what it would delete.
     """
     now = now or datetime.datetime.now(UTC)
     await make_ahead(pool, retention_hours, now)

@@ -155,3 +155,24 @@ async def test_mail_arriving_while_the_first_ranges_are_made(database_url, monke
         assert await where(pool, "meanwhile") == [current]
     finally:
         await pool.close()
+
+
+async def test_a_failure_making_partitions_does_not_stop_expiry(database_url, monkeypatch, caplog):
+    """Making partitions failed (any error): the run logged it and went on
+    to expire, instead of raising before expiry (no expiry ever, under load)."""
+    pool = await installed(database_url)
+    try:
+        now = datetime.datetime.now(UTC)
+        await retention.maintain(pool, 24, PRIVATE, now=now)
+        await add_mail(pool, "o@example.com", "old", now)
+
+        async def failing(*args, **kwargs):
+            raise asyncpg.CheckViolationError("simulated")
+
+        monkeypatch.setattr(db_expiry, "split_future", failing)
+        later = now + 30 * H
+        gone = await retention.maintain(pool, 24, PRIVATE, now=later)
+        assert gone["emails"] == 1
+        assert "making partitions failed" in caplog.text
+    finally:
+        await pool.close()
