@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -155,17 +156,23 @@ async def move_rows(
     conn: db.Connection,
     source: str,
     target: str,
-    lower: datetime.datetime,
+    lower: datetime.datetime | None,
     upper: datetime.datetime | None,
 ) -> int:
     """Move the rows of `source` received in [lower, upper) into `target`, in
-    this transaction (readers see them in `source` until it commits)."""
-    before = "" if upper is None else " AND received_at < $2"
+    this transaction (readers see them in `source` until it commits); None:
+    no bound on that side."""
+    conditions, args = [], []
+    for op, value in ((">=", lower), ("<", upper)):
+        if value is not None:
+            args.append(value)
+            conditions.append(f"received_at {op} ${len(args)}")
+    where = " AND ".join(conditions) or "true"
     names = await stored_columns(conn, target)
     status = await conn.execute(
-        f"WITH moved AS (DELETE FROM {q(source)} WHERE received_at >= $1{before} "
+        f"WITH moved AS (DELETE FROM {q(source)} WHERE {where} "
         f"RETURNING {names}) INSERT INTO {q(target)} ({names}) SELECT {names} FROM moved",
-        *([lower] if upper is None else [lower, upper]),
+        *args,
         timeout=LONG,
     )
     return int(status.rsplit(" ", 1)[1])
@@ -383,20 +390,39 @@ async def add_future(
 
 
 def mark(table: str) -> str:
-    """The comment on a partition detached by retention and not dropped yet."""
+    """The comment on a partition detached by retention and not dropped yet
+    (followed by its bound: `reattach` needs it)."""
     return f"tempmail retention: expired partition of {table}, being dropped"
+
+
+# The bound a detached partition had, as its mark records it (printed by PostgreSQL).
+_WAS = re.compile(
+    r"; was (FOR VALUES FROM \((MINVALUE|'[-0-9 :.+]+')\) TO \((MAXVALUE|'[-0-9 :.+]+')\))"
+)
+
+
+async def marked(conn: db.Connection, table: str, name: str) -> str | None:
+    """The mark of `name`, detached from `table` by retention; None if it has none."""
+    text = await conn.fetchval("SELECT obj_description(to_regclass($1), 'pg_class')", q(name))
+    return text if isinstance(text, str) and text.startswith(mark(table)) else None
 
 
 async def detach_expiring(pool: db.Pool, table: str, name: str) -> bool:
     """DETACH partition `name` from `table` (catalog work under ACCESS EXCLUSIVE
-    on `table` and its DEFAULT partition) and mark it; False if it is not a
-    partition of `table` (any more). From the commit on, its rows are out of
-    `table`: `finish_expiring` puts the kept ones back."""
+    on `table` and its DEFAULT partition) and mark it with its bound; False if
+    it is not a partition of `table` (any more). From the commit on, its rows
+    are out of `table`: `finish_expiring` puts the kept ones back."""
     async with ddl(pool) as conn:
         if not await is_partition_of(conn, name, table):
             return False
+        await conn.execute("SET LOCAL TimeZone = 'UTC'")  # the bound printed in UTC
+        bound = await conn.fetchval(
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = to_regclass($1)",
+            q(name),
+        )
         await conn.execute(f"ALTER TABLE {q(table)} DETACH PARTITION {q(name)}")
-        await conn.execute(f"COMMENT ON TABLE {q(name)} IS {quote_text(mark(table))}")
+        comment = f"{mark(table)}; was {bound}"
+        await conn.execute(f"COMMENT ON TABLE {q(name)} IS {quote_text(comment)}")
         return True
 
 
@@ -406,10 +432,46 @@ async def expiring(pool: db.Pool, table: str) -> list[str]:
     rows = await pool.fetch(
         "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND NOT c.relispartition "
         "AND c.relnamespace = current_schema()::regnamespace "
-        "AND obj_description(c.oid, 'pg_class') = $1 ORDER BY 1",
+        "AND starts_with(obj_description(c.oid, 'pg_class'), $1) ORDER BY 1",
         mark(table),
     )
     return [r[0] for r in rows]
+
+
+async def reattach(pool: db.Pool, table: str, name: str) -> bool:
+    """ATTACH `name`, detached from `table` by `detach_expiring`, again with
+    the bound it had, and unmark it: its copy back failed, and its kept rows
+    must not stay out of sight. False if its mark records no bound (a
+    release before this one detached it).
+
+    Rows of its range that reached the DEFAULT partition since the detach
+    (old mail replayed) move into it first, under the DEFAULT partition's
+    lock that ATTACH takes anyway. ATTACH scans the DEFAULT partition under
+    that lock (its fence, above this range, proves nothing): a failure's
+    price, not a run's.
+    """
+    async with ddl(pool) as conn:
+        found = _WAS.search(await marked(conn, table, name) or "")
+        if found is None:
+            return False
+        default = await conn.fetchval(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_partitioned_table p "
+            "ON p.partrelid = i.inhparent JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass($1) AND c.oid = p.partdefid",
+            q(table),
+        )
+        if default is not None:
+            lower, upper = (
+                None
+                if value.endswith("VALUE")
+                else datetime.datetime.fromisoformat(value.strip("'"))
+                for value in (found[2], found[3])
+            )
+            await conn.execute(f"LOCK TABLE {q(default)} IN ACCESS EXCLUSIVE MODE")
+            await move_rows(conn, default, name, lower, upper)
+        await conn.execute(f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} {found[1]}")
+        await conn.execute(f"COMMENT ON TABLE {q(name)} IS NULL")
+        return True
 
 
 async def newest(pool: db.Pool, relation: str) -> datetime.datetime | None:
@@ -430,10 +492,7 @@ async def finish_expiring(
     states).
     """
     async with ddl(pool, PATIENT_LOCK_TIMEOUT) as conn:
-        marked = await conn.fetchval(
-            "SELECT obj_description(to_regclass($1), 'pg_class') = $2", q(name), mark(table)
-        )
-        if not marked:
+        if await marked(conn, table, name) is None:
             return None
         rows = int(await conn.fetchval(f"SELECT count(*) FROM {q(name)}", timeout=LONG))
         kept = await copy_kept_rows(conn, table, name, private)

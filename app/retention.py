@@ -27,7 +27,8 @@ Never expired by the periodic run:
 - mail of `private_email` addresses (and the raw messages it points at):
   when its partition is dropped those rows move to the DEFAULT partition.
   They are out of sight between the detach and the commit of their copy
-  (one transaction, all of them at once). Until the private list is
+  (one transaction, all of them at once); if the copy fails, the partition
+  is attached again and dropped at a later run. Until the private list is
   loaded, nothing expires.
 
 The first run on a database only logs what it would delete and records
@@ -484,7 +485,12 @@ async def finish(
     pool: db.Pool, table: str, name: str, private: frozenset[str], totals: Totals
 ) -> bool:
     """Copy back the kept rows of `name`, detached from `table`, and drop it;
-    False if the table was busy (the next run finishes it)."""
+    False if the table was busy (the next run finishes it) or the copy failed.
+
+    A copy that fails (an operator's trigger or column refuses the rows) is
+    not retried in this run: `name` is attached again, so its mail stays in
+    sight, and the next run drops it again if the cause is gone.
+    """
     try:
         done = await db_expiry.finish_expiring(pool, table, name, private)
     except db.asyncpg.LockNotAvailableError:
@@ -492,6 +498,22 @@ async def finish(
             "[retention] %s is busy: the kept rows of %s (detached) are back at the next run",
             table,
             name,
+        )
+        return False
+    except db.asyncpg.PostgresError as error:
+        try:
+            if await db_expiry.reattach(pool, table, name):
+                outcome = "attached again, its mail in sight; the next run drops it again"
+            else:
+                outcome = "left detached (no bound recorded); the next run copies again"
+        except db.asyncpg.PostgresError as failed:
+            outcome = f"left detached (attaching failed: {failed!r}); the next run tries again"
+        log.error(
+            "[retention] could not copy the kept rows of %s back into %s (%r): %s",
+            name,
+            table,
+            error,
+            outcome,
         )
         return False
     if done is None:

@@ -176,3 +176,58 @@ async def test_a_failure_making_partitions_does_not_stop_expiry(database_url, mo
         assert "making partitions failed" in caplog.text
     finally:
         await pool.close()
+
+
+LOG_BY_ID = """
+CREATE TABLE email_log (id uuid PRIMARY KEY);
+CREATE FUNCTION log_email() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO email_log VALUES (NEW.id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER email_logged AFTER INSERT ON emails FOR EACH ROW EXECUTE FUNCTION log_email();
+"""
+
+
+async def test_a_failing_copy_back_attaches_the_partition_again(database_url, caplog, monkeypatch):
+    """An operator's AFTER INSERT trigger keyed by id refuses the copy of a
+    kept row (its id is logged already). The partition was left detached, its
+    private mail out of sight for good; now it is attached again (with a row
+    of its hour replayed into DEFAULT meanwhile), one line says why, and once
+    the trigger is fixed the next run drops it."""
+    pool = await installed(database_url, LOG_BY_ID)
+    try:
+        now = datetime.datetime.now(UTC)
+        await retention.maintain(pool, 24, PRIVATE, now=now)
+        await add_mail(pool, "p@example.com", "private", now)
+        await add_mail(pool, "o@example.com", "other", now)
+        hour = retention.partition_name("emails", retention.floor_to(now, H))
+        finish = db_expiry.finish_expiring
+
+        async def replayed_meanwhile(pool_, table, name, private):
+            if name == hour:
+                await add_mail(pool, "o@example.com", "replayed", now)
+            return await finish(pool_, table, name, private)
+
+        monkeypatch.setattr(db_expiry, "finish_expiring", replayed_meanwhile)
+        later = now + 30 * H
+        gone = await retention.maintain(pool, 24, PRIVATE, now=later)
+        monkeypatch.undo()
+        assert gone["emails"] == 0
+        assert await where(pool, "private") == [hour]
+        assert await where(pool, "other") == [hour]
+        assert await where(pool, "replayed") == [hour]
+        assert await db_expiry.expiring(pool, "emails") == []
+        failures = [r.message for r in caplog.records if "could not copy" in r.message]
+        assert len(failures) == 1 and "attached again" in failures[0], failures
+        await pool.execute(
+            "CREATE OR REPLACE FUNCTION log_email() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN INSERT INTO email_log VALUES (NEW.id) ON CONFLICT DO NOTHING; RETURN NULL; "
+            "END $$"
+        )
+        gone = await retention.maintain(pool, 24, PRIVATE, now=later + H)
+        assert gone["emails"] == 2
+        assert await where(pool, "private") == ["emails_default"]
+        assert hour not in await partition_names(pool)
+    finally:
+        await pool.close()
