@@ -59,6 +59,10 @@ FENCE_PREFIX = "retention_received_before_"
 FENCE_FORMAT = "%Y%m%d_%H%M%S_%f"
 # Pauses between attempts at a catalog-only step inside a longer transaction.
 ATTACH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.6)
+# One retention run at a time (workers, `python -m app retention`), a session
+# advisory lock held for the whole run: a fence its holder finds NOT VALID is
+# then no other run's, about to be validated, but one a stopped run left.
+RUN_LOCK = SCHEMA_LOCK + 2
 
 
 def quote_time(moment: datetime.datetime) -> str:
@@ -78,6 +82,22 @@ async def ddl(pool: db.Pool, lock_timeout: str = db.LOCK_TIMEOUT) -> AsyncIterat
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK, timeout=LONG)
         await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
         yield conn
+
+
+@contextlib.asynccontextmanager
+async def run_lock(pool: db.Pool, wait: bool) -> AsyncIterator[bool]:
+    """Hold RUN_LOCK for the block (on a connection of its own); True, or False
+    (holding nothing) if another run holds it and `wait` is false."""
+    async with pool.acquire() as conn:
+        if wait:
+            await conn.execute("SELECT pg_advisory_lock($1)", RUN_LOCK, timeout=LONG)
+        elif not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RUN_LOCK):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", RUN_LOCK)
 
 
 async def partitions(pool: db.Pool, table: str) -> list[tuple[str, str]] | None:
@@ -347,6 +367,14 @@ async def drop_fences(pool: db.Pool, default: str, names: Sequence[str]) -> None
             f"ALTER TABLE {q(default)} "
             + ", ".join(f"DROP CONSTRAINT IF EXISTS {q(n)}" for n in names)
         )
+
+
+async def drop_unvalidated_fences(pool: db.Pool, default: str) -> list[str]:
+    """Drop the fences of `default` that are NOT VALID (under RUN_LOCK: left by a
+    run that stopped before validating them); return their names."""
+    stale = [f.name for f in await fences(pool, default) if not f.valid]
+    await drop_fences(pool, default, stale)
+    return stale
 
 
 async def add_future(

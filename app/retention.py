@@ -41,11 +41,12 @@ The planning here is pure (`partition_width`, `plan`, `parse_bound`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from . import db, db_expiry
@@ -549,6 +550,37 @@ def describe(found: dict[str, Totals], cutoff: datetime.datetime, dry_run: bool)
     return text
 
 
+@contextlib.asynccontextmanager
+async def alone(pool: db.Pool, wait: bool) -> AsyncIterator[bool]:
+    """The block as the only retention run (db_expiry.RUN_LOCK), after undoing
+    what a stopped run left half done; False if another run is under way and
+    `wait` is false (nothing done).
+
+    A stopped run can leave a fence NOT VALID (added, not validated yet): it
+    refuses rows from its bound on, and nothing else removes it unless a
+    later run happens to move the fence. Detached partitions a stopped run
+    left are finished by `expire`.
+    """
+    async with db_expiry.run_lock(pool, wait) as mine:
+        if mine:
+            for table in TABLES:
+                default = default_of(await shape(pool, table) or [])
+                if default is None:
+                    continue
+                try:
+                    stale = await db_expiry.drop_unvalidated_fences(pool, default)
+                except db.asyncpg.LockNotAvailableError:
+                    log.info("[retention] %s is busy: its fences are tidied next run", default)
+                    continue
+                for name in stale:
+                    log.warning(
+                        "[retention] %s: dropped %s, a fence a stopped run left NOT VALID",
+                        default,
+                        name,
+                    )
+        yield mine
+
+
 async def maintain(
     pool: db.Pool,
     retention_hours: float,
@@ -558,12 +590,29 @@ async def maintain(
 ) -> dict[str, int]:
     """The periodic run: partitions ahead, then expiry; return the rows expired per table.
 
+    One at a time (`alone`): a worker whose turn it is not skips it.
     Creation comes first and runs even when mail is kept forever; if it
     fails (logged) expiry still runs. Expiry waits for the private_email
     list (`private` None: not loaded yet), and the first run on a database
     only logs what it would delete.
     """
-    now = now or datetime.datetime.now(UTC)
+    async with alone(pool, wait=False) as mine:
+        if not mine:
+            log.debug("[retention] another run is under way: this one is skipped")
+            return dict.fromkeys(TABLES, 0)
+        return await periodic(
+            pool, retention_hours, private, now or datetime.datetime.now(UTC), expire_mail
+        )
+
+
+async def periodic(
+    pool: db.Pool,
+    retention_hours: float,
+    private: frozenset[str] | None,
+    now: datetime.datetime,
+    expire_mail: bool,
+) -> dict[str, int]:
+    """`maintain`, under the run lock."""
     await make_ahead(pool, retention_hours, now)
     if retention_hours <= 0 or not expire_mail:
         return dict.fromkeys(TABLES, 0)

@@ -231,3 +231,34 @@ async def test_a_failing_copy_back_attaches_the_partition_again(database_url, ca
         assert hour not in await partition_names(pool)
     finally:
         await pool.close()
+
+
+async def test_a_fence_left_not_valid_by_a_stopped_run_is_dropped(database_url, caplog):
+    """A run stopped between adding a fence (NOT VALID: it refuses rows from
+    then on) and validating it left it behind for good unless a later run
+    happened to move the fence. The next run drops it, unless another run
+    is under way (it may be that run's fence, about to be validated)."""
+    pool = await installed(database_url)
+    try:
+        now = datetime.datetime.now(UTC)
+        await retention.maintain(pool, 24, None, now=now)
+        future = retention.future_of(await retention.shape(pool, "emails") or [])
+        assert future is not None and future.lower is not None
+        stopped = await db_expiry.add_fence(pool, "emails_default", future.lower - H)
+        assert [f.name for f in await db_expiry.fences(pool, "emails_default")] == [
+            stopped,
+            db_expiry.fence_name(future.lower),
+        ]
+        other = await asyncpg.connect(database_url)
+        try:
+            await other.execute("SELECT pg_advisory_lock($1)", db_expiry.RUN_LOCK)
+            await retention.maintain(pool, 24, None, now=now)  # another run is under way
+            assert stopped in [f.name for f in await db_expiry.fences(pool, "emails_default")]
+        finally:
+            await other.close()
+        await retention.maintain(pool, 24, None, now=now)
+        left = await db_expiry.fences(pool, "emails_default")
+        assert [(f.name, f.valid) for f in left] == [(db_expiry.fence_name(future.lower), True)]
+        assert f"dropped {stopped}" in caplog.text
+    finally:
+        await pool.close()
