@@ -564,21 +564,23 @@ async def alone(pool: db.Pool, wait: bool) -> AsyncIterator[bool]:
     async with db_expiry.run_lock(pool, wait) as mine:
         if mine:
             for table in TABLES:
-                default = default_of(await shape(pool, table) or [])
-                if default is None:
-                    continue
                 try:
-                    stale = await db_expiry.drop_unvalidated_fences(pool, default)
+                    await tidy(pool, table)
                 except db.asyncpg.LockNotAvailableError:
-                    log.info("[retention] %s is busy: its fences are tidied next run", default)
-                    continue
-                for name in stale:
-                    log.warning(
-                        "[retention] %s: dropped %s, a fence a stopped run left NOT VALID",
-                        default,
-                        name,
-                    )
+                    log.info("[retention] %s is busy: its fences are tidied next run", table)
+                except Exception as error:  # the run's other steps are still due
+                    log.error("[retention] %s: tidying its fences failed: %r", table, error)
         yield mine
+
+
+async def tidy(pool: db.Pool, table: str) -> None:
+    default = default_of(await shape(pool, table) or [])
+    if default is None:
+        return
+    for name in await db_expiry.drop_unvalidated_fences(pool, default):
+        log.warning(
+            "[retention] %s: dropped %s, a fence a stopped run left NOT VALID", default, name
+        )
 
 
 async def maintain(
