@@ -29,7 +29,7 @@ CONSTRAINT). What makes the catalog-only ATTACH possible (docs/decisions.md,
 
 Every DDL transaction here (`ddl`) takes the schema advisory lock first:
 workers and `python -m app retention` take turns, and two of them never
-copy the same kept rows back.
+copy the same kept rows back. A whole run holds RUN_LOCK (`run_lock`).
 """
 
 from __future__ import annotations
