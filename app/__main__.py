@@ -151,7 +151,8 @@ def cmd_retention(settings: config.Settings, args: argparse.Namespace) -> int:
             found = await retention.survey(pool, cutoff, private, args.include_existing)
             print(retention.describe(found, cutoff, dry_run=True))
             if not args.dry_run:
-                found = await retention.expire(pool, cutoff, private, args.include_existing)
+                async with retention.alone(pool, wait=True):  # after a worker's run, if one is on
+                    found = await retention.expire(pool, cutoff, private, args.include_existing)
                 print(retention.describe(found, cutoff, dry_run=False))
             return 0
         finally:

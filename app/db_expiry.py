@@ -29,7 +29,7 @@ CONSTRAINT). What makes the catalog-only ATTACH possible (docs/decisions.md,
 
 Every DDL transaction here (`ddl`) takes the schema advisory lock first:
 workers and `python -m app retention` take turns, and two of them never
-copy the same kept rows back.
+copy the same kept rows back. A whole run holds RUN_LOCK (`run_lock`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -58,6 +59,10 @@ FENCE_PREFIX = "retention_received_before_"
 FENCE_FORMAT = "%Y%m%d_%H%M%S_%f"
 # Pauses between attempts at a catalog-only step inside a longer transaction.
 ATTACH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.6)
+# One retention run at a time (workers, `python -m app retention`), a session
+# advisory lock held for the whole run: a fence its holder finds NOT VALID is
+# then no other run's, about to be validated, but one a stopped run left.
+RUN_LOCK = SCHEMA_LOCK + 2
 
 
 def quote_time(moment: datetime.datetime) -> str:
@@ -77,6 +82,22 @@ async def ddl(pool: db.Pool, lock_timeout: str = db.LOCK_TIMEOUT) -> AsyncIterat
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK, timeout=LONG)
         await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
         yield conn
+
+
+@contextlib.asynccontextmanager
+async def run_lock(pool: db.Pool, wait: bool) -> AsyncIterator[bool]:
+    """Hold RUN_LOCK for the block (on a connection of its own); True, or False
+    (holding nothing) if another run holds it and `wait` is false."""
+    async with pool.acquire() as conn:
+        if wait:
+            await conn.execute("SELECT pg_advisory_lock($1)", RUN_LOCK, timeout=LONG)
+        elif not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RUN_LOCK):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", RUN_LOCK)
 
 
 async def partitions(pool: db.Pool, table: str) -> list[tuple[str, str]] | None:
@@ -130,28 +151,48 @@ async def make_table(
 ) -> None:
     """A plain table shaped like `table`, to be attached as its partition: with
     its indexes (ATTACH then only links them, instead of building them under
-    its lock), and the CHECK of [lower, upper) when `lower` is given."""
+    its lock), its generated columns (ATTACH refuses a plain column where the
+    parent's is generated: an operator may add one), and the CHECK of
+    [lower, upper) when `lower` is given."""
     check = "" if lower is None else ", " + range_check(name, lower, upper)
     await conn.execute(
         f"CREATE TABLE {q(name)} (LIKE {q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-        f"INCLUDING INDEXES{check})"
+        f"INCLUDING GENERATED INCLUDING INDEXES{check})"
     )
+
+
+async def stored_columns(conn: db.Connection, table: str) -> str:
+    """The columns of `table` an INSERT may name, quoted and comma-separated:
+    all but generated ones (PostgreSQL computes those, and refuses a value)."""
+    rows = await conn.fetch(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+        q(table),
+    )
+    return ", ".join(q(r[0]) for r in rows)
 
 
 async def move_rows(
     conn: db.Connection,
     source: str,
     target: str,
-    lower: datetime.datetime,
+    lower: datetime.datetime | None,
     upper: datetime.datetime | None,
 ) -> int:
     """Move the rows of `source` received in [lower, upper) into `target`, in
-    this transaction (readers see them in `source` until it commits)."""
-    before = "" if upper is None else " AND received_at < $2"
+    this transaction (readers see them in `source` until it commits); None:
+    no bound on that side."""
+    conditions, args = [], []
+    for op, value in ((">=", lower), ("<", upper)):
+        if value is not None:
+            args.append(value)
+            conditions.append(f"received_at {op} ${len(args)}")
+    where = " AND ".join(conditions) or "true"
+    names = await stored_columns(conn, target)
     status = await conn.execute(
-        f"WITH moved AS (DELETE FROM {q(source)} WHERE received_at >= $1{before} "
-        f"RETURNING *) INSERT INTO {q(target)} SELECT * FROM moved",
-        *([lower] if upper is None else [lower, upper]),
+        f"WITH moved AS (DELETE FROM {q(source)} WHERE {where} "
+        f"RETURNING {names}) INSERT INTO {q(target)} ({names}) SELECT {names} FROM moved",
+        *args,
         timeout=LONG,
     )
     return int(status.rsplit(" ", 1)[1])
@@ -170,9 +211,11 @@ async def create_partition(
     For a table without a future partition (a fresh one, before its first
     ranges exist; or a range below the live ones). Rows of the range already
     in the DEFAULT partition move into it first (otherwise PostgreSQL refuses
-    the new range), and ATTACH scans the DEFAULT partition unless its fence
-    proves the range empty: cheap while it is small, as it is on a fresh
-    table. Above the live ranges `split_future` does it without a scan.
+    the new range), then again under ATTACH's lock on the DEFAULT partition,
+    taken first (those committed meanwhile: mail arriving); ATTACH scans the
+    DEFAULT partition unless its fence proves the range empty: cheap while
+    it is small, as it is on a fresh table. Above the live ranges
+    `split_future` does it without a scan.
     """
     async with ddl(pool) as conn:
         # Workers make the same partitions at start: one at a time, once.
@@ -180,6 +223,8 @@ async def create_partition(
             return False
         await make_table(conn, table, name)
         if default is not None:
+            await move_rows(conn, default, name, lower, upper)
+            await conn.execute(f"LOCK TABLE {q(default)} IN ACCESS EXCLUSIVE MODE")
             await move_rows(conn, default, name, lower, upper)
         await conn.execute(
             f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} "
@@ -201,11 +246,13 @@ async def split_future(
 
     Rows already in the future partition (partitions made late) move into
     the new ones first, under ROW EXCLUSIVE. Then, under ACCESS EXCLUSIVE on
-    `table`: DETACH the future partition, ATTACH the new ones (their CHECKs
-    and the DEFAULT partition's fence prove them without a scan), give the
-    future partition the CHECK of its new range (a scan of what is left in
-    it: nothing, unless a clock is hours ahead) and ATTACH it again. Nothing
-    is made unless `default` has a valid fence at or below the first lower
+    `table`: DETACH the future partition, move the rows committed into it
+    since (mail arriving meanwhile: otherwise its new CHECK fails, at every
+    run while mail arrives), ATTACH the new ones (their CHECKs and the
+    DEFAULT partition's fence prove them without a scan), give the future
+    partition the CHECK of its new range (a scan of what is left in it:
+    nothing, unless a clock is hours ahead) and ATTACH it again. Nothing is
+    made unless `default` has a valid fence at or below the first lower
     bound (retention.fence sees to it).
     """
     if not ranges:
@@ -221,6 +268,8 @@ async def split_future(
             await make_table(conn, table, name, lower, upper)
             await move_rows(conn, future, name, lower, upper)
         await conn.execute(f"ALTER TABLE {q(table)} DETACH PARTITION {q(future)}")
+        for name, lower, upper in ranges:
+            await move_rows(conn, future, name, lower, upper)
         for name, lower, upper in ranges:
             await conn.execute(
                 f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} "
@@ -320,6 +369,14 @@ async def drop_fences(pool: db.Pool, default: str, names: Sequence[str]) -> None
         )
 
 
+async def drop_unvalidated_fences(pool: db.Pool, default: str) -> list[str]:
+    """Drop the fences of `default` that are NOT VALID (under RUN_LOCK: left by a
+    run that stopped before validating them); return their names."""
+    stale = [f.name for f in await fences(pool, default) if not f.valid]
+    await drop_fences(pool, default, stale)
+    return stale
+
+
 async def add_future(
     pool: db.Pool, table: str, default: str, future: str, lower: datetime.datetime, fence: str
 ) -> bool:
@@ -361,20 +418,39 @@ async def add_future(
 
 
 def mark(table: str) -> str:
-    """The comment on a partition detached by retention and not dropped yet."""
+    """The comment on a partition detached by retention and not dropped yet
+    (followed by its bound: `reattach` needs it)."""
     return f"tempmail retention: expired partition of {table}, being dropped"
+
+
+# The bound a detached partition had, as its mark records it (printed by PostgreSQL).
+_WAS = re.compile(
+    r"; was (FOR VALUES FROM \((MINVALUE|'[-0-9 :.+]+')\) TO \((MAXVALUE|'[-0-9 :.+]+')\))"
+)
+
+
+async def marked(conn: db.Connection, table: str, name: str) -> str | None:
+    """The mark of `name`, detached from `table` by retention; None if it has none."""
+    text = await conn.fetchval("SELECT obj_description(to_regclass($1), 'pg_class')", q(name))
+    return text if isinstance(text, str) and text.startswith(mark(table)) else None
 
 
 async def detach_expiring(pool: db.Pool, table: str, name: str) -> bool:
     """DETACH partition `name` from `table` (catalog work under ACCESS EXCLUSIVE
-    on `table` and its DEFAULT partition) and mark it; False if it is not a
-    partition of `table` (any more). From the commit on, its rows are out of
-    `table`: `finish_expiring` puts the kept ones back."""
+    on `table` and its DEFAULT partition) and mark it with its bound; False if
+    it is not a partition of `table` (any more). From the commit on, its rows
+    are out of `table`: `finish_expiring` puts the kept ones back."""
     async with ddl(pool) as conn:
         if not await is_partition_of(conn, name, table):
             return False
+        await conn.execute("SET LOCAL TimeZone = 'UTC'")  # the bound printed in UTC
+        bound = await conn.fetchval(
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = to_regclass($1)",
+            q(name),
+        )
         await conn.execute(f"ALTER TABLE {q(table)} DETACH PARTITION {q(name)}")
-        await conn.execute(f"COMMENT ON TABLE {q(name)} IS {quote_text(mark(table))}")
+        comment = f"{mark(table)}; was {bound}"
+        await conn.execute(f"COMMENT ON TABLE {q(name)} IS {quote_text(comment)}")
         return True
 
 
@@ -384,10 +460,46 @@ async def expiring(pool: db.Pool, table: str) -> list[str]:
     rows = await pool.fetch(
         "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND NOT c.relispartition "
         "AND c.relnamespace = current_schema()::regnamespace "
-        "AND obj_description(c.oid, 'pg_class') = $1 ORDER BY 1",
+        "AND starts_with(obj_description(c.oid, 'pg_class'), $1) ORDER BY 1",
         mark(table),
     )
     return [r[0] for r in rows]
+
+
+async def reattach(pool: db.Pool, table: str, name: str) -> bool:
+    """ATTACH `name`, detached from `table` by `detach_expiring`, again with
+    the bound it had, and unmark it: its copy back failed, and its kept rows
+    must not stay out of sight. False if its mark records no bound (a
+    release before this one detached it).
+
+    Rows of its range that reached the DEFAULT partition since the detach
+    (old mail replayed) move into it first, under the DEFAULT partition's
+    lock that ATTACH takes anyway. ATTACH scans the DEFAULT partition under
+    that lock (its fence, above this range, proves nothing): a failure's
+    price, not a run's.
+    """
+    async with ddl(pool) as conn:
+        found = _WAS.search(await marked(conn, table, name) or "")
+        if found is None:
+            return False
+        default = await conn.fetchval(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_partitioned_table p "
+            "ON p.partrelid = i.inhparent JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass($1) AND c.oid = p.partdefid",
+            q(table),
+        )
+        if default is not None:
+            lower, upper = (
+                None
+                if value.endswith("VALUE")
+                else datetime.datetime.fromisoformat(value.strip("'"))
+                for value in (found[2], found[3])
+            )
+            await conn.execute(f"LOCK TABLE {q(default)} IN ACCESS EXCLUSIVE MODE")
+            await move_rows(conn, default, name, lower, upper)
+        await conn.execute(f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} {found[1]}")
+        await conn.execute(f"COMMENT ON TABLE {q(name)} IS NULL")
+        return True
 
 
 async def newest(pool: db.Pool, relation: str) -> datetime.datetime | None:
@@ -408,10 +520,7 @@ async def finish_expiring(
     states).
     """
     async with ddl(pool, PATIENT_LOCK_TIMEOUT) as conn:
-        marked = await conn.fetchval(
-            "SELECT obj_description(to_regclass($1), 'pg_class') = $2", q(name), mark(table)
-        )
-        if not marked:
+        if await marked(conn, table, name) is None:
             return None
         rows = int(await conn.fetchval(f"SELECT count(*) FROM {q(name)}", timeout=LONG))
         kept = await copy_kept_rows(conn, table, name, private)
@@ -450,7 +559,7 @@ async def copy_kept_rows(
     conn: db.Connection, table: str, relation: str, private: frozenset[str]
 ) -> int:
     """Insert the kept rows of `relation` (detached from `table`) into `table`."""
-    names = ", ".join(q(c) for c in await db.columns(conn, table))
+    names = await stored_columns(conn, table)
     keep, args = keep_condition(table, private, 1)
     status = await conn.execute(
         f"INSERT INTO {q(table)} ({names}) SELECT {names} FROM {q(relation)} t WHERE {keep}",

@@ -27,7 +27,8 @@ Never expired by the periodic run:
 - mail of `private_email` addresses (and the raw messages it points at):
   when its partition is dropped those rows move to the DEFAULT partition.
   They are out of sight between the detach and the commit of their copy
-  (one transaction, all of them at once). Until the private list is
+  (one transaction, all of them at once); if the copy fails, the partition
+  is attached again and dropped at a later run. Until the private list is
   loaded, nothing expires.
 
 The first run on a database only logs what it would delete and records
@@ -40,11 +41,12 @@ The planning here is pure (`partition_width`, `plan`, `parse_bound`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from . import db, db_expiry
@@ -248,6 +250,12 @@ async def make_ahead(pool: db.Pool, retention_hours: float, now: datetime.dateti
             await make_ahead_of(pool, table, width, now)
         except db.asyncpg.LockNotAvailableError:
             log.info("[retention] %s is busy: partitions are made at the next run", table)
+        except Exception as error:  # the other table, and expiry, are still due
+            log.error(
+                "[retention] %s: making partitions failed, retried at the next run: %r",
+                table,
+                error,
+            )
 
 
 async def make_ahead_of(
@@ -410,7 +418,8 @@ async def expire(
     pool: db.Pool, cutoff: datetime.datetime, private: frozenset[str], include_existing: bool
 ) -> dict[str, Totals]:
     """Delete what `survey` counts. emails first: raw messages that an emails row
-    still points at are kept, and none are dropped in a run where emails was busy.
+    still points at are kept, and none are dropped in a run where emails was
+    busy or failed. A step that fails is logged; the next ones still run.
 
     An expired partition is detached (catalog work), then its kept rows are
     copied back from the detached table, which is dropped (`finish`). A
@@ -441,6 +450,13 @@ async def expire(
             except db.asyncpg.LockNotAvailableError:
                 log.info("[retention] %s is busy: left for the next run", step.relation)
                 emails_busy |= table == "emails"
+            except Exception as error:  # the other partitions are still due
+                log.error(
+                    "[retention] %s: expiring it failed, retried at the next run: %r",
+                    step.relation,
+                    error,
+                )
+                emails_busy |= table == "emails"
     return done
 
 
@@ -470,7 +486,12 @@ async def finish(
     pool: db.Pool, table: str, name: str, private: frozenset[str], totals: Totals
 ) -> bool:
     """Copy back the kept rows of `name`, detached from `table`, and drop it;
-    False if the table was busy (the next run finishes it)."""
+    False if the table was busy (the next run finishes it) or the copy failed.
+
+    A copy that fails (an operator's trigger or column refuses the rows) is
+    not retried in this run: `name` is attached again, so its mail stays in
+    sight, and the next run drops it again if the cause is gone.
+    """
     try:
         done = await db_expiry.finish_expiring(pool, table, name, private)
     except db.asyncpg.LockNotAvailableError:
@@ -478,6 +499,22 @@ async def finish(
             "[retention] %s is busy: the kept rows of %s (detached) are back at the next run",
             table,
             name,
+        )
+        return False
+    except db.asyncpg.PostgresError as error:
+        try:
+            if await db_expiry.reattach(pool, table, name):
+                outcome = "attached again, its mail in sight; the next run drops it again"
+            else:
+                outcome = "left detached (no bound recorded); the next run copies again"
+        except db.asyncpg.PostgresError as failed:
+            outcome = f"left detached (attaching failed: {failed!r}); the next run tries again"
+        log.error(
+            "[retention] could not copy the kept rows of %s back into %s (%r): %s",
+            name,
+            table,
+            error,
+            outcome,
         )
         return False
     if done is None:
@@ -513,6 +550,39 @@ def describe(found: dict[str, Totals], cutoff: datetime.datetime, dry_run: bool)
     return text
 
 
+@contextlib.asynccontextmanager
+async def alone(pool: db.Pool, wait: bool) -> AsyncIterator[bool]:
+    """The block as the only retention run (db_expiry.RUN_LOCK), after undoing
+    what a stopped run left half done; False if another run is under way and
+    `wait` is false (nothing done).
+
+    A stopped run can leave a fence NOT VALID (added, not validated yet): it
+    refuses rows from its bound on, and nothing else removes it unless a
+    later run happens to move the fence. Detached partitions a stopped run
+    left are finished by `expire`.
+    """
+    async with db_expiry.run_lock(pool, wait) as mine:
+        if mine:
+            for table in TABLES:
+                try:
+                    await tidy(pool, table)
+                except db.asyncpg.LockNotAvailableError:
+                    log.info("[retention] %s is busy: its fences are tidied next run", table)
+                except Exception as error:  # the run's other steps are still due
+                    log.error("[retention] %s: tidying its fences failed: %r", table, error)
+        yield mine
+
+
+async def tidy(pool: db.Pool, table: str) -> None:
+    default = default_of(await shape(pool, table) or [])
+    if default is None:
+        return
+    for name in await db_expiry.drop_unvalidated_fences(pool, default):
+        log.warning(
+            "[retention] %s: dropped %s, a fence a stopped run left NOT VALID", default, name
+        )
+
+
 async def maintain(
     pool: db.Pool,
     retention_hours: float,
@@ -522,11 +592,29 @@ async def maintain(
 ) -> dict[str, int]:
     """The periodic run: partitions ahead, then expiry; return the rows expired per table.
 
-    Creation comes first and runs even when mail is kept forever. Expiry
-    waits for the private_email list (`private` None: not loaded yet), and
-    the first run on a database only logs what it would delete.
+    One at a time (`alone`): a worker whose turn it is not skips it.
+    Creation comes first and runs even when mail is kept forever; if it
+    fails (logged) expiry still runs. Expiry waits for the private_email
+    list (`private` None: not loaded yet), and the first run on a database
+    only logs what it would delete.
     """
-    now = now or datetime.datetime.now(UTC)
+    async with alone(pool, wait=False) as mine:
+        if not mine:
+            log.debug("[retention] another run is under way: this one is skipped")
+            return dict.fromkeys(TABLES, 0)
+        return await periodic(
+            pool, retention_hours, private, now or datetime.datetime.now(UTC), expire_mail
+        )
+
+
+async def periodic(
+    pool: db.Pool,
+    retention_hours: float,
+    private: frozenset[str] | None,
+    now: datetime.datetime,
+    expire_mail: bool,
+) -> dict[str, int]:
+    """`maintain`, under the run lock."""
     await make_ahead(pool, retention_hours, now)
     if retention_hours <= 0 or not expire_mail:
         return dict.fromkeys(TABLES, 0)
