@@ -11,6 +11,8 @@ import dataclasses
 import datetime
 import json
 import time
+import unicodedata
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -90,12 +92,39 @@ def json_response(body: Any, status: int = 200, ld: bool = False) -> Response:
     )
 
 
+# Characters RFC 5987 lets stand unencoded in `filename*` (attr-char).
+_ATTR_CHARS = "!#$&+-.^_`|~"
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with the name as RFC 6266 sends it: an ASCII `filename`
+    for old clients and, when that had to change it, the name itself as
+    UTF-8 in `filename*`.
+
+    Header values are Latin-1 on the wire, so a name in any other script
+    cannot be written as is; control characters (CR LF among them) and path
+    separators never reach the header in either form.
+    """
+    name = "".join(c for c in filename if c.isprintable() and c not in "/\\").strip()[:200]
+    name = name or "download"
+    # NFKD splits accented letters (é -> e + accent), so the fallback keeps the letter.
+    folded = unicodedata.normalize("NFKD", name)
+    fallback = "".join(
+        c if c.isascii() and (c.isalnum() or c in "._-") else "_"
+        for c in folded
+        if not unicodedata.combining(c)
+    )
+    header = f'attachment; filename="{fallback}"'
+    if fallback == name:
+        return header
+    return f"{header}; filename*=UTF-8''{urllib.parse.quote(name, safe=_ATTR_CHARS)}"
+
+
 def download(data: bytes, media_type: str, filename: str) -> Response:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename)[:200] or "download"
     return Response(
         data,
         media_type=media_type,
-        headers={**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'},
+        headers={**DOWNLOAD_HEADERS, "Content-Disposition": content_disposition(filename)},
     )
 
 
