@@ -155,6 +155,20 @@ def test_access_rules(mode, claimed, private, as_, presented, expected):
     assert decision is expected
 
 
+@pytest.mark.parametrize(
+    "private,by_operator,holds",
+    [
+        (False, False, True),
+        (False, None, True),
+        (True, True, True),
+        (True, False, False),  # a stranger's, made before the website listed the address
+        (True, None, False),  # made before migration 011: not known to be the operator's
+    ],
+)
+def test_on_a_private_address_only_the_operators_account_holds(private, by_operator, holds):
+    assert access.account_holds(private=private, by_operator=by_operator) is holds
+
+
 def test_credentials():
     assert access.credential("Bearer abc") == access.Credential(token="abc")
     assert access.credential("Bearer ") == access.Credential()  # empty: ignored

@@ -1,13 +1,15 @@
-"""The read side's process: Starlette app, its routes, the rate limit, start and stop.
+"""The read side's process: Starlette app, its routes, the rate and body
+limits, start and stop.
 
 `python -m app api` runs `serve(settings)`: uvicorn (httptools) on uvloop,
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
-DATABASE_URL is unset), a small pool of its own, the schema (migration 010
-makes `accounts`), the private_email list (private.py; start-up waits for
-its first load), the token secret, the LISTEN hub. The long-lived tasks of
-this process are the hub and the private_email refresh. Stop (SIGTERM/SIGINT,
-handled by uvicorn): stop accepting, give requests and streams UVICORN_GRACE
-seconds, cancel the tasks, close the pool.
+DATABASE_URL is unset), a small pool of its own, the schema (migrations
+010 and 011 make `accounts`), the private_email list (private.py; start-up
+waits for its first load), the token secret, the LISTEN hub. The
+long-lived tasks of this process are the hub and the private_email
+refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
+requests and streams UVICORN_GRACE seconds, cancel the tasks, close the
+pool.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
 (mailpit.py), the Mercure hub at /.well-known/mercure (mercure.py), and

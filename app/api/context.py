@@ -143,22 +143,31 @@ async def raw_of(request: Request, row: Any) -> bytes | None:
     return await queries.raw(state(request).pool, row["raw_id"])
 
 
+def holds(ctx: State, row: Any) -> bool:
+    """access.account_holds for an accounts `row`, on the private_email list now."""
+    return access.account_holds(
+        private=row["address"] in ctx.private, by_operator=row["by_operator"]
+    )
+
+
 async def account_for_token(ctx: State, token: str | None) -> Account | None:
-    """The existing account a valid token names, else None."""
+    """The existing account a valid token names, if it holds; else None."""
     if not token:
         return None
     claims = access.read_token(ctx.secret, token)
     if claims is None:
         return None
     row = await queries.account_by_id(ctx.pool, claims.account_id)
-    if row is None or row["address"] != claims.address:
+    if row is None or row["address"] != claims.address or not holds(ctx, row):
         return None
     return Account(row["id"], row["address"], row)
 
 
 async def account_for_basic(ctx: State, user: str, password: str) -> Account | None:
     row = await queries.account_by_address(ctx.pool, normalize_address(user))
-    if row is None or not await ctx.passwords.verify(row["password_hash"], password):
+    if row is None or not holds(ctx, row):
+        return None
+    if not await ctx.passwords.verify(row["password_hash"], password):
         return None
     return Account(row["id"], row["address"], row)
 

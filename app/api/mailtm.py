@@ -28,6 +28,7 @@ from .context import (
     account_for_token,
     base_url,
     download,
+    holds,
     json_response,
     raw_of,
     state,
@@ -161,7 +162,7 @@ async def create_account(request: Request) -> Response:
         return json_response(shapes.violations(problems), 422, ld=True)
     assert isinstance(address, str)
     row = await queries.create_account(
-        ctx.pool, address, await access.hash_password(body["password"])
+        ctx.pool, address, await access.hash_password(body["password"]), by_operator=False
     )
     if row is None:
         return json_response(
@@ -181,7 +182,9 @@ async def token(request: Request) -> Response:
     if not isinstance(password, str):
         return error(400, 'The key "password" must be provided.', request)
     row = await queries.account_by_address(ctx.pool, policy.normalize_address(body["address"]))
-    if row is None or not await ctx.passwords.verify(row["password_hash"], password):
+    if row is None or not holds(ctx, row):
+        return unauthorized("Invalid credentials.")
+    if not await ctx.passwords.verify(row["password_hash"], password):
         return unauthorized("Invalid credentials.")
     signed = access.issue_token(ctx.secret, row["id"], row["address"])
     return json_response({"token": signed, "id": str(row["id"])})
