@@ -30,9 +30,13 @@ DOMAINS_TTL = 10.0  # seconds the domain list is cached
 JSON = "application/json; charset=utf-8"
 JSON_LD = "application/ld+json; charset=utf-8"
 # Every API response: JSON only, never a page; nothing is framed or sniffed.
+# No DNS prefetch either: the page and the message view show senders' links,
+# and resolving their host names ahead of a click tells the sender the mail
+# was opened.
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "X-DNS-Prefetch-Control": "off",
 }
 # Raw messages and attachments: a download, and inert if opened anyway.
 DOWNLOAD_HEADERS = {
