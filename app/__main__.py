@@ -93,7 +93,8 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
 
     async def act(conn: Any) -> int:
         if args.action == "add":
-            row = await queries.create_account(conn, address, await access.hash_password(password))
+            password_hash = await access.hash_password(password)
+            row = await queries.create_account(conn, address, password_hash, by_operator=True)
             if row is None:
                 print(f"error: {address} already has an account", file=sys.stderr)
                 return 1
@@ -110,7 +111,9 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
             print(f"removed the account of {address} (its mail is kept)")
         else:
             for row in await queries.all_accounts(conn):
-                print(f"{row['address']}\t{row['created_at'].isoformat(timespec='seconds')}")
+                created = row["created_at"].isoformat(timespec="seconds")
+                made = "operator" if row["by_operator"] else "api"  # who made it (011)
+                print(f"{row['address']}\t{created}\t{made}")
         return 0
 
     return asyncio.run(with_connection(settings, act))

@@ -3,6 +3,8 @@ LISTEN connection too, and never the stream of another address."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from .api_fixtures import make_stack, stack
@@ -97,6 +99,19 @@ def test_address_topic_for_open_addresses(stack):
             assert response.status_code == 200
         assert client.get(HUB).status_code == 400
         assert client.get(HUB, params={"topic": "/books/1"}).status_code == 400
+
+
+def test_topics_per_stream_are_capped(stack):
+    """Each topic costs queries at the start and at every recheck: one request
+    may not subscribe to thousands (review finding)."""
+    topics = [f"/addresses/t{n}@example.com" for n in range(21)]
+    with stack.client() as client:
+        with client.stream("GET", HUB, params={"topic": topics[:20]}) as response:
+            assert response.status_code == 200
+        # Streamed: were it accepted, the answer would be an endless stream.
+        with client.stream("GET", HUB, params={"topic": topics}) as refused:
+            assert refused.status_code == 400
+            assert "20 topics" in json.loads(refused.read())["detail"]
 
 
 def test_address_topic_needs_an_account_in_accounts_mode(make_stack):

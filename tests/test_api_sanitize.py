@@ -215,3 +215,31 @@ def test_background_colours_stay_and_images_in_css_go():
     ):
         for remote_images in (False, True):
             assert "style" not in sanitize.clean(f'<p style="{value}">x</p>', remote_images)
+
+
+# Every attribute HTML reads as a URL (the spec's attribute index).
+URL_VALUED = ("href", "src", "cite", "action", "formaction", "background", "longdesc", "usemap",
+              "poster", "srcset", "ping", "data", "codebase", "classid", "archive", "icon",
+              "manifest", "profile", "itemtype", "itemid", "xmlns", "dynsrc", "lowsrc")  # fmt: skip
+# Where the parser keeps a tag only inside its parent.
+CONTEXT = {
+    **dict.fromkeys(("td", "th"), "<table><tr>{}</tr></table>"),
+    **dict.fromkeys(("tr", "thead", "tbody", "tfoot", "caption", "colgroup"), "<table>{}</table>"),
+    "col": "<table><colgroup>{}</colgroup></table>",
+}
+
+
+def test_no_remote_url_survives_but_links_and_asked_for_images():
+    """Review finding: `cite` (blockquote, q, del, ins) kept its URL, which a
+    mail client may fetch or show: a tracking and leak vector. A remote URL
+    may stay only as a link's href, or an image's src when the reader asked."""
+    for remote_images in (False, True):
+        allowed = {("a", "href")} | ({("img", "src")} if remote_images else set())
+        kept = []
+        for tag in sorted(sanitize.TAGS):
+            for name in URL_VALUED:
+                element = f'<{tag} {name}="https://t.test/{tag}/{name}">x</{tag}>'
+                cleaned = sanitize.clean(CONTEXT.get(tag, "{}").format(element), remote_images)
+                if "t.test" in cleaned and (tag, name) not in allowed:
+                    kept.append(f"{tag}[{name}]")
+        assert kept == [], f"remote_images={remote_images}"

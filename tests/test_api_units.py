@@ -13,6 +13,7 @@ import pytest
 from app.api import access, mime, shapes
 from app.api.access import Decision
 from app.api.app import RateLimit
+from app.api.context import content_disposition
 from app.api.mailpit import search_terms
 from app.api.mercure import topic_target
 from app.api.queries import Term, search_condition
@@ -154,6 +155,20 @@ def test_access_rules(mode, claimed, private, as_, presented, expected):
     assert decision is expected
 
 
+@pytest.mark.parametrize(
+    "private,by_operator,holds",
+    [
+        (False, False, True),
+        (False, None, True),
+        (True, True, True),
+        (True, False, False),  # a stranger's, made before the website listed the address
+        (True, None, False),  # made before migration 011: not known to be the operator's
+    ],
+)
+def test_on_a_private_address_only_the_operators_account_holds(private, by_operator, holds):
+    assert access.account_holds(private=private, by_operator=by_operator) is holds
+
+
 def test_credentials():
     assert access.credential("Bearer abc") == access.Credential(token="abc")
     assert access.credential("Bearer ") == access.Credential()  # empty: ignored
@@ -208,6 +223,37 @@ def test_mime_part_ids_and_kinds():
     assert found is not None and found[1] == b"%PDF"
     assert mime.part_content(mime.parse(NESTED), "3") is None
     assert [p.part_id for p in mime.parts(mime.parse(b"Subject: x\r\n\r\nhi"))] == ["1"]
+
+
+@pytest.mark.parametrize(
+    "declared,sent",
+    [
+        ("application/pdf", "application/pdf"),
+        ("Application/\r\n\tPDF", "application/pdf"),  # folded: the fold goes
+        ("text/pl(ai)n", "application/octet-stream"),
+        ("text/plain\r\nSet-Cookie: a=b", "application/octet-stream"),
+        ("image/svg+xml", "image/svg+xml"),
+    ],
+)
+def test_media_types_are_one_clean_token_pair(declared, sent):
+    assert mime.media_type(declared) == sent
+
+
+@pytest.mark.parametrize(
+    "filename,disposition",
+    [
+        ("a.pdf", 'attachment; filename="a.pdf"'),
+        ("café.txt", "attachment; filename=\"cafe.txt\"; filename*=UTF-8''caf%C3%A9.txt"),
+        ("日本.zip", "attachment; filename=\"__.zip\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.zip"),
+        ("a\r\nb/../c.txt", 'attachment; filename="ab..c.txt"'),
+        ('x"y;z', "attachment; filename=\"x_y_z\"; filename*=UTF-8''x%22y%3Bz"),
+        ("\r\n", 'attachment; filename="download"'),
+    ],
+)
+def test_download_names_as_rfc_6266_writes_them(filename, disposition):
+    header = content_disposition(filename)
+    assert header == disposition
+    header.encode("latin-1")  # what the server must be able to send
 
 
 def test_header_names_as_go_writes_them():

@@ -18,8 +18,8 @@ from . import cybertemp
 from .cybertemp import PRIVATE, PUBLIC, app, as_role, count, visible_ids
 from .helpers import ROOT, as_sent, eventually, query
 
-# The newest migration: the schema version a fresh install reports (010: the
-# API's accounts table).
+# The newest migration: the schema version a fresh install reports (011: who
+# made each of the API's accounts).
 LATEST = db_schema.migrations()[-1][0]
 
 OUR_INDEXES = {"emails_owner_recent_idx", "emails_raw_id_idx", "emails_received_idx"}

@@ -19,8 +19,8 @@ from .helpers import ROOT, app_command, eventually, query
 from .probes import ProbeThread
 from .test_tls import make_certificate
 
-# The newest migration: the schema version a fresh install reports (010: the
-# API's accounts table).
+# The newest migration: the schema version a fresh install reports (011: who
+# made each of the API's accounts).
 LATEST = db_schema.migrations()[-1][0]
 
 

@@ -43,6 +43,8 @@ def test_page_routes_and_their_headers(stack):
             assert headers["x-content-type-options"] == "nosniff"
             assert headers["referrer-policy"] == "no-referrer"
             assert headers["x-frame-options"] == "DENY"
+            # The page shows senders' links: no DNS lookups for them before a click.
+            assert headers["x-dns-prefetch-control"] == "off"
         assert client.get("/static/nothing.js").status_code == 404
         assert client.get("/static/..%2Fpage.py").status_code == 404
         # Revalidated, not re-sent.
@@ -156,6 +158,7 @@ def test_html_view_is_sanitised_and_locked_down(stack):
         assert view.headers["x-content-type-options"] == "nosniff"
         assert view.headers["referrer-policy"] == "no-referrer"
         assert view.headers["cache-control"] == "private, no-store"
+        assert view.headers["x-dns-prefetch-control"] == "off"  # links in the mail
         body = view.text
         assert body.startswith("<!doctype html>") and "<p>hello <b>there</b></p>" in body
         assert "<script" not in body and "onerror" not in body and "img.test" not in body

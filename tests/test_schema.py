@@ -24,8 +24,8 @@ from . import cybertemp
 from .cybertemp import PUBLIC, app, clean_env, count
 from .helpers import ROOT, create_database, drop_database, eventually, query, url_for
 
-# The newest migration: the schema version a fresh install reports (010: the
-# API's accounts table).
+# The newest migration: the schema version a fresh install reports (011: who
+# made each of the API's accounts).
 LATEST = db_schema.migrations()[-1][0]
 
 WEBSITE_READ = (

@@ -11,6 +11,13 @@
   with its own credential; other addresses are open (the disposable-mail
   model). A credential for one address never reads another, whatever the
   route: presenting it for another address is refused, not ignored.
+- `account_holds` says which accounts are credentials at all: on a
+  private_email address only one the operator made (`accounts add`). The
+  website's listing wins over an account a stranger made through POST
+  /accounts before the address was listed (or within PRIVATE_REFRESH of
+  it): that account proves nothing, so its token and password read
+  nothing, on any route, and it cannot be deleted with the mail it would
+  take along.
 """
 
 from __future__ import annotations
@@ -169,6 +176,13 @@ def credential(authorization: str | None, query_token: str | None = None) -> Cre
 
 
 # The rules ------------------------------------------------------------------------
+
+
+def account_holds(*, private: bool, by_operator: bool | None) -> bool:
+    """Does an account prove its address? Not a private_email address's
+    account unless the operator made it (None: made before anyone recorded
+    who made accounts, so not known to be the operator's)."""
+    return not private or by_operator is True
 
 
 class Decision(enum.Enum):

@@ -1,13 +1,15 @@
-"""The read side's process: Starlette app, its routes, the rate limit, start and stop.
+"""The read side's process: Starlette app, its routes, the rate and body
+limits, start and stop.
 
 `python -m app api` runs `serve(settings)`: uvicorn (httptools) on uvloop,
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
-DATABASE_URL is unset), a small pool of its own, the schema (migration 010
-makes `accounts`), the private_email list (private.py; start-up waits for
-its first load), the token secret, the LISTEN hub. The long-lived tasks of
-this process are the hub and the private_email refresh. Stop (SIGTERM/SIGINT,
-handled by uvicorn): stop accepting, give requests and streams UVICORN_GRACE
-seconds, cancel the tasks, close the pool.
+DATABASE_URL is unset), a small pool of its own, the schema (migrations
+010 and 011 make `accounts`), the private_email list (private.py; start-up
+waits for its first load), the token secret, the LISTEN hub. The
+long-lived tasks of this process are the hub and the private_email
+refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
+requests and streams UVICORN_GRACE seconds, cancel the tasks, close the
+pool.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
 (mailpit.py), the Mercure hub at /.well-known/mercure (mercure.py), and
@@ -28,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import embedded
 from ..config import Settings
@@ -42,6 +44,7 @@ log = logging.getLogger("app.api")
 POOL_SIZE = 4
 UVICORN_GRACE = 3
 MAX_BODY = 64 * 1024  # bytes of a request body (JSON of a few fields)
+TOO_LARGE = "Request body too large"
 
 
 # Rate limit ------------------------------------------------------------------------------
@@ -49,9 +52,9 @@ MAX_BODY = 64 * 1024  # bytes of a request body (JSON of a few fields)
 
 class RateLimit:
     """API_RATE_LIMIT requests per second per client address (token bucket,
-    bursts of the same size), as mail.tm's 8/s; over it: 429. Also refuses
-    bodies declared larger than MAX_BODY (413). The inbox page's own files
-    are not counted: they cost no database work, and a page load is several."""
+    bursts of the same size), as mail.tm's 8/s; over it: 429. The inbox
+    page's own files are not counted: they cost no database work, and a page
+    load is several."""
 
     MAX_CLIENTS = 100_000
 
@@ -89,13 +92,42 @@ class RateLimit:
             response.headers["Retry-After"] = "1"
             await response(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
-                await json_response(shapes.error(413, "Request body too large"), 413)(
-                    scope, receive, send
-                )
-                return
         await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """At most MAX_BODY bytes of request body, on every route; over it: 413.
+
+    A declared Content-Length is refused before anything is read. A body
+    without one (chunked transfer-encoding) is counted as it is read: the
+    read that passes the limit raises HTTPException(413), which the app's
+    handler answers as it answers every error, and nothing more is read.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await json_response(shapes.error(413, TOO_LARGE), 413)(scope, receive, send)
+                return
+        read = 0
+
+        async def counted() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > self.limit:
+                    raise HTTPException(413, TOO_LARGE)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 # The app -----------------------------------------------------------------------------------
@@ -155,7 +187,7 @@ def build(settings: Settings) -> Starlette:
         exception_handlers={HTTPException: not_found, Exception: not_found},
         lifespan=lifespan,
     )
-    return RateLimit(app, settings.api_rate_limit)  # type: ignore[return-value]
+    return RateLimit(BodyLimit(app), settings.api_rate_limit)  # type: ignore[return-value]
 
 
 def raise_fd_limit() -> None:

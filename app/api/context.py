@@ -11,6 +11,8 @@ import dataclasses
 import datetime
 import json
 import time
+import unicodedata
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -28,9 +30,13 @@ DOMAINS_TTL = 10.0  # seconds the domain list is cached
 JSON = "application/json; charset=utf-8"
 JSON_LD = "application/ld+json; charset=utf-8"
 # Every API response: JSON only, never a page; nothing is framed or sniffed.
+# No DNS prefetch either: the page and the message view show senders' links,
+# and resolving their host names ahead of a click tells the sender the mail
+# was opened.
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "X-DNS-Prefetch-Control": "off",
 }
 # Raw messages and attachments: a download, and inert if opened anyway.
 DOWNLOAD_HEADERS = {
@@ -90,12 +96,39 @@ def json_response(body: Any, status: int = 200, ld: bool = False) -> Response:
     )
 
 
+# Characters RFC 5987 lets stand unencoded in `filename*` (attr-char).
+_ATTR_CHARS = "!#$&+-.^_`|~"
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with the name as RFC 6266 sends it: an ASCII `filename`
+    for old clients and, when that had to change it, the name itself as
+    UTF-8 in `filename*`.
+
+    Header values are Latin-1 on the wire, so a name in any other script
+    cannot be written as is; control characters (CR LF among them) and path
+    separators never reach the header in either form.
+    """
+    name = "".join(c for c in filename if c.isprintable() and c not in "/\\").strip()[:200]
+    name = name or "download"
+    # NFKD splits accented letters (é -> e + accent), so the fallback keeps the letter.
+    folded = unicodedata.normalize("NFKD", name)
+    fallback = "".join(
+        c if c.isascii() and (c.isalnum() or c in "._-") else "_"
+        for c in folded
+        if not unicodedata.combining(c)
+    )
+    header = f'attachment; filename="{fallback}"'
+    if fallback == name:
+        return header
+    return f"{header}; filename*=UTF-8''{urllib.parse.quote(name, safe=_ATTR_CHARS)}"
+
+
 def download(data: bytes, media_type: str, filename: str) -> Response:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename)[:200] or "download"
     return Response(
         data,
         media_type=media_type,
-        headers={**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'},
+        headers={**DOWNLOAD_HEADERS, "Content-Disposition": content_disposition(filename)},
     )
 
 
@@ -114,22 +147,31 @@ async def raw_of(request: Request, row: Any) -> bytes | None:
     return await queries.raw(state(request).pool, row["raw_id"])
 
 
+def holds(ctx: State, row: Any) -> bool:
+    """access.account_holds for an accounts `row`, on the private_email list now."""
+    return access.account_holds(
+        private=row["address"] in ctx.private, by_operator=row["by_operator"]
+    )
+
+
 async def account_for_token(ctx: State, token: str | None) -> Account | None:
-    """The existing account a valid token names, else None."""
+    """The existing account a valid token names, if it holds; else None."""
     if not token:
         return None
     claims = access.read_token(ctx.secret, token)
     if claims is None:
         return None
     row = await queries.account_by_id(ctx.pool, claims.account_id)
-    if row is None or row["address"] != claims.address:
+    if row is None or row["address"] != claims.address or not holds(ctx, row):
         return None
     return Account(row["id"], row["address"], row)
 
 
 async def account_for_basic(ctx: State, user: str, password: str) -> Account | None:
     row = await queries.account_by_address(ctx.pool, normalize_address(user))
-    if row is None or not await ctx.passwords.verify(row["password_hash"], password):
+    if row is None or not holds(ctx, row):
+        return None
+    if not await ctx.passwords.verify(row["password_hash"], password):
         return None
     return Account(row["id"], row["address"], row)
 

@@ -85,15 +85,22 @@ def search_terms(query: str) -> list[queries.Term]:
     return terms
 
 
-def start_limit(request: Request) -> tuple[int, int]:
-    def number(name: str, default: int) -> int:
-        try:
-            return int(request.query_params.get(name, default))
-        except ValueError:
-            return default
+# Mailpit reads start and limit as Go ints (64 bits), as PostgreSQL's OFFSET does.
+INT64 = range(-(2**63), 2**63)
 
-    start = max(0, number("start", 0))
-    limit = number("limit", DEFAULT_LIMIT)
+
+def start_limit(request: Request) -> tuple[int, int] | Response:
+    """?start and ?limit as Mailpit reads them (a value that is no number is
+    the default), or the 400 to answer for a number beyond 64 bits."""
+    numbers = {}
+    for name, default in (("start", 0), ("limit", DEFAULT_LIMIT)):
+        try:
+            numbers[name] = int(request.query_params.get(name, default))
+        except ValueError:
+            numbers[name] = default
+        if numbers[name] not in INT64:
+            return text(f"Error: {name} is out of range", 400)
+    start, limit = max(0, numbers["start"]), numbers["limit"]
     return start, min(MAX_LIMIT, limit if limit >= 0 else DEFAULT_LIMIT)
 
 
@@ -122,7 +129,10 @@ async def list_messages(request: Request) -> Response:
     found = await mailbox(request)
     if isinstance(found, Response):
         return found
-    start, limit = start_limit(request)
+    paging = start_limit(request)
+    if isinstance(paging, Response):
+        return paging
+    start, limit = paging
     rows, total, unread = await queries.page(state(request).pool, found[0], start, limit)
     return json_response(shapes.mailpit_page(rows, start, total, unread))
 
@@ -134,7 +144,10 @@ async def search(request: Request) -> Response:
     query = request.query_params.get("query", "").strip()
     if not query:
         return text("Error: no search query", 400)
-    start, limit = start_limit(request)
+    paging = start_limit(request)
+    if isinstance(paging, Response):
+        return paging
+    start, limit = paging
     rows, matching, matching_unread, total, unread = await queries.search(
         state(request).pool, found[0], search_terms(query), start, limit
     )
@@ -153,7 +166,7 @@ async def body_fields(request: Request) -> dict[str, Any] | None:
     else:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: unreadable too
             return None
         if not isinstance(data, dict):
             return None

@@ -28,6 +28,7 @@ from .context import (
     account_for_token,
     base_url,
     download,
+    holds,
     json_response,
     raw_of,
     state,
@@ -64,18 +65,30 @@ async def current_account(request: Request) -> Account | Response:
     return account
 
 
-def page_number(request: Request) -> int | None:
+# The last page whose OFFSET PostgreSQL takes (a bigint): a larger one is an
+# error of the request, not of the database.
+MAX_PAGE = (2**63 - 1) // shapes.PER_PAGE
+
+
+def page_number(request: Request) -> int | Response:
+    """?page=N (default 1), or the 400 to answer."""
     try:
         page = int(request.query_params.get("page", "1"))
     except ValueError:
-        return None
-    return page if page >= 1 else None
+        page = 0
+    if page < 1:
+        return error(400, "Page should not be less than 1", request)
+    if page > MAX_PAGE:
+        return error(400, f"Page should not be greater than {MAX_PAGE}", request)
+    return page
 
 
 async def read_json(request: Request) -> dict[str, Any] | None:
+    """The body's JSON object; None if it is not one. Nesting deeper than
+    the interpreter's recursion limit is as unreadable as a syntax error."""
     try:
         body = json.loads(await request.body() or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
 
@@ -90,8 +103,8 @@ def _exact(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def list_domains(request: Request) -> Response:
     page = page_number(request)
-    if page is None:
-        return error(400, "Page should not be less than 1", request)
+    if isinstance(page, Response):
+        return page
     rows, _ = await state(request).domains()
     active = [r for r in _exact(rows) if r.get("active") is not False]
     now = state(request).started
@@ -149,7 +162,7 @@ async def create_account(request: Request) -> Response:
         return json_response(shapes.violations(problems), 422, ld=True)
     assert isinstance(address, str)
     row = await queries.create_account(
-        ctx.pool, address, await access.hash_password(body["password"])
+        ctx.pool, address, await access.hash_password(body["password"]), by_operator=False
     )
     if row is None:
         return json_response(
@@ -169,7 +182,9 @@ async def token(request: Request) -> Response:
     if not isinstance(password, str):
         return error(400, 'The key "password" must be provided.', request)
     row = await queries.account_by_address(ctx.pool, policy.normalize_address(body["address"]))
-    if row is None or not await ctx.passwords.verify(row["password_hash"], password):
+    if row is None or not holds(ctx, row):
+        return unauthorized("Invalid credentials.")
+    if not await ctx.passwords.verify(row["password_hash"], password):
         return unauthorized("Invalid credentials.")
     signed = access.issue_token(ctx.secret, row["id"], row["address"])
     return json_response({"token": signed, "id": str(row["id"])})
@@ -219,8 +234,8 @@ async def list_messages(request: Request) -> Response:
     if isinstance(account, Response):
         return account
     page = page_number(request)
-    if page is None:
-        return error(400, "Page should not be less than 1", request)
+    if isinstance(page, Response):
+        return page
     rows, total, _unread = await queries.page(
         state(request).pool, account.address, (page - 1) * shapes.PER_PAGE, shapes.PER_PAGE
     )

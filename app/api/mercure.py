@@ -56,6 +56,9 @@ log = logging.getLogger("app.api.events")
 
 PING_SECONDS = 15
 RECHECK_SECONDS = 2.0  # how long a stream's "allow" is trusted without asking again
+# Topics of one stream. Each costs queries when the stream opens and at every
+# recheck, so one request must not subscribe to thousands; clients use one.
+MAX_TOPICS = 20
 
 
 def topic_target(topic: str) -> tuple[str, str] | None:
@@ -159,13 +162,15 @@ async def open_topic(
 
 
 async def mercure(request: Request) -> Response:
-    """GET /.well-known/mercure?topic=... (one or more topics). The stream is
+    """GET /.well-known/mercure?topic=... (one to MAX_TOPICS topics). The stream is
     subscribed before the response starts, so nothing committed after the
     headers is missed."""
     ctx = state(request)
     topics = request.query_params.getlist("topic")
     if not topics:
         return json_response(shapes.error(400, 'Missing "topic" parameter'), 400)
+    if len(topics) > MAX_TOPICS:
+        return json_response(shapes.error(400, f"At most {MAX_TOPICS} topics per request"), 400)
     cred = access.credential(
         request.headers.get("authorization"), request.query_params.get("authorization")
     )

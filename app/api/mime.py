@@ -33,6 +33,24 @@ class Part:
     kind: str  # "body", "attachment" or "inline"
 
 
+# A media type: two of RFC 6838's restricted names around one slash.
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+OCTET_STREAM = "application/octet-stream"
+
+
+def media_type(value: str) -> str:
+    """`value` as one clean `type/subtype`, or application/octet-stream.
+
+    The stdlib returns the declared type as written, so a type folded
+    across lines (`application/\\r\\n pdf`) keeps its CR LF; sent on as a
+    Content-Type that splits the response's header. Whitespace between the
+    tokens is the folding itself (RFC 5322 allows it there), so it goes;
+    anything else that is not a token means the sender's type is unusable.
+    """
+    compact = re.sub(r"\s+", "", value).lower()
+    return compact if _MEDIA_TYPE.fullmatch(compact) else OCTET_STREAM
+
+
 def parse(raw: bytes) -> email.message.Message:
     return email.message_from_bytes(raw, policy=email.policy.compat32)
 
@@ -89,7 +107,7 @@ def parts(message: email.message.Message) -> list[Part]:
     found: list[Part] = []
     seen_body: set[str] = set()
     for part_id, part, related in _leaves(message, "", False):
-        content_type = part.get_content_type()
+        content_type = media_type(part.get_content_type())
         disposition = (part.get_content_disposition() or "").lower()
         filename = _filename(part)
         content_id = _text(part.get("content-id", "")).strip().strip("<>")

@@ -3,7 +3,7 @@
 Every mail query is keyed by `emails.mailbox_owner` (the recipient, as the
 writer stores it) and answered from the `(mailbox_owner, received_at)` index,
 or by id (the primary key). Nothing here changes a table's structure; the
-one table of ours is made by sql/migrations/010_api.sql. `domains` and
+one table of ours is made by sql/migrations/010_api.sql (and 011). `domains` and
 `domains` is read as a Cybertemp database has it: `active` and `id` may be
 missing (`Schema` says which exist). `private_email` is not read here: the
 API reads it as the service does (private.py).
@@ -49,7 +49,7 @@ async def create_pool(url: str, max_size: int) -> asyncpg.Pool:
 
 
 async def install(pool: asyncpg.Pool) -> int:
-    """Install or upgrade the schema (ours is migration 010); the version."""
+    """Install or upgrade the schema (ours are migrations 010 and 011); the version."""
     async with pool.acquire() as conn:
         return await db_schema.install_schema(conn)
 
@@ -83,7 +83,7 @@ async def domains(pool: asyncpg.Pool, shape: Schema) -> list[dict[str, Any]]:
 
 # Accounts ---------------------------------------------------------------------
 
-ACCOUNT_COLUMNS = "id, address, password_hash, created_at, updated_at"
+ACCOUNT_COLUMNS = "id, address, password_hash, created_at, updated_at, by_operator"
 # Every write to `accounts` announces the address on this channel, in its own
 # transaction (delivered at COMMIT): open event streams of that address
 # decide again whether they may go on (events.py, mercure.py).
@@ -110,16 +110,20 @@ async def account_by_address(pool: Executor, address: str) -> Record | None:
     )
 
 
-async def create_account(pool: Executor, address: str, password_hash: str) -> Record | None:
-    """The new account, or None if the address already has one."""
+async def create_account(
+    pool: Executor, address: str, password_hash: str, *, by_operator: bool
+) -> Record | None:
+    """The new account, or None if the address already has one. `by_operator`:
+    made with the command line (what lets it read a private_email address)."""
     return await pool.fetchrow(
         announced(
-            "INSERT INTO accounts (id, address, password_hash) VALUES ($1, $2, $3) "
-            "ON CONFLICT (address) DO NOTHING"
+            "INSERT INTO accounts (id, address, password_hash, by_operator) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (address) DO NOTHING"
         ),
         uuid.uuid4(),
         address,
         password_hash,
+        by_operator,
     )
 
 
@@ -138,7 +142,9 @@ async def remove_account(pool: Executor, address: str) -> bool:
 
 
 async def all_accounts(pool: Executor) -> list[Record]:
-    return list(await pool.fetch("SELECT address, created_at FROM accounts ORDER BY address"))
+    return list(
+        await pool.fetch("SELECT address, created_at, by_operator FROM accounts ORDER BY address")
+    )
 
 
 async def delete_account(pool: asyncpg.Pool, account_id: uuid.UUID, address: str) -> None:

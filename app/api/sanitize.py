@@ -6,10 +6,11 @@ scheme, forms and their controls, base, meta (refresh), link, iframe,
 object, embed, svg/math, comments. What stays: text and the usual
 formatting, tables, links (`rel="noopener noreferrer nofollow"`,
 `target="_blank"`), and a short list of inline style properties that carry
-no URL. Remote images (`http:`/`https:` `src`) are dropped unless the
-reader asks for them (`remote_images=True`): they are how senders track
-that a mail was opened. The stored `emails.html` is never changed; this
-runs on the way out.
+no URL. No other attribute keeps a URL (`cite` goes too). Remote images
+(`http:`/`https:` `src`) are dropped unless the reader asks for them
+(`remote_images=True`): they are how senders track that a mail was
+opened. The stored `emails.html` is never changed; this runs on the way
+out.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ ATTRIBUTES = copy.deepcopy(nh3.ALLOWED_ATTRIBUTES)
 for _tag, _names in EXTRA_ATTRIBUTES.items():
     ATTRIBUTES.setdefault(_tag, set()).update(_names)
 ATTRIBUTES["a"] = (ATTRIBUTES.get("a", set()) | {"href", "name"}) - {"target", "rel"}
+# Ammonia keeps `cite` (blockquote, q, del, ins): a URL nobody clicks, that a
+# client may fetch or show, so a sender's tracking address. Remote URLs stay
+# only as links and as images the reader asked for.
+for _names in ATTRIBUTES.values():
+    _names.discard("cite")
 
 # CSS properties kept in style attributes (`background` for the colour of mail's
 # buttons; a value that could load anything is refused whole by _BAD_STYLE).
