@@ -241,7 +241,8 @@ async def get_message(request: Request) -> Response:
     return json_response(body)
 
 
-async def get_raw(request: Request) -> Response:
+async def _raw_message(request: Request) -> tuple[Any, bytes] | Response:
+    """The message row named by the path and its raw bytes, or the response to send."""
     found = await mailbox(request)
     if isinstance(found, Response):
         return found
@@ -249,27 +250,29 @@ async def get_raw(request: Request) -> Response:
     raw = await raw_of(request, row)
     if raw is None:
         return not_found()
+    return row, raw
+
+
+async def get_raw(request: Request) -> Response:
+    found = await _raw_message(request)
+    if isinstance(found, Response):
+        return found
+    row, raw = found
     return download(raw, "text/plain; charset=utf-8", f"{row['id']}.eml")
 
 
 async def get_headers(request: Request) -> Response:
-    found = await mailbox(request)
+    found = await _raw_message(request)
     if isinstance(found, Response):
         return found
-    raw = await raw_of(request, await _message_row(request, found[0]))
-    if raw is None:
-        return not_found()
-    return json_response(mime.headers(raw))
+    return json_response(mime.headers(found[1]))
 
 
 async def get_part(request: Request) -> Response:
-    found = await mailbox(request)
+    found = await _raw_message(request)
     if isinstance(found, Response):
         return found
-    raw = await raw_of(request, await _message_row(request, found[0]))
-    if raw is None:
-        return not_found()
-    content = mime.part_content(mime.parse(raw), request.path_params["part"])
+    content = mime.part_content(mime.parse(found[1]), request.path_params["part"])
     if content is None:
         return not_found()
     part, data = content

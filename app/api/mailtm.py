@@ -328,25 +328,33 @@ async def delete_message(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def download_message(request: Request) -> Response:
+async def _own_raw(request: Request) -> tuple[Any, bytes] | Response:
+    """The token's message named by the path and its raw bytes, or the 404 to send."""
     found = await _own_message(request)
     if isinstance(found, Response):
         return found
     raw = await raw_of(request, found[1])
     if raw is None:
         return not_found(request)
-    return download(raw, "message/rfc822", f"{found[1]['id']}.eml")
+    return found[1], raw
+
+
+async def download_message(request: Request) -> Response:
+    found = await _own_raw(request)
+    if isinstance(found, Response):
+        return found
+    row, raw = found
+    return download(raw, "message/rfc822", f"{row['id']}.eml")
 
 
 async def download_attachment(request: Request) -> Response:
-    found = await _own_message(request)
+    found = await _own_raw(request)
     if isinstance(found, Response):
         return found
     index = shapes.attachment_index(request.path_params["attachment"])
-    raw = await raw_of(request, found[1])
-    if raw is None or index is None:
+    if index is None:
         return not_found(request)
-    message = mime.parse(raw)
+    message = mime.parse(found[1])
     files = mime.files(message)
     if not 1 <= index <= len(files):
         return not_found(request)
@@ -358,14 +366,12 @@ async def download_attachment(request: Request) -> Response:
 
 
 async def get_source(request: Request) -> Response:
-    found = await _own_message(request)
+    found = await _own_raw(request)
     if isinstance(found, Response):
         return found
-    raw = await raw_of(request, found[1])
-    if raw is None:
-        return not_found(request)
+    row, raw = found
     ld = wants_ld(request)
-    return json_response(shapes.source(found[1], raw, base_url(request), ld), ld=ld)
+    return json_response(shapes.source(row, raw, base_url(request), ld), ld=ld)
 
 
 routes = [
