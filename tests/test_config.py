@@ -72,19 +72,18 @@ def test_serve_exits_with_one_line(env):
     assert len(lines) == 1 and lines[0].startswith("config error: " + next(iter(env)))
 
 
-AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+def without_port_privilege() -> list[str]:
+    """A command prefix that runs a process unable to bind ports below 1024:
+    as root, without CAP_NET_BIND_SERVICE in its bounding set (a checkout in
+    a private directory stays readable, as switching to `nobody` would not)."""
+    return ["setpriv", "--bounding-set=-net_bind_service"] if os.geteuid() == 0 else []
 
 
 def test_port_25_without_privilege_says_how_to_fix(database_url):
-    """Run as `nobody`: binding port 25 fails with one line naming the fixes."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to an unprivileged user")
-    reachable = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import app"], cwd=ROOT)
-    if reachable.returncode != 0:
-        pytest.skip("the checkout is not readable by nobody")
+    """Binding port 25 without the privilege fails with one line naming the fixes."""
     result = subprocess.run(
         [
-            *AS_NOBODY,
+            *without_port_privilege(),
             sys.executable,
             "-m",
             "app",
@@ -97,7 +96,7 @@ def test_port_25_without_privilege_says_how_to_fix(database_url):
             "PATH": "/usr/bin:/bin",
             "DATABASE_URL": database_url,
             "SMTP_RECEIVE_PORT": "25",
-            "SPOOL_DIR": "/tmp/nobody-spool",
+            "SPOOL_DIR": "/tmp/unprivileged-spool",
             "HOME": "/tmp",
         },
         capture_output=True,
