@@ -92,6 +92,11 @@ def test_search(stack):
         assert subjects("is:unread") == ["Welcome aboard", "invoice 42"]
         found = client.get(f"{BASE}/search", params={"query": "is:unread"}).json()
         assert found["messages_count"] == 2 and found["total"] == 3 and found["unread"] == 2
+        # Each term is one more ILIKE: a query's terms are bounded (review: 20,000
+        # terms held a database connection for 20 s).
+        assert subjects(" ".join(["welcome"] * 20)) == ["Welcome aboard"]
+        many = client.get(f"{BASE}/search", params={"query": " ".join(["a"] * 21)})
+        assert (many.status_code, many.text) == (400, "Error: at most 20 search terms")
         assert subjects("100%_") == []  # LIKE wildcards are literal
         assert client.get(f"{BASE}/search").status_code == 400
 

@@ -35,6 +35,7 @@ import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import argon2
 import jwt
@@ -138,6 +139,35 @@ def read_token(secret: str, token: str) -> Claims | None:
         return None
 
 
+# Input that reaches PostgreSQL and argon2 ---------------------------------------------
+
+
+def storable(value: Any) -> bool:
+    """Can this decoded input be compared or stored? Text must hold no NUL
+    (PostgreSQL's text refuses it) and no lone surrogate (JSON's "\\ud800":
+    not encodable as UTF-8); lists and objects are checked all through."""
+    pending = [value]
+    while pending:  # no recursion: a body may nest as deep as the parser allowed
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not item.isascii() and not _encodable(item):
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return True
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # Credentials in a request ---------------------------------------------------------
 
 
@@ -169,7 +199,8 @@ def credential(authorization: str | None, query_token: str | None = None) -> Cre
             user, colon, password = base64.b64decode(rest, validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return Credential(basic=("", ""))
-        return Credential(basic=(user, password) if colon else ("", ""))
+        valid = colon and storable((user, password))
+        return Credential(basic=(user, password) if valid else ("", ""))
     if query_token:
         return Credential(token=query_token.removeprefix("Bearer ").strip() or None)
     return Credential()

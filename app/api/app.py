@@ -45,6 +45,7 @@ POOL_SIZE = 4
 UVICORN_GRACE = 3
 MAX_BODY = 64 * 1024  # bytes of a request body (JSON of a few fields)
 TOO_LARGE = "Request body too large"
+NUL_IN_URL = "NUL character in the URL"
 
 
 # Rate limit ------------------------------------------------------------------------------
@@ -130,6 +131,21 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class NoNul:
+    """A NUL in the path or the query string (`%00`) is a 400 on every route:
+    no address, id, topic or search term holds one, and PostgreSQL's text
+    refuses it (it was a 500 wherever such a value reached a query)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            await json_response(shapes.error(400, NUL_IN_URL), 400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 # The app -----------------------------------------------------------------------------------
 
 
@@ -187,7 +203,7 @@ def build(settings: Settings) -> Starlette:
         exception_handlers={HTTPException: not_found, Exception: not_found},
         lifespan=lifespan,
     )
-    return RateLimit(BodyLimit(app), settings.api_rate_limit)  # type: ignore[return-value]
+    return RateLimit(NoNul(BodyLimit(app)), settings.api_rate_limit)  # type: ignore[return-value]
 
 
 def raise_fd_limit() -> None:

@@ -37,6 +37,7 @@ from .context import DOWNLOAD_HEADERS, Reader, download, json_response, raw_of, 
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_SEARCH_TERMS = 20
 
 
 def text(body: str, status: int = 200) -> Response:
@@ -144,12 +145,17 @@ async def search(request: Request) -> Response:
     query = request.query_params.get("query", "").strip()
     if not query:
         return text("Error: no search query", 400)
+    terms = search_terms(query)
+    if len(terms) > MAX_SEARCH_TERMS:
+        # Each term is one more ILIKE over the mailbox: thousands would hold
+        # one of the API's few database connections for seconds.
+        return text(f"Error: at most {MAX_SEARCH_TERMS} search terms", 400)
     paging = start_limit(request)
     if isinstance(paging, Response):
         return paging
     start, limit = paging
     rows, matching, matching_unread, total, unread = await queries.search(
-        state(request).pool, found[0], search_terms(query), start, limit
+        state(request).pool, found[0], terms, start, limit
     )
     return json_response(shapes.mailpit_page(rows, start, total, unread, matching, matching_unread))
 
@@ -171,6 +177,8 @@ async def body_fields(request: Request) -> dict[str, Any] | None:
         if not isinstance(data, dict):
             return None
         pairs = list(data.items())
+    if not access.storable(pairs):
+        return None
     fields: dict[str, Any] = {}
     for key, value in pairs:
         if key.lower() == "ids":

@@ -90,7 +90,7 @@ async def read_json(request: Request) -> dict[str, Any] | None:
         body = json.loads(await request.body() or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    return body if isinstance(body, dict) else None
+    return body if isinstance(body, dict) and access.storable(body) else None
 
 
 # Domains ------------------------------------------------------------------------------
