@@ -49,6 +49,17 @@ RAW = (
     "Content-Disposition: attachment; filename=odd.txt\r\n"
     "\r\n"
     "odd\r\n"
+    "--b\r\n"
+    "Content-Type: application/octet-stream\r\n"
+    'Content-Disposition: attachment; filename="=?utf-8?b?0L/RgNC40LLQtdGCLnR4dA==?="\r\n'
+    "\r\n"
+    "encoded-word name\r\n"
+    "--b\r\n"
+    "Content-Type: text/plain; charset=windows-1251\r\n"
+    "Content-Disposition: attachment; filename=cp1251.txt\r\n"
+    "Content-Transfer-Encoding: base64\r\n"
+    "\r\n"
+    "7/Do4uXy\r\n"
     "--b--\r\n"
 ).encode()
 # What each attachment must download as: (name, media type, bytes).
@@ -56,7 +67,12 @@ EXPECTED = [
     (NAME, "application/pdf", b"%PDF-1"),
     ("folded.pdf", "application/pdf", b"%PDF-2"),
     ("odd.txt", "application/octet-stream", b"odd"),
+    # RFC 2047 encoded words, as many mail programs write a name (second review)
+    ("привет.txt", "application/octet-stream", b"encoded-word name"),
+    # a text part downloads with the charset it declared, not as UTF-8
+    ("cp1251.txt", "text/plain; charset=windows-1251", "привет".encode("cp1251")),
 ]
+LISTED_TYPES = [t.split(";")[0] for _, t, _ in EXPECTED]
 
 
 def check(answer: httpx.Response, name: str, media_type: str, data: bytes) -> None:
@@ -81,12 +97,12 @@ def test_attachment_names_and_types_download_cleanly(stack):
         [message] = wait_messages(client, 1)
         full = client.get(f"/messages/{message['id']}").json()
         assert [a["filename"] for a in full["attachments"]] == [n for n, _, _ in EXPECTED]
-        assert [a["contentType"] for a in full["attachments"]] == [t for _, t, _ in EXPECTED]
+        assert [a["contentType"] for a in full["attachments"]] == LISTED_TYPES
         for listed, (name, media_type, data) in zip(full["attachments"], EXPECTED, strict=True):
             check(client.get(listed["downloadUrl"]), name, media_type, data)
 
         base = f"/mailpit/{RCPT}/api/v1/message/{message['id']}"
         detail = client.get(base).json()
-        assert [a["ContentType"] for a in detail["Attachments"]] == [t for _, t, _ in EXPECTED]
+        assert [a["ContentType"] for a in detail["Attachments"]] == LISTED_TYPES
         for attached, (name, media_type, data) in zip(detail["Attachments"], EXPECTED, strict=True):
             check(client.get(f"{base}/part/{attached['PartID']}"), name, media_type, data)

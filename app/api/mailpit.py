@@ -284,7 +284,7 @@ async def get_part(request: Request) -> Response:
     if content is None:
         return not_found()
     part, data = content
-    return download(data, part.content_type, part.filename or f"part-{part.part_id}")
+    return download(data, mime.download_type(part), part.filename or f"part-{part.part_id}")
 
 
 # The view of a message's HTML: nothing runs, nothing loads but what is inline

@@ -362,7 +362,7 @@ async def download_attachment(request: Request) -> Response:
     if content is None:
         return not_found(request)
     part, data = content
-    return download(data, part.content_type, part.filename or f"{part.part_id}.bin")
+    return download(data, mime.download_type(part), part.filename or f"{part.part_id}.bin")
 
 
 async def get_source(request: Request) -> Response:

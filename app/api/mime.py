@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import email.header
 import email.message
 import email.policy
 import re
@@ -24,6 +25,7 @@ BODY_TYPES = ("text/plain", "text/html")
 class Part:
     part_id: str
     content_type: str
+    charset: str  # declared, for text parts (a clean token, or "")
     filename: str
     disposition: str  # "attachment", "inline" or ""
     content_id: str
@@ -93,10 +95,26 @@ def _text(value: object) -> str:
 
 
 def _filename(part: email.message.Message) -> str:
+    """The part's file name: RFC 2231 (the stdlib's get_filename) or, as many
+    mail programs write it, RFC 2047 encoded words (`=?utf-8?b?...?=`)."""
     try:
-        return _text(part.get_filename())
+        name = part.get_filename()
+        if name and "=?" in name:
+            name = str(email.header.make_header(email.header.decode_header(name)))
+        return _text(name)
     except Exception:
         return ""
+
+
+_CHARSET = re.compile(r"[a-z0-9][a-z0-9_.:+-]{0,39}")
+
+
+def _charset(part: email.message.Message) -> str:
+    try:
+        declared = part.get_content_charset() or ""
+    except Exception:
+        return ""
+    return declared if _CHARSET.fullmatch(declared) else ""
 
 
 def parts(message: email.message.Message) -> list[Part]:
@@ -127,6 +145,7 @@ def parts(message: email.message.Message) -> list[Part]:
             Part(
                 part_id=part_id,
                 content_type=content_type,
+                charset=_charset(part) if content_type.startswith("text/") else "",
                 filename=filename,
                 disposition=disposition,
                 content_id=content_id,
@@ -148,6 +167,12 @@ def part_content(message: email.message.Message, part_id: str) -> tuple[Part, by
         if leaf_id == part_id:
             return info, _decoded(leaf)
     return None
+
+
+def download_type(part: Part) -> str:
+    """The Content-Type a part is downloaded with: a text part keeps its
+    declared charset (else the framework would label it UTF-8)."""
+    return f"{part.content_type}; charset={part.charset}" if part.charset else part.content_type
 
 
 def files(message: email.message.Message) -> list[Part]:
