@@ -193,7 +193,11 @@ def test_sigterm_while_the_writer_lingers_loses_nothing(make_server, database_ur
     eventually(lambda: subjects(database_url) == ["a", "b", "c"])  # b and c: one full batch
     assert send(server.port, "lingering")[0] == 250  # taken, then the writer waits 1 s
     assert server.stop() == 0
-    assert "spooled 1 messages" in server.log
+    # Spooled when the stop came within the wait (the case that lost it), else
+    # written: on a machine busy enough to delay the stop past 1 s.
+    spooled = "spooled 1 messages" in server.log
+    assert spooled or "stopped: 4 rows written" in server.log, server.log
+    print(f"the lingering message was {'spooled' if spooled else 'written before the stop'}")
     make_server(**settings)  # replays the spool
     eventually(lambda: subjects(database_url) == ["a", "b", "c", "lingering"])
 
