@@ -25,10 +25,10 @@ from .. import policy
 from . import access, mime, queries, shapes
 from .context import (
     Account,
+    account_for_basic,
     account_for_token,
     base_url,
     download,
-    holds,
     json_response,
     raw_of,
     state,
@@ -181,13 +181,11 @@ async def token(request: Request) -> Response:
     password = body.get("password")
     if not isinstance(password, str):
         return error(400, 'The key "password" must be provided.', request)
-    row = await queries.account_by_address(ctx.pool, policy.normalize_address(body["address"]))
-    if row is None or not holds(ctx, row):
+    account = await account_for_basic(ctx, body["address"], password)
+    if account is None:
         return unauthorized("Invalid credentials.")
-    if not await ctx.passwords.verify(row["password_hash"], password):
-        return unauthorized("Invalid credentials.")
-    signed = access.issue_token(ctx.secret, row["id"], row["address"])
-    return json_response({"token": signed, "id": str(row["id"])})
+    signed = access.issue_token(ctx.secret, account.id, account.address)
+    return json_response({"token": signed, "id": str(account.id)})
 
 
 async def me(request: Request) -> Response:
