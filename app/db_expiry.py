@@ -419,7 +419,7 @@ async def add_future(
 
 def mark(table: str) -> str:
     """The comment on a partition detached by retention and not dropped yet
-    (followed by its bound: `reattach` needs it)."""
+    (followed by its bound: `recorded_bound` reads it back)."""
     return f"tempmail retention: expired partition of {table}, being dropped"
 
 
@@ -466,40 +466,40 @@ async def expiring(pool: db.Pool, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def reattach(pool: db.Pool, table: str, name: str) -> bool:
-    """ATTACH `name`, detached from `table` by `detach_expiring`, again with
-    the bound it had, and unmark it: its copy back failed, and its kept rows
-    must not stay out of sight. False if its mark records no bound (a
-    release before this one detached it).
+async def recorded_bound(pool: db.Pool, table: str, name: str) -> str | None:
+    """The bound `name` had in `table` when `detach_expiring` detached it, as
+    PostgreSQL printed it (in UTC); None if its mark records none (a release
+    before this one detached it)."""
+    async with pool.acquire() as conn:
+        found = _WAS.search(await marked(conn, table, name) or "")
+    return None if found is None else found[1]
 
-    Rows of its range that reached the DEFAULT partition since the detach
+
+async def reattach(
+    pool: db.Pool,
+    table: str,
+    name: str,
+    bound: str,
+    lower: datetime.datetime | None,
+    upper: datetime.datetime | None,
+    default: str | None,
+) -> None:
+    """ATTACH `name`, detached from `table` by `detach_expiring`, again with
+    the bound it had (`bound`, spanning [lower, upper)), and unmark it: its
+    copy back failed, and its kept rows must not stay out of sight.
+
+    Rows of its range that reached the `default` partition since the detach
     (old mail replayed) move into it first, under the DEFAULT partition's
     lock that ATTACH takes anyway. ATTACH scans the DEFAULT partition under
     that lock (its fence, above this range, proves nothing): a failure's
     price, not a run's.
     """
     async with ddl(pool) as conn:
-        found = _WAS.search(await marked(conn, table, name) or "")
-        if found is None:
-            return False
-        default = await conn.fetchval(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_partitioned_table p "
-            "ON p.partrelid = i.inhparent JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = to_regclass($1) AND c.oid = p.partdefid",
-            q(table),
-        )
         if default is not None:
-            lower, upper = (
-                None
-                if value.endswith("VALUE")
-                else datetime.datetime.fromisoformat(value.strip("'"))
-                for value in (found[2], found[3])
-            )
             await conn.execute(f"LOCK TABLE {q(default)} IN ACCESS EXCLUSIVE MODE")
             await move_rows(conn, default, name, lower, upper)
-        await conn.execute(f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} {found[1]}")
+        await conn.execute(f"ALTER TABLE {q(table)} ATTACH PARTITION {q(name)} {bound}")
         await conn.execute(f"COMMENT ON TABLE {q(name)} IS NULL")
-        return True
 
 
 async def newest(pool: db.Pool, relation: str) -> datetime.datetime | None:

@@ -503,10 +503,7 @@ async def finish(
         return False
     except db.asyncpg.PostgresError as error:
         try:
-            if await db_expiry.reattach(pool, table, name):
-                outcome = "attached again, its mail in sight; the next run drops it again"
-            else:
-                outcome = "left detached (no bound recorded); the next run copies again"
+            outcome = await reattach(pool, table, name)
         except db.asyncpg.PostgresError as failed:
             outcome = f"left detached (attaching failed: {failed!r}); the next run tries again"
         log.error(
@@ -525,6 +522,18 @@ async def finish(
     totals.kept += kept
     totals.partitions += 1
     return True
+
+
+async def reattach(pool: db.Pool, table: str, name: str) -> str:
+    """Attach `name` (its copy back failed) again with the bound its mark
+    records, into the partitions `table` has now; what became of it, for the log."""
+    bound = await db_expiry.recorded_bound(pool, table, name)
+    if bound is None:
+        return "left detached (no bound recorded); the next run copies again"
+    was = parse_bound(name, bound)
+    default = default_of(await shape(pool, table) or [])
+    await db_expiry.reattach(pool, table, name, bound, was.lower, was.upper, default)
+    return "attached again, its mail in sight; the next run drops it again"
 
 
 def describe(found: dict[str, Totals], cutoff: datetime.datetime, dry_run: bool) -> str:
