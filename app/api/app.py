@@ -4,7 +4,7 @@ limits, start and stop.
 `python -m app api` runs `serve(settings)`: uvicorn (httptools) on uvloop,
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
 DATABASE_URL is unset), a small pool of its own, the schema (migrations
-010 and 011 make `accounts`), the private_email list (private.py; start-up
+010 to 012 make `accounts`), the private_email list (private.py; start-up
 waits for its first load), the token secret, the LISTEN hub. The
 long-lived tasks of this process are the hub and the private_email
 refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
