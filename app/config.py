@@ -259,6 +259,10 @@ class Settings:
         "8", _float(0.1, 100_000), "API requests per second per client address")
     api_public_url: str | None = setting(
         "", _optional, "base URL written into downloadUrl fields; empty: from the request")
+    api_trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
+        "", _networks,
+        "reverse proxies (addresses or CIDRs) whose X-Forwarded-For/-Proto the API believes; "
+        "empty: none")
     log_level: str = setting("INFO", _log_level, "logging level", "RUST_LOG")
     # fmt: on
 
