@@ -10,11 +10,20 @@ default: from nobody).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
+import pytest
 
 from .api_fixtures import Stack, make_stack
-from .api_helpers import mail, send
-from .helpers import eventually, query
+from .api_helpers import mail, next_event, open_stream, send, sse_events
+from .helpers import ROOT, eventually, free_port, query
 
 ADDRESS = "reader@example.com"
 
@@ -94,3 +103,77 @@ def test_a_trusted_proxy_is_believed(make_stack):
     untrusted = messages(stack, token, "127.0.0.5", "198.51.100.4")
     assert untrusted.status_code == 200, untrusted.text
     assert untrusted.json()["hydra:member"][0]["downloadUrl"].startswith("http://")
+
+
+def readme_nginx_server() -> str:
+    """The `server { ... }` block of the README's reverse-proxy example."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("    server {")
+    end = lines.index("    }", start)
+    return "\n".join(line.removeprefix("    ") for line in lines[start : end + 1])
+
+
+@contextlib.contextmanager
+def nginx_in_front(api_port: int, directory: Path) -> Iterator[int]:
+    """nginx running the README's example (plain HTTP on a free port instead
+    of 443 with TLS) in front of the API on `api_port`; yields its port."""
+    port = free_port()
+    server = (
+        readme_nginx_server()
+        .replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
+        .replace("127.0.0.1:8025", f"127.0.0.1:{api_port}")
+    )
+    temp = " ".join(
+        f"{kind}_temp_path {directory / kind};" for kind in ("client_body", "proxy", "fastcgi")
+    )
+    conf = directory / "nginx.conf"
+    conf.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\n"
+        + f"error_log {directory / 'error.log'};\nevents {{}}\n"
+        + f"http {{\naccess_log off;\n{temp}\nuwsgi_temp_path {directory / 'uwsgi'};\n"
+        + f"scgi_temp_path {directory / 'scgi'};\n{server}\n}}\n"
+    )
+    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(directory)])
+    try:
+        eventually(lambda: nginx.poll() is not None or answers(port))
+        assert nginx.poll() is None, (directory / "error.log").read_text()
+        yield port
+    finally:
+        nginx.terminate()
+        nginx.wait(30)
+
+
+def answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")
+def test_the_readmes_nginx_example(make_stack, tmp_path):
+    """The example as written: each client counted by its own address (a
+    header it sends is overwritten, not believed), the Host it asked for in
+    its URLs, and the event stream delivered as it happens."""
+    stack = make_stack(api_rate_limit="0.1", api_trusted_proxies="127.0.0.1")
+    with nginx_in_front(stack.api.port, tmp_path) as port:
+        url = f"http://127.0.0.1:{port}"
+        for local in ("127.0.0.2", "127.0.0.3"):
+            transport = httpx.HTTPTransport(local_address=local)
+            with httpx.Client(base_url=url, transport=transport, timeout=30) as client:
+                assert rotating(client, 3) == [200, 429, 429], local
+        token = reader_token(stack, ("127.0.0.4", "127.0.0.5"), ("", ""))
+        headers = {"Authorization": f"Bearer {token}", "Host": "mail.example.com"}
+        transport = httpx.HTTPTransport(local_address="127.0.0.6")
+        with httpx.Client(base_url=url, transport=transport, timeout=30) as client:
+            listed = client.get("/messages", headers=headers)
+            assert listed.status_code == 200, listed.text
+            download = listed.json()["hydra:member"][0]["downloadUrl"]
+            assert download.startswith("http://mail.example.com/messages/"), download
+        transport = httpx.HTTPTransport(local_address="127.0.0.7")
+        with httpx.Client(base_url=url, transport=transport, timeout=60) as client:
+            with open_stream(client, "/addresses/live@example.com") as response:
+                assert response.status_code == 200
+                events = sse_events(response)
+                send(stack.smtp.port, ["live@example.com"], mail("live@example.com", "pushed"))
+                assert next_event(events)["data"]["subject"] == "pushed"
