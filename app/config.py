@@ -110,7 +110,7 @@ def _resolver_address(text: str) -> str | None:
     return text
 
 
-@_allowed("comma-separated networks in CIDR form (192.0.2.0/24, 2001:db8::/32)")
+@_allowed("comma-separated addresses or CIDR networks (192.0.2.1, 192.0.2.0/24, 2001:db8::/32)")
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
 
