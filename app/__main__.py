@@ -76,6 +76,14 @@ def read_password(stream: Any = None) -> str:
     return str(stream.readline()).rstrip("\r\n")
 
 
+# What `accounts passwd|revoke-tokens|remove` say when done.
+ACCOUNT_CHANGES = {
+    "passwd": "password changed for {address}; tokens issued before are revoked",
+    "revoke-tokens": "revoked every token of {address}; the password stays",
+    "remove": "removed the account of {address} (its mail is kept)",
+}
+
+
 def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
     from .api import access, queries
 
@@ -91,6 +99,14 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
             print(f"error: password: {problem}", file=sys.stderr)
             return 2
 
+    async def change(conn: Any) -> bool:
+        """passwd, revoke-tokens or remove; False if the address has no account."""
+        if args.action == "passwd":  # also revokes the tokens issued before (012)
+            return await queries.set_password(conn, address, await access.hash_password(password))
+        if args.action == "revoke-tokens":
+            return await queries.revoke_tokens(conn, address)
+        return await queries.remove_account(conn, address)
+
     async def act(conn: Any) -> int:
         if args.action == "add":
             password_hash = await access.hash_password(password)
@@ -99,21 +115,16 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
                 print(f"error: {address} already has an account", file=sys.stderr)
                 return 1
             print(f"added {address} (account {row['id']})")
-        elif args.action == "passwd":
-            if not await queries.set_password(conn, address, await access.hash_password(password)):
-                print(f"error: {address} has no account", file=sys.stderr)
-                return 1
-            print(f"password changed for {address}")
-        elif args.action == "remove":
-            if not await queries.remove_account(conn, address):
-                print(f"error: {address} has no account", file=sys.stderr)
-                return 1
-            print(f"removed the account of {address} (its mail is kept)")
-        else:
+        elif args.action == "list":
             for row in await queries.all_accounts(conn):
                 created = row["created_at"].isoformat(timespec="seconds")
                 made = "operator" if row["by_operator"] else "api"  # who made it (011)
                 print(f"{row['address']}\t{created}\t{made}")
+        elif await change(conn):
+            print(ACCOUNT_CHANGES[args.action].format(address=address))
+        else:
+            print(f"error: {address} has no account", file=sys.stderr)
+            return 1
         return 0
 
     return asyncio.run(with_connection(settings, act))
@@ -286,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     accounts.set_defaults(run=cmd_accounts)
     account_actions = accounts.add_subparsers(dest="action", required=True)
-    for action in ("add", "passwd", "remove"):
+    for action in ("add", "passwd", "revoke-tokens", "remove"):
         account_actions.add_parser(action).add_argument("address")
     account_actions.add_parser("list")
     return parser

@@ -110,7 +110,7 @@ def _resolver_address(text: str) -> str | None:
     return text
 
 
-@_allowed("comma-separated networks in CIDR form (192.0.2.0/24, 2001:db8::/32)")
+@_allowed("comma-separated addresses or CIDR networks (192.0.2.1, 192.0.2.0/24, 2001:db8::/32)")
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
 
@@ -259,6 +259,10 @@ class Settings:
         "8", _float(0.1, 100_000), "API requests per second per client address")
     api_public_url: str | None = setting(
         "", _optional, "base URL written into downloadUrl fields; empty: from the request")
+    api_trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
+        "", _networks,
+        "reverse proxies (addresses or CIDRs) whose X-Forwarded-For/-Proto the API believes; "
+        "empty: none")
     log_level: str = setting("INFO", _log_level, "logging level", "RUST_LOG")
     # fmt: on
 

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from .model import Prepared
+from .policy import address_spellings
 
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
@@ -29,6 +30,16 @@ Connection = asyncpg.Connection
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def folded(column: str) -> str:
+    """SQL for a stored address in `column` as it is compared with
+    policy.address_spellings: ASCII white space and a final dot trimmed,
+    lower case (what SQL can do of policy.normalize_address; the spellings
+    do the rest). Only ASCII white space: an escape above U+007F is an
+    error in a database whose encoding is not UTF8, and this runs in every
+    batch the writer commits."""
+    return f"lower(rtrim(btrim({column}, E' \\t\\n\\r\\f\\x0b'), '.'))"
 
 
 async def create_pool(url: str, max_size: int = 4) -> asyncpg.Pool:
@@ -150,7 +161,7 @@ _PARAMETERS = [c for c in EMAIL_COLUMNS if c.value is not None]
 _RAW_PARAMETERS = 3  # $1..$3: raw_messages id, raw, received_at
 _OWNER = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[1])}::text[]"
 _ROW_ID = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[0])}::uuid[]"
-_IDN_OWNERS = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::text[]"
+_OWNER_SPELLINGS = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::text[]"
 _REVOKE = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 2}::uuid[]"
 
 # One statement, so one round trip and one implicit transaction per batch.
@@ -187,12 +198,9 @@ WITH raw AS (
     SELECT DISTINCT unnest({_OWNER})
     ON CONFLICT (email_address) DO NOTHING
 ), private AS (
-    -- Spelled as operators type it: case, spaces and a final dot do not count,
-    -- and an IDN domain may be in Unicode (punycode is not SQL's: Python's).
+    -- Spelled as operators type it: policy.address_spellings.
     UPDATE private_email SET last_updated_at = now()
-    WHERE lower(rtrim(btrim(email), '.')) = ANY({_OWNER} || {_IDN_OWNERS}){
-        revokes if revoking else ""
-    }
+    WHERE {folded("email")} = ANY({_OWNER_SPELLINGS}){revokes if revoking else ""}
 )
 SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
 FROM unnest({_ROW_ID}, {_OWNER}) AS n(id, owner)
@@ -205,8 +213,8 @@ INSERT_AND_REVOKE = _insert_statement(revoking=True)
 
 def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[list[Any]]:
     """The parameters of INSERT_BATCH: raw_messages arrays, one array per
-    EMAIL_COLUMNS parameter (one element per recipient row), the Unicode
-    spellings of IDN owners, and for INSERT_AND_REVOKE the revokes."""
+    EMAIL_COLUMNS parameter (one element per recipient row), the spellings
+    of the owners (private_email's stamp), and for INSERT_AND_REVOKE the revokes."""
     raws: list[list[Any]] = [[], [], []]
     columns: list[list[Any]] = [[] for _ in _PARAMETERS]
     for prepared in batch:
@@ -218,21 +226,8 @@ def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[l
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for array, column in zip(columns, _PARAMETERS, strict=True):
                 array.append(column.value(prepared, row_id, owner))  # type: ignore[misc]
-    idn_owners = [
-        unicode
-        for owner in set(columns[_PARAMETERS.index(EMAIL_COLUMNS[1])])
-        if "xn--" in owner and (unicode := _unicode_address(owner))
-    ]
-    return [*raws, *columns, idn_owners, *([list(revoke)] if revoke else [])]
-
-
-def _unicode_address(address: str) -> str | None:
-    """`local@例え.jp` for `local@xn--r8jz45g.jp`; None if the domain does not decode."""
-    local, _, domain = address.rpartition("@")
-    try:
-        return f"{local}@{domain.encode('ascii').decode('idna').lower()}"
-    except UnicodeError:
-        return None
+    spellings = address_spellings(set(columns[_PARAMETERS.index(EMAIL_COLUMNS[1])]))
+    return [*raws, *columns, spellings, *([list(revoke)] if revoke else [])]
 
 
 async def insert_batch(

@@ -1,7 +1,8 @@
 """Retention's SQL: partitions made ahead, expired ones dropped, expired
 rows counted and deleted, and the rows kept whatever their age.
 
-Kept (`keep_condition`): emails rows of private_email addresses, and
+Kept (`keep_condition`): emails rows of private_email addresses (in any
+spelling of policy.address_spellings: Cybertemp stored `vip@例え.jp`), and
 raw_messages rows that an emails row still points at (so a message's raw
 bytes go only with its last row). Rows stored before an upgrade (an empty
 received_at on a Cybertemp table) are expired only when the operator asks
@@ -44,6 +45,7 @@ from typing import Any
 
 from . import db
 from .db_schema import SCHEMA_LOCK
+from .policy import address_spellings
 
 q = db.quote_ident
 
@@ -537,14 +539,17 @@ def keep_condition(
     deletes nothing, counts as if the expired emails rows (received before
     $1) were gone already, as they are when a real run reaches raw_messages.
     """
+    # Private: the owner as stored (by us, or by Cybertemp before the switch:
+    # `vip@例え.jp`) is a spelling of a private address.
+    spellings = [address_spellings(private)]
     if table == "emails":
-        return f"lower(t.mailbox_owner) = ANY(${param}::text[])", [sorted(private)]
+        return f"{db.folded('t.mailbox_owner')} = ANY(${param}::text[])", spellings
     if not as_if_emails_expired:
         return "EXISTS (SELECT 1 FROM emails e WHERE e.raw_id = t.id)", []
     return (
         "EXISTS (SELECT 1 FROM emails e WHERE e.raw_id = t.id AND (e.received_at IS NULL "
-        f"OR e.received_at >= $1 OR lower(e.mailbox_owner) = ANY(${param}::text[])))",
-        [sorted(private)],
+        f"OR e.received_at >= $1 OR {db.folded('e.mailbox_owner')} = ANY(${param}::text[])))",
+        spellings,
     )
 
 

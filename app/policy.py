@@ -66,11 +66,32 @@ def canonical_pattern(text: str | None) -> str | None:
 
 
 def normalize_address(address: str) -> str:
-    """Lower-case address with its domain in punycode (local part kept)."""
+    """The one normal form of an address, wherever one is compared (the
+    writer's mailbox_owner, the lists, the API's access rules, retention):
+    spaces around it and a final dot trimmed, lower case, the domain in
+    punycode. A domain that is not one is kept, trimmed and lower-cased."""
     local, at, domain = address.strip().rpartition("@")
     if not at:
         return address.strip().lower()
     return f"{local.lower()}@{normalize_domain(domain) or domain.strip().lower()}"
+
+
+def address_spellings(addresses: Iterable[str]) -> list[str]:
+    """The texts that stand for normalised `addresses` where SQL compares
+    stored addresses (after db.folded: trimmed, final dot gone, lower case):
+    each address, and for an IDN domain its Unicode form too
+    (`vip@例え.jp` for `vip@xn--r8jz45g.jp`), as websites write
+    private_email rows and as Cybertemp stored mailbox_owner."""
+    spellings = set()
+    for address in addresses:
+        spellings.add(address)
+        local, _, domain = address.rpartition("@")
+        if "xn--" in domain:
+            try:
+                spellings.add(f"{local}@{domain.encode('ascii').decode('idna').lower()}")
+            except UnicodeError:
+                pass  # not a valid IDN: only its own spelling
+    return sorted(spellings)
 
 
 def _under(domain: str, suffixes: frozenset[str]) -> bool:

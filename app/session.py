@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ipaddress
 import re
 import ssl
@@ -73,7 +74,9 @@ class Session(SMTP):
         self._ip = ""
         self._counted_key: str | None = None  # the key this session holds in per_client
         self._hold = Hold()  # this session's bytes in the worker's receive budget
-        self._errors = 0  # failed commands since the last delivered message
+        self._errors = 0  # failed commands since the last delivered message (_count_failure)
+        self._refused_rcpts = 0  # refused recipients of this transaction, none accepted yet
+        self._in_rcpt = False  # a RCPT command is being answered
         self._deadline: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -224,6 +227,7 @@ class Session(SMTP):
 
     def _set_post_data_state(self) -> None:
         # Also after RSET, HELO and EHLO (aiosmtpd's _set_rset_state calls this).
+        self._refused_rcpts = 0
         self._release_hold()
         super()._set_post_data_state()
         self._connections.transaction_ended()
@@ -239,13 +243,45 @@ class Session(SMTP):
             # refusals are noted where they are decided, with their domain.
             self.note_refusal(status.decode("utf-8", "replace"))
         await super().push(status)
-        if status[:1] == b"5":
-            # Failed commands since the last delivered message (as Postfix's
-            # smtpd_hard_error_limit): a client that keeps failing is probing
-            # or broken; do not let it spin the server.
+        if status[:1] == b"5" and self._failure_cuts():
+            self._close_with(replies.TOO_MANY_ERRORS, "too many errors")
+
+    def _failure_cuts(self) -> bool:
+        """Count a failed command; True if the session is to be cut for it.
+
+        Failed commands since the last delivered message (as Postfix's
+        smtpd_hard_error_limit) reach MAX_ERRORS: a client that keeps failing
+        is probing or broken; do not let it spin the server. Except a
+        mailing list's foreign recipients: a transaction that has accepted a
+        recipient is never cut by refusals of its others, and those refused
+        before its first accepted one are forgiven then. Until then they
+        count as one failed command (so transactions of nothing but refused
+        recipients still reach MAX_ERRORS), and one transaction is cut at
+        max(MAX_RECIPIENTS, MAX_ERRORS) of them: a list that long with none
+        of ours is a flood.
+        """
+        settings = self._settings
+        if not (self._in_rcpt and self.in_transaction):
             self._errors += 1
-            if self._errors >= self._settings.max_errors:
-                self._close_with(replies.TOO_MANY_ERRORS, "too many errors")
+            return self._errors >= settings.max_errors
+        assert self.envelope is not None
+        if self.envelope.rcpt_tos:
+            return False
+        self._refused_rcpts += 1
+        self._errors += self._refused_rcpts == 1
+        flood = max(settings.max_recipients, settings.max_errors)
+        return self._errors >= settings.max_errors or self._refused_rcpts >= flood
+
+    @functools.wraps(SMTP.smtp_RCPT)  # keeps aiosmtpd's syntax text for HELP
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        self._in_rcpt = True
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._in_rcpt = False
+        if self._refused_rcpts and self.envelope is not None and self.envelope.rcpt_tos:
+            self._errors -= 1  # the transaction has one of ours: its refusals were a list's
+            self._refused_rcpts = 0
 
     # DATA --------------------------------------------------------------------
 

@@ -128,7 +128,8 @@ async def make_account(database_url: str, address: str) -> tuple[str, str]:
             pool, normalize_address(address), password_hash, by_operator=True
         )
         assert row is not None
-        return str(row["id"]), access.issue_token(SECRET, row["id"], row["address"])
+        token = access.issue_token(SECRET, row["id"], row["address"], access.token_generation(row))
+        return str(row["id"]), token
     finally:
         await pool.close()
 

@@ -35,7 +35,9 @@ async def account(request: web.Request) -> tuple[uuid.UUID, str] | None:
     if claims is None:
         return None
     row = await queries.account_by_id(request.app["pool"], claims.account_id)
-    return (row["id"], row["address"]) if row is not None else None
+    if row is None or claims.generation != access.token_generation(row):
+        return None
+    return row["id"], row["address"]
 
 
 async def list_messages(request: web.Request) -> web.Response:

@@ -143,6 +143,17 @@ def next_event(events: Iterator[dict[str, Any]], timeout: float = 20) -> dict[st
     raise AssertionError("stream ended")
 
 
+def ends_without(events: Iterator[dict[str, Any]], subject: str, timeout: float = 30) -> None:
+    """Read until the stream ends; fail if a message titled `subject` comes,
+    or if the stream is still open at the first ping after `timeout` seconds."""
+    for event in events:
+        if "comment" in event:
+            assert timeout > 0, "the stream did not end"
+            timeout -= 15  # the server pings every 15 s
+            continue
+        assert event["data"].get("subject") != subject, f"the stream leaked {event['data']}"
+
+
 def account(client: httpx.Client, address: str, password: str = "secret-pass") -> tuple[str, str]:
     """Create an account over the API; (account id, token)."""
     created = client.post("/accounts", json={"address": address, "password": password})

@@ -13,27 +13,14 @@ no further event.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from .api_fixtures import make_stack, stack
-from .api_helpers import account, mail, next_event, open_stream, send, sse_events
+from .api_helpers import account, ends_without, mail, next_event, open_stream, send, sse_events
 from .helpers import app_command, query
 
 VICTIM = "victim@example.com"
-
-
-def ends_without(events: Iterator[dict[str, Any]], subject: str, timeout: float = 30) -> None:
-    """Read until the stream ends; fail if a message titled `subject` comes,
-    or if the stream is still open at the first ping after `timeout` seconds."""
-    for event in events:
-        if "comment" in event:
-            assert timeout > 0, "the stream did not end"
-            timeout -= 15  # the server pings every 15 s
-            continue
-        assert event["data"].get("subject") != subject, f"the stream leaked {event['data']}"
 
 
 def claim(how: str, client, env: dict[str, str]) -> None:

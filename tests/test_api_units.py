@@ -181,9 +181,15 @@ def test_credentials():
 
 def test_tokens():
     ident = uuid.uuid4()
-    token = access.issue_token("s" * 32, ident, "a@x.test")
-    assert access.read_token("s" * 32, token) == access.Claims(ident, "a@x.test")
+    token = access.issue_token("s" * 32, ident, "a@x.test", 3)
+    assert access.read_token("s" * 32, token) == access.Claims(ident, "a@x.test", 3)
     assert access.read_token("t" * 32, token) is None
+    # Issued before token generations (migration 012): generation 0.
+    old = jwt.encode({"id": str(ident), "address": "a@x.test", "exp": 2**40}, "s" * 32, "HS256")
+    assert access.read_token("s" * 32, old) == access.Claims(ident, "a@x.test", 0)
+    for odd in ("1", 1.5, True, None):
+        bad = {"id": str(ident), "address": "a@x.test", "exp": 2**40, "gen": odd}
+        assert access.read_token("s" * 32, jwt.encode(bad, "s" * 32, "HS256")) is None
     expired = jwt.encode(
         {"id": str(ident), "address": "a@x.test", "exp": 1}, "s" * 32, algorithm="HS256"
     )

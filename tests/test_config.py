@@ -49,6 +49,11 @@ def test_aliases_and_precedence(tmp_path):
         ({"DNS_RESOLVER": "dns.local"}, "DNS_RESOLVER='dns.local' is not valid: expected an IP"),
         ({"DNS_RESOLVER": "127.0.0.1:0"}, "DNS_RESOLVER='127.0.0.1:0' is not valid"),
         ({"AUTH_CHECKS": "strict"}, "AUTH_CHECKS='strict' is not valid: expected one of off"),
+        (
+            {"API_TRUSTED_PROXIES": "127.0.0.1, nginx"},
+            "API_TRUSTED_PROXIES='127.0.0.1, nginx' is not valid: expected comma-separated "
+            "addresses or CIDR networks",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env, message):

@@ -140,16 +140,64 @@ def test_many_messages_with_foreign_recipients_are_not_cut(make_server, database
     eventually(lambda: query(database_url, "SELECT count(*) FROM emails")[0][0] == 30)
 
 
-def test_only_failing_client_is_cut(make_server):
-    """Errors with nothing delivered in between still close the session."""
-    server = make_server(max_errors="5")
+TOO_MANY_ERRORS = b"421 4.7.0 Too many errors, closing connection\r\n"
+
+
+@pytest.mark.parametrize("order", ["refused first", "accepted first"])
+def test_a_transaction_with_an_accepted_recipient_is_never_cut(make_server, database_url, order):
+    """Issue 21 item 7: one MAIL with 21 recipients at a domain we do not
+    serve, then 4 at ours, got 421 before DATA (MAX_ERRORS is 20). Its
+    refusals are a list's foreign recipients, in either order, and however
+    many come after an accepted one."""
+    server = make_server()  # the defaults: MAX_ERRORS 20, MAX_RECIPIENTS 100
+    foreign = [
+        f"stranger{n}@elsewhere.test" for n in range(21 if order == "refused first" else 150)
+    ]
+    ours = [f"member{n}@example.com" for n in range(4)]
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+        client.ehlo("lists.sender.test")
+        assert client.mail("list@sender.test")[0] == 250
+        for rcpt in foreign + ours if order == "refused first" else ours[:1] + foreign + ours[1:]:
+            assert client.rcpt(rcpt)[0] == (250 if rcpt in ours else 550), rcpt
+        code, reply = client.data(b"Subject: to the list\r\n\r\nx\r\n")
+        assert code == 250, reply
+    stored = eventually(lambda: query(database_url, "SELECT mailbox_owner FROM emails"))
+    assert sorted(r[0] for r in stored) == ours
+
+
+def test_a_client_that_only_fails_is_cut(make_server):
+    """Errors with nothing delivered in between still close the session:
+    transactions whose recipients are all refused count one failed command
+    each, and one transaction is cut at max(MAX_RECIPIENTS, MAX_ERRORS)
+    refused recipients."""
+    server = make_server(max_errors="5", max_recipients="8")
+    with Raw(server.port).hello() as conn:
+        for _ in range(4):  # four transactions of refused recipients, four errors
+            assert conn.cmd(b"MAIL FROM:<a@sender.test>").startswith(b"250")
+            for m in range(3):
+                assert conn.cmd(b"RCPT TO:<x%d@elsewhere.test>" % m).startswith(b"550")
+            assert conn.cmd(b"RSET").startswith(b"250")
+        assert conn.cmd(b"MAIL FROM:<a@sender.test>").startswith(b"250")
+        assert conn.cmd(b"RCPT TO:<y@elsewhere.test>").startswith(b"550")
+        assert conn.reply() == TOO_MANY_ERRORS
+        assert conn.closed()
     with Raw(server.port).hello() as conn:
         assert conn.cmd(b"MAIL FROM:<a@sender.test>").startswith(b"250")
-        for n in range(4):
+        for n in range(7):
             assert conn.cmd(b"RCPT TO:<x%d@elsewhere.test>" % n).startswith(b"550")
         conn.send(b"RCPT TO:<x9@elsewhere.test>\r\n")
         assert conn.reply().startswith(b"550")
-        assert conn.reply() == b"421 4.7.0 Too many errors, closing connection\r\n"
+        assert conn.reply() == TOO_MANY_ERRORS
+        assert conn.closed()
+    with Raw(server.port).hello() as conn:  # a transaction of refusals, then its DATA
+        assert conn.cmd(b"MAIL FROM:<a@sender.test>").startswith(b"250")
+        for n in range(3):
+            assert conn.cmd(b"RCPT TO:<x%d@elsewhere.test>" % n).startswith(b"550")
+        for _ in range(3):
+            assert conn.cmd(b"DATA").startswith(b"503")
+        conn.send(b"DATA\r\n")
+        assert conn.reply().startswith(b"503")
+        assert conn.reply() == TOO_MANY_ERRORS
         assert conn.closed()
 
 

@@ -3,9 +3,11 @@
 - Passwords are hashed with argon2id (argon2-cffi defaults), off the event loop.
 - Tokens are JWTs (PyJWT, HS256) signed with API_SECRET; when it is empty a
   secret is generated once and kept in DATA_DIR/api_secret (mode 0600).
-  A token names its account (`id`) and address and expires after
-  TOKEN_DAYS; the account must still exist when it is used, so deleting an
-  account revokes its tokens.
+  A token names its account (`id`), its address and the account's token
+  generation when it was issued (`gen`), and expires after TOKEN_DAYS; the
+  account must still exist, at that generation, when it is used: deleting
+  an account revokes its tokens, and a password change or `accounts
+  revoke-tokens` (which move the generation on) revokes those issued before.
 - `decide` is the whole rule set: an address with an account, or listed in
   private_email, or any address with API_ACCESS=accounts, is read only
   with its own credential; other addresses are open (the disposable-mail
@@ -113,9 +115,15 @@ class PasswordChecker:
 class Claims:
     account_id: uuid.UUID
     address: str
+    generation: int  # the account's token generation when the token was issued
 
 
-def issue_token(secret: str, account_id: uuid.UUID, address: str) -> str:
+def token_generation(row: Any) -> int:
+    """An accounts row's token generation (NULL, from before migration 012: 0)."""
+    return int(row["token_generation"] or 0)
+
+
+def issue_token(secret: str, account_id: uuid.UUID, address: str, generation: int) -> str:
     now = datetime.datetime.now(datetime.UTC)
     payload = {
         "iat": now,
@@ -123,18 +131,24 @@ def issue_token(secret: str, account_id: uuid.UUID, address: str) -> str:
         "roles": ["ROLE_USER"],
         "address": address,
         "id": str(account_id),
+        "gen": generation,
         "mercure": {"subscribe": [f"/accounts/{account_id}"]},
     }
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
 def read_token(secret: str, token: str) -> Claims | None:
-    """The claims of a valid, unexpired token of ours; None otherwise."""
+    """The claims of a valid, unexpired token of ours; None otherwise.
+
+    A token without `gen` was issued before generations existed: generation 0."""
     try:
         payload = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["exp", "id", "address"]}
         )
-        return Claims(uuid.UUID(str(payload["id"])), str(payload["address"]))
+        generation = payload.get("gen", 0)
+        if not isinstance(generation, int) or isinstance(generation, bool):
+            return None
+        return Claims(uuid.UUID(str(payload["id"])), str(payload["address"]), generation)
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
 

@@ -4,7 +4,7 @@ limits, start and stop.
 `python -m app api` runs `serve(settings)`: uvicorn (httptools) on uvloop,
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
 DATABASE_URL is unset), a small pool of its own, the schema (migrations
-010 and 011 make `accounts`), the private_email list (private.py; start-up
+010 to 012 make `accounts`), the private_email list (private.py; start-up
 waits for its first load), the token secret, the LISTEN hub. The
 long-lived tasks of this process are the hub and the private_email
 refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
@@ -53,7 +53,9 @@ NUL_IN_URL = "NUL character in the URL"
 
 class RateLimit:
     """API_RATE_LIMIT requests per second per client address (token bucket,
-    bursts of the same size), as mail.tm's 8/s; over it: 429. The inbox
+    bursts of the same size), as mail.tm's 8/s; over it: 429. The client
+    address is the peer's, or what a proxy in API_TRUSTED_PROXIES forwarded
+    (uvicorn rewrites it before this runs; see serve). The inbox
     page's own files are not counted: they cost no database work, and a page
     load is several."""
 
@@ -218,6 +220,7 @@ def serve(settings: Settings) -> int:
     import uvloop
 
     raise_fd_limit()
+    proxies = [str(network) for network in settings.api_trusted_proxies]
     config = uvicorn.Config(
         build(settings),
         host=settings.api_bind,
@@ -225,6 +228,11 @@ def serve(settings: Settings) -> int:
         http="httptools",
         loop="none",
         lifespan="on",
+        # X-Forwarded-For/-Proto only from API_TRUSTED_PROXIES: uvicorn's own
+        # default (FORWARDED_ALLOW_IPS, else 127.0.0.1) let any local client
+        # name itself another client, past the rate limit.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
         access_log=False,
         server_header=False,
         log_level=settings.log_level.lower(),

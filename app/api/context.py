@@ -164,6 +164,8 @@ async def account_for_token(ctx: State, token: str | None) -> Account | None:
     row = await queries.account_by_id(ctx.pool, claims.account_id)
     if row is None or row["address"] != claims.address or not holds(ctx, row):
         return None
+    if claims.generation != access.token_generation(row):
+        return None  # issued before a password change or a revoke-tokens
     return Account(row["id"], row["address"], row)
 
 
@@ -180,7 +182,8 @@ async def authenticate(ctx: State, cred: access.Credential) -> Account | None:
     """The account a credential proves (None: nothing, or nothing valid, presented).
 
     Asked again for every request, and by open event streams (mercure.py),
-    so a deleted account or a changed password stops what it opened."""
+    so a deleted account, a changed password or revoked tokens stop what
+    the credential opened."""
     if cred.token is not None:
         return await account_for_token(ctx, cred.token)
     if cred.basic is not None:

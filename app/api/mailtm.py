@@ -184,7 +184,8 @@ async def token(request: Request) -> Response:
     account = await account_for_basic(ctx, body["address"], password)
     if account is None:
         return unauthorized("Invalid credentials.")
-    signed = access.issue_token(ctx.secret, account.id, account.address)
+    generation = access.token_generation(account.row)  # read with the hash it proved
+    signed = access.issue_token(ctx.secret, account.id, account.address, generation)
     return json_response({"token": signed, "id": str(account.id)})
 
 

@@ -9,8 +9,8 @@ Access is decided when the stream opens, and again while it runs: before a
 stream delivers anything its decision is taken again (access.decide, on
 what the database says then) if it is older than RECHECK_SECONDS, or at
 once when the address's access may have changed (events.Signal.RECHECK: an
-account of the address created, deleted or given a new password, by any
-API process or the command line; the address joining or leaving
+account of the address created, deleted, given a new password or its
+tokens revoked, by any API process or the command line; the address joining or leaving
 private_email). When the answer is no longer "allow" the stream ends,
 with no further event.
 

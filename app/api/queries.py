@@ -3,7 +3,7 @@
 Every mail query is keyed by `emails.mailbox_owner` (the recipient, as the
 writer stores it) and answered from the `(mailbox_owner, received_at)` index,
 or by id (the primary key). Nothing here changes a table's structure; the
-one table of ours is made by sql/migrations/010_api.sql (and 011). `domains` and
+one table of ours is made by sql/migrations/010_api.sql (and 011, 012). `domains` and
 `domains` is read as a Cybertemp database has it: `active` and `id` may be
 missing (`Schema` says which exist). `private_email` is not read here: the
 API reads it as the service does (private.py).
@@ -49,7 +49,7 @@ async def create_pool(url: str, max_size: int) -> asyncpg.Pool:
 
 
 async def install(pool: asyncpg.Pool) -> int:
-    """Install or upgrade the schema (ours are migrations 010 and 011); the version."""
+    """Install or upgrade the schema (ours are migrations 010 to 012); the version."""
     async with pool.acquire() as conn:
         return await db_schema.install_schema(conn)
 
@@ -83,7 +83,9 @@ async def domains(pool: asyncpg.Pool, shape: Schema) -> list[dict[str, Any]]:
 
 # Accounts ---------------------------------------------------------------------
 
-ACCOUNT_COLUMNS = "id, address, password_hash, created_at, updated_at, by_operator"
+ACCOUNT_COLUMNS = (
+    "id, address, password_hash, created_at, updated_at, by_operator, token_generation"
+)
 # Every write to `accounts` announces the address on this channel, in its own
 # transaction (delivered at COMMIT): open event streams of that address
 # decide again whether they may go on (events.py, mercure.py).
@@ -127,11 +129,24 @@ async def create_account(
     )
 
 
+# Moves an account's token generation on: every token issued before reads nothing.
+_NEXT_GENERATION = "token_generation = coalesce(token_generation, 0) + 1, updated_at = now()"
+
+
 async def set_password(pool: Executor, address: str, password_hash: str) -> bool:
+    """A new password; the tokens issued before it stop reading (False: no account)."""
     changed = await pool.fetch(
-        announced("UPDATE accounts SET password_hash = $2, updated_at = now() WHERE address = $1"),
+        announced(f"UPDATE accounts SET password_hash = $2, {_NEXT_GENERATION} WHERE address = $1"),
         address,
         password_hash,
+    )
+    return bool(changed)
+
+
+async def revoke_tokens(pool: Executor, address: str) -> bool:
+    """Every token issued so far stops reading; the password stays (False: no account)."""
+    changed = await pool.fetch(
+        announced(f"UPDATE accounts SET {_NEXT_GENERATION} WHERE address = $1"), address
     )
     return bool(changed)
 
