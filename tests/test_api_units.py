@@ -30,7 +30,7 @@ ROW = {
     "received_at": datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC),
     "created_at": None,
     "message_id": "<m1@sender.test>",
-    "attachments": '[{"filename": "a.pdf", "content_type": "application/pdf", "size": 3}]',
+    "attachment_count": 1,
     "raw_id": None,
     "preview": "  Hello\n\n  world  ",
     "preview_is_html": False,

@@ -190,6 +190,7 @@ def build(settings: Settings) -> Starlette:
         private = PrivateAddresses(settings, pool)
         await private.load()
         mime_work = MimeWork()
+        mime_work.warm()
         app.state.api = State(
             settings=settings,
             pool=pool,

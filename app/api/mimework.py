@@ -8,8 +8,8 @@ loop it would hold every other request and stream. So:
   INLINE_BYTES with at most INLINE_BOUNDARIES boundary-like lines costs a
   few milliseconds, less than sending it to a process.
 - Everything else runs in a small pool of worker processes (a thread would
-  not do: CPU-bound Python holds the GIL the loop needs), started on first
-  use, each task bounded by mime.MAX_PARTS and the message size limit.
+  not do: CPU-bound Python holds the GIL the loop needs), started with the
+  API, each task bounded by mime.MAX_PARTS and the message size limit.
 - A parse is reused: `parsed()` keeps its result per raw message id in an
   LRU bounded in bytes (CACHE_BYTES), and requests for a message being
   parsed await that one parse (shielded: a client that goes away does not
@@ -71,6 +71,13 @@ class MimeWork:
                 initializer=_ignore_sigint,
             )
         return self._pool
+
+    def warm(self) -> None:
+        """Start the worker processes now (not awaited): a process starting
+        costs a few hundred milliseconds of CPU that no request should wait for."""
+        pool = self._executor()
+        for _ in range(self._workers):
+            pool.submit(int)
 
     async def _elsewhere(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -40,7 +40,9 @@ SEEN = "('\\Seen' = ANY(coalesce(e.flags, '{}')))"
 # page of 30 never carries whole bodies.
 LIST_COLUMNS = f"""
     e.id, e.mailbox_owner, e.subject, e.from_addr, e.header_from, e.header_to, e.to_addrs,
-    e.flags, e.size, e.received_at, e.created_at, e.message_id, e.attachments, e.raw_id,
+    e.flags, e.size, e.received_at, e.created_at, e.message_id, e.raw_id,
+    CASE jsonb_typeof(e.attachments) WHEN 'array' THEN jsonb_array_length(e.attachments)
+        ELSE 0 END AS attachment_count,
     CASE WHEN e.body <> '' THEN left(e.body, 600) ELSE left(coalesce(e.html, ''), 6000) END
         AS preview,
     (e.body = '') AS preview_is_html, {TAGS} AS tags

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import email.utils
 import functools
-import json
 import math
 import re
 import uuid
@@ -97,13 +96,9 @@ def is_seen(row: Row) -> bool:
 
 
 def attachment_count(row: Row) -> int:
-    value = row.get("attachments")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return 0
-    return len(value) if isinstance(value, list) else 0
+    """How many attachments the writer listed (queries.LIST_COLUMNS counts them
+    in the database: the list itself can be megabytes)."""
+    return int(row.get("attachment_count") or 0)
 
 
 _SPACE = re.compile(r"\s+")
