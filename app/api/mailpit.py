@@ -27,9 +27,9 @@ from .mailpit_common import (
     bad_request,
     body_fields,
     mailbox,
-    message_row,
     missing,
     parsed_of,
+    path_message,
     start_limit,
     text,
     uuids,
@@ -45,40 +45,38 @@ async def list_messages(request: Request) -> Response:
     return json_response(shapes_mailpit.page(rows, start, counts))
 
 
-def _query_terms(request: Request) -> list[queries.Term] | Response:
-    """The terms of ?query=, or Mailpit's 400 for none (or ours for too many)."""
+async def _searched(request: Request) -> tuple[str, list[queries.Term]] | Response:
+    """(the address, the terms of ?query=), or the refusal or Mailpit's 400."""
+    found = await mailbox(request)
+    if isinstance(found, Response):
+        return found
     query = request.query_params.get("query", "").strip()
     if not query:
         return bad_request("Error: no search query")
     try:
-        return search.terms(query)
+        return found[0], search.terms(query)
     except search.Refused as refused:
         return bad_request(str(refused))
 
 
 async def search_messages(request: Request) -> Response:
-    found = await mailbox(request)
+    found = await _searched(request)
     if isinstance(found, Response):
         return found
-    terms = _query_terms(request)
-    if isinstance(terms, Response):
-        return terms
     start, limit = start_limit(request)
-    rows, counts = await queries.listing(state(request).pool, found[0], terms, start, limit)
+    rows, counts = await queries.listing(state(request).pool, *found, start, limit)
     return json_response(shapes_mailpit.page(rows, start, counts))
 
 
 async def delete_search(request: Request) -> Response:
     """DELETE search?query=: every message the search matches (Mailpit's
     handler answers `ok` in text/plain, where its spec says JSON)."""
-    found = await mailbox(request)
+    found = await _searched(request)
     if isinstance(found, Response):
         return found
-    terms = _query_terms(request)
-    if isinstance(terms, Response):
-        return terms
+    address, terms = found
     if terms:  # a query of only spaces between quotes matches nothing to delete
-        await queries.delete_mail(state(request).pool, found[0], None, terms)
+        await queries.delete_mail(state(request).pool, address, None, terms)
     return text("ok")
 
 
@@ -114,43 +112,30 @@ async def delete_messages(request: Request) -> Response:
     return text("ok")
 
 
-async def _row(request: Request) -> tuple[str, object] | Response:
-    """(the address, the row the path's {id} names), or the response to send."""
-    found = await mailbox(request)
-    if isinstance(found, Response):
-        return found
-    ident = request.path_params["id"]
-    try:
-        row = await message_row(request, found[0], ident)
-    except search.Refused as refused:
-        return bad_request(str(refused))
-    return (found[0], row) if row is not None else missing(ident)
-
-
 async def get_message(request: Request) -> Response:
-    found = await _row(request)
+    found = await path_message(request)
     if isinstance(found, Response):
         return found
     address, row = found
     parsed = await parsed_of(request, row)
-    await queries.set_seen(state(request).pool, address, [row["id"]], True)  # type: ignore[index]
+    await queries.set_seen(state(request).pool, address, [row["id"]], True)
     cids = shapes_mailpit.cid_map(parsed.parts, None) if parsed else {}
-    return json_response(shapes_mailpit.message(row, parsed, cids))  # type: ignore[arg-type]
+    return json_response(shapes_mailpit.message(row, parsed, cids))
 
 
 async def get_raw(request: Request) -> Response:
-    found = await _row(request)
+    found = await path_message(request)
     if isinstance(found, Response):
         return found
     row = found[1]
     raw = await raw_of(request, row)
     if raw is None:
         return missing(request.path_params["id"])
-    return download(raw, "text/plain; charset=utf-8", f"{row['id']}.eml")  # type: ignore[index]
+    return download(raw, "text/plain; charset=utf-8", f"{row['id']}.eml")
 
 
 async def get_headers(request: Request) -> Response:
-    found = await _row(request)
+    found = await path_message(request)
     if isinstance(found, Response):
         return found
     parsed = await parsed_of(request, found[1])

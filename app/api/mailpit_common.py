@@ -84,6 +84,25 @@ def missing(ident: str) -> Response:
     return not_found(NO_MESSAGE if ident == "latest" else NOT_FOUND)
 
 
+async def path_message(
+    request: Request, query_token: bool = False, missing_text: str | None = None
+) -> tuple[str, Any] | Response:
+    """(the address, the row the path's {id} names) or the answer to send:
+    mailbox()'s refusal, a 400 for a `latest?query=` past the bounds, a 404
+    (`missing_text`, else Mailpit's for the route's kind of id)."""
+    found = await mailbox(request, query_token)
+    if isinstance(found, Response):
+        return found
+    ident = request.path_params["id"]
+    try:
+        row = await message_row(request, found[0], ident)
+    except search.Refused as refused:
+        return bad_request(str(refused))
+    if row is None:
+        return not_found(missing_text) if missing_text else missing(ident)
+    return found[0], row
+
+
 async def parsed_of(request: Request, row: Any) -> mime.Parsed | None:
     """The row's raw message parsed (None: a row without one), off the loop
     unless small, reused across requests (mimework.py)."""

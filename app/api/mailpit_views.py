@@ -28,18 +28,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from . import mime, search, shapes_mailpit, thumbs
+from . import mime, shapes_mailpit, thumbs
 from .context import DOWNLOAD_HEADERS, SAFE_HEADERS, base_url, download, raw_of, state
-from .mailpit_common import (
-    NO_MESSAGE,
-    bad_request,
-    mailbox,
-    message_row,
-    missing,
-    not_found,
-    parsed_of,
-    text,
-)
+from .mailpit_common import NO_MESSAGE, bad_request, not_found, parsed_of, path_message, text
 
 NO_HTML = "This message does not contain a HTML part"
 # The view of a message's HTML: nothing runs, nothing loads but what is inline
@@ -51,19 +42,6 @@ VIEW_CSP = (
 )
 
 
-async def _row_of(request: Request, query_token: bool) -> tuple[str, Any] | Response:
-    """(the address, the row the path's {id} names) or Mailpit's answer: the
-    views' 404 says "Message not found" for any id."""
-    found = await mailbox(request, query_token)
-    if isinstance(found, Response):
-        return found
-    try:
-        row = await message_row(request, found[0], request.path_params["id"])
-    except search.Refused as refused:
-        return bad_request(str(refused))
-    return (found[0], row) if row is not None else not_found(NO_MESSAGE)
-
-
 def parts_url(request: Request, address: str, row: Any) -> str:
     """The absolute URL its parts' ids are appended to (the view's CSP allows that prefix)."""
     path = f"/mailpit/{urllib.parse.quote(address, safe='@')}/api/v1/message/{row['id']}/part/"
@@ -72,7 +50,7 @@ def parts_url(request: Request, address: str, row: Any) -> str:
 
 async def view_html(request: Request) -> Response:
     """GET /mailpit/{address}/view/{ID}.html[?remoteImages=1]: Mailpit's HTML view."""
-    found = await _row_of(request, query_token=True)
+    found = await path_message(request, query_token=True, missing_text=NO_MESSAGE)
     if isinstance(found, Response):
         return found
     address, row = found
@@ -96,7 +74,7 @@ async def view_html(request: Request) -> Response:
 
 async def view_text(request: Request) -> Response:
     """GET /mailpit/{address}/view/{ID}.txt: the message's text, as text."""
-    found = await _row_of(request, query_token=True)
+    found = await path_message(request, query_token=True, missing_text=NO_MESSAGE)
     if isinstance(found, Response):
         return found
     answer = text(found[1]["body"] or "")
@@ -109,17 +87,12 @@ async def view_text(request: Request) -> Response:
 async def _part(request: Request) -> tuple[mime.Part, bytes] | Response:
     """The part the path names, among those Mailpit serves (its parser's
     attachment, inline and other lists), or the 404 to send."""
-    found = await mailbox(request, query_token=True)
+    found = await path_message(request, query_token=True)
     if isinstance(found, Response):
         return found
-    ident = request.path_params["id"]
-    try:
-        row = await message_row(request, found[0], ident)
-    except search.Refused as refused:
-        return bad_request(str(refused))
-    raw = await raw_of(request, row)
-    if raw is None:
-        return missing(ident)
+    raw = await raw_of(request, found[1])
+    if raw is None:  # a row without its raw message (Cybertemp's)
+        return not_found()
     content = await state(request).mime.part(raw, request.path_params["part"])
     if content is None or not content[0].lists:
         return not_found()
