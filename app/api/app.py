@@ -5,19 +5,19 @@ limits, start and stop.
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
 DATABASE_URL is unset), a small pool of its own, the schema (migrations
 010 and 011 make `accounts`), the private_email list (private.py; start-up
-waits for its first load), the token secret, the LISTEN hub. The
+waits for its first load), the token secret, the LISTEN hub, the MIME
+worker processes (mimework.py, started in the background). The
 long-lived tasks of this process are the hub and the private_email
 refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
-requests and streams UVICORN_GRACE seconds, cancel the tasks, close the
-pool.
+requests and streams UVICORN_GRACE seconds, cancel the tasks, stop the
+worker processes, close the pool.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
 (mailpit.py), the Mercure hub at /.well-known/mercure (mercure.py), and
 the inbox page at / and /inbox/{address} (page.py, files in static/).
 Every error is answered in its route family's form (`error_answer`):
 text/plain under /mailpit/, as Mailpit's handlers write them; JSON (API
-Platform's, mail.tm's) everywhere else. MIME work runs off the loop in the
-worker processes of mimework.py, stopped with the rest.
+Platform's, mail.tm's) everywhere else.
 """
 
 from __future__ import annotations
