@@ -26,7 +26,7 @@ def mailpit_paths(address: str, ident: str) -> list[tuple[str, str]]:
         ("GET", f"{base}/message/latest"),
         ("GET", f"{base}/message/{ident}/raw"),
         ("GET", f"{base}/message/{ident}/headers"),
-        ("GET", f"{base}/message/{ident}/part/1"),
+        ("GET", f"{base}/message/{ident}/part/2"),
         ("PUT", f"{base}/messages"),
         ("DELETE", f"{base}/messages"),
     ]

@@ -4,7 +4,9 @@ A JSON body nested deeper than Python's recursion limit raised
 RecursionError out of json.loads, and a page, start or limit beyond 2^63
 reached PostgreSQL as an OFFSET it cannot take. Both are the client's
 mistake: mail.tm's routes answer its 400 error (JSON-LD), Mailpit's its
-plain-text 400, and the server goes on serving.
+plain-text 400 for the body; a start or limit beyond 64 bits is, as Go's
+strconv.Atoi reads it in Mailpit's handler, no number: the default. The
+server goes on serving.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def test_deeply_nested_json_is_a_syntax_error(stack):
             content=DEEP,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
-        assert put.status_code == 400 and put.text == "invalid request body"
+        assert put.status_code == 400 and put.text.startswith("invalid request body")
         assert client.get("/domains").status_code == 200
 
 
@@ -53,8 +55,7 @@ def test_numbers_beyond_64_bits_are_refused(stack):
             for name in ("start", "limit"):
                 separator = "" if route.endswith("&") else "?"
                 answer = client.get(f"{BASE}/{route}{separator}{name}={HUGE}")
-                assert answer.status_code == 400, (route, name, answer.text)
-                assert answer.text == f"Error: {name} is out of range"
-                assert answer.headers["content-type"].startswith("text/plain")
+                assert answer.status_code == 200, (route, name, answer.text)
+                assert answer.json()["start"] == 0
             edge = client.get(f"{BASE}/{route}{separator}start={2**63 - 1}")
             assert edge.status_code == 200 and edge.json()["messages"] == []

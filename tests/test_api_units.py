@@ -10,11 +10,10 @@ import uuid
 import jwt
 import pytest
 
-from app.api import access, mime, shapes
+from app.api import access, mime, search, shapes, shapes_mailpit
 from app.api.access import Decision
 from app.api.app import RateLimit
 from app.api.context import content_disposition
-from app.api.mailpit import search_terms
 from app.api.mercure import topic_target
 from app.api.queries import Term, search_condition
 
@@ -31,7 +30,7 @@ ROW = {
     "received_at": datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC),
     "created_at": None,
     "message_id": "<m1@sender.test>",
-    "attachments": '[{"filename": "a.pdf", "content_type": "application/pdf", "size": 3}]',
+    "attachment_count": 1,
     "raw_id": None,
     "preview": "  Hello\n\n  world  ",
     "preview_is_html": False,
@@ -84,8 +83,8 @@ def test_the_address_is_the_bracketed_one(stored, name):
     summary = shapes.message_summary(row, "", None, ld=False)
     assert summary["from"] == {"name": name, "address": "x@evil.com"}
     assert summary["to"] == [{"name": name, "address": "x@evil.com"}]
-    assert shapes.mailpit_summary(row)["From"] == {"Name": name, "Address": "x@evil.com"}
-    assert shapes.mailpit_summary(row)["To"] == [{"Name": name, "Address": "x@evil.com"}]
+    assert shapes_mailpit.summary(row)["From"] == {"Name": name, "Address": "x@evil.com"}
+    assert shapes_mailpit.summary(row)["To"] == [{"Name": name, "Address": "x@evil.com"}]
 
 
 def test_entries_without_brackets():
@@ -108,26 +107,33 @@ def test_collection_views():
 
 
 def test_mailpit_summary_and_dates():
-    summary = shapes.mailpit_summary(ROW)
+    summary = shapes_mailpit.summary(ROW)
     assert summary["Created"] == "2026-01-02T03:04:05.678Z"
     assert summary["MessageID"] == "m1@sender.test" and summary["Read"] is True
     assert summary["From"] == {"Name": "Alice, A.", "Address": "alice@sender.test"}
     assert summary["Attachments"] == 1 and summary["Snippet"] == "Hello world"
-    assert shapes.mailpit_summary({**ROW, "header_from": "", "from_addr": ""})["From"] is None
+    no_sender = shapes_mailpit.summary({**ROW, "header_from": "", "from_addr": ""})
+    assert no_sender["From"] == {"Name": "", "Address": ""}  # never null, as Mailpit
 
 
 def test_search_syntax():
-    assert search_terms('subject:"big news" -from:spam@x.test is:unread has:attachment hi') == [
+    assert search.terms('subject:"big news" -from:spam@x.test is:unread has:attachment hi') == [
         Term("subject", "big news"),
         Term("from", "spam@x.test", exclude=True),
         Term("read", "false"),
         Term("attachment", ""),
         Term("text", "hi"),
     ]
-    assert search_terms("!is:read") == [Term("read", "true", exclude=True)]
-    assert search_terms("   ") == []
-    condition, args = search_condition(search_terms("subject:50%_off"), 2)
-    assert condition == "e.subject ILIKE $2" and args == ["%50\\%\\_off%"]
+    assert search.terms("!is:read") == [Term("read", "true", exclude=True)]
+    assert search.terms("   ") == []
+    condition, args = search_condition(search.terms("subject:50%_off"), 2)
+    assert condition == "(e.subject ILIKE $2)" and args == ["%50\\%\\_off%"]
+    assert search.terms("tag:Work -is:tagged") == [
+        Term("tag", "Work"),
+        Term("tagged", "", exclude=True),
+    ]
+    with pytest.raises(search.Refused):
+        search.terms("a " * 21)
 
 
 @pytest.mark.parametrize(
@@ -217,18 +223,56 @@ NESTED = (
 
 
 def test_mime_part_ids_and_kinds():
-    parts = mime.parts(mime.parse(NESTED))
-    assert [(p.part_id, p.kind) for p in parts] == [
-        ("1.1", "body"),
-        ("1.2", "inline"),
-        ("2", "attachment"),
+    parts = mime.summarize(NESTED).parts
+    assert [(p.part_id, p.kind, p.lists) for p in parts] == [
+        ("1.1", "body", ()),
+        ("1.2", "inline", (mime.OTHERS,)),
+        ("2", "attachment", (mime.ATTACHMENTS,)),
     ]
     assert parts[1].related and parts[1].content_id == "i1" and parts[1].size == 3
-    assert [p.part_id for p in mime.files(mime.parse(NESTED))] == ["1.2", "2"]
-    found = mime.part_content(mime.parse(NESTED), "2")
+    assert [p.part_id for p in mime.files(mime.summarize(NESTED))] == ["1.2", "2"]
+    found = mime.part_content(NESTED, "2")
     assert found is not None and found[1] == b"%PDF"
-    assert mime.part_content(mime.parse(NESTED), "3") is None
-    assert [p.part_id for p in mime.parts(mime.parse(b"Subject: x\r\n\r\nhi"))] == ["1"]
+    assert mime.part_content(NESTED, "3") is None
+    # Not multipart: part "0", as Mailpit's parser numbers it; text is the body.
+    [single] = mime.summarize(b"Subject: x\r\n\r\nhi").parts
+    assert single.part_id == "0" and single.lists == ()
+
+
+def test_mime_parts_are_bounded():
+    """A message of many parts is parsed only as far as MAX_PARTS of them:
+    the listing stops there, says so, and a part past it is not served."""
+    many = b"".join(
+        b"--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % n for n in range(3 * mime.MAX_PARTS)
+    )
+    raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + many + b"--b--\r\n"
+    parsed = mime.summarize(raw)
+    assert parsed.truncated and len(parsed.parts) == mime.MAX_PARTS
+    last = str(mime.MAX_PARTS)
+    assert parsed.parts[-1].part_id == last
+    assert mime.part_content(raw, last) is not None
+    assert mime.part_content(raw, str(mime.MAX_PARTS + 1)) is None
+    small = mime.summarize(raw[: raw.index(b"--b\r\nContent-Type: text/plain\r\n\r\npart 3\r")])
+    assert not small.truncated and len(small.parts) == 3
+
+
+def test_mailpit_lists_parts_as_its_parser_does():
+    """enmime's envelope: a part is listed only with a name or a Content-ID;
+    breadth first; inline-disposition parts before the other ones."""
+    assert mime.enmime_lists(True, "application/octet-stream", "inline") == (
+        mime.ATTACHMENTS,
+        mime.INLINES,
+    )
+    assert mime.enmime_lists(True, "", "") == (mime.OTHERS,)  # no Content-Type at all
+    assert mime.enmime_lists(True, "text/plain", "") == ()
+    assert mime.enmime_lists(False, "text/plain", "attachment") == (mime.ATTACHMENTS,)
+    assert mime.enmime_lists(False, "image/png", "inline") == (mime.INLINES,)
+    assert mime.enmime_lists(False, "text/html", "") == ()
+    parts = mime.summarize(NESTED).parts
+    assert [
+        p["PartID"] for p in map(shapes_mailpit.attachment, shapes_mailpit.inline_parts(parts))
+    ] == ["1.2"]
+    assert shapes_mailpit.cid_map(parts, "https://h/p/") == {"i1": "https://h/p/1.2"}
 
 
 @pytest.mark.parametrize(
@@ -265,7 +309,9 @@ def test_download_names_as_rfc_6266_writes_them(filename, disposition):
 def test_header_names_as_go_writes_them():
     assert mime.canonical_key("message-id") == "Message-Id"
     assert mime.canonical_key("X-SPAM-score") == "X-Spam-Score"
-    fields = mime.headers(b"To: a@x.test\r\nX-Long: one\r\n two\r\nto: b@x.test\r\n\r\nbody")
+    fields = mime.summarize(
+        b"To: a@x.test\r\nX-Long: one\r\n two\r\nto: b@x.test\r\n\r\nbody"
+    ).headers
     assert fields == {"To": ["a@x.test", "b@x.test"], "X-Long": ["one two"]}
 
 

@@ -5,15 +5,19 @@ limits, start and stop.
 on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
 DATABASE_URL is unset), a small pool of its own, the schema (migrations
 010 to 012 make `accounts`), the private_email list (private.py; start-up
-waits for its first load), the token secret, the LISTEN hub. The
+waits for its first load), the token secret, the LISTEN hub, the MIME
+worker processes (mimework.py, started in the background). The
 long-lived tasks of this process are the hub and the private_email
 refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
-requests and streams UVICORN_GRACE seconds, cancel the tasks, close the
-pool.
+requests and streams UVICORN_GRACE seconds, cancel the tasks, stop the
+worker processes, close the pool.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
 (mailpit.py), the Mercure hub at /.well-known/mercure (mercure.py), and
 the inbox page at / and /inbox/{address} (page.py, files in static/).
+Every error is answered in its route family's form (`error_answer`):
+text/plain under /mailpit/, as Mailpit's handlers write them; JSON (API
+Platform's, mail.tm's) everywhere else.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import embedded
@@ -37,6 +41,7 @@ from ..config import Settings
 from . import access, mailpit, mailtm, mercure, page, queries, shapes
 from .context import State, json_response
 from .events import Hub
+from .mimework import MimeWork
 from .private import PrivateAddresses
 
 log = logging.getLogger("app.api")
@@ -46,6 +51,20 @@ UVICORN_GRACE = 3
 MAX_BODY = 64 * 1024  # bytes of a request body (JSON of a few fields)
 TOO_LARGE = "Request body too large"
 NUL_IN_URL = "NUL character in the URL"
+MAILPIT = "/mailpit/"
+# Mailpit's texts for what its router answers itself (Go's net/http).
+MAILPIT_TEXTS = {404: "404 page not found", 405: "Method Not Allowed"}
+
+
+def error_answer(path: str, status: int, detail: str) -> Response:
+    """An error in the form of the route family `path` belongs to."""
+    if path.startswith(MAILPIT):
+        return PlainTextResponse(
+            MAILPIT_TEXTS.get(status, detail),
+            status,
+            headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"},
+        )
+    return json_response(shapes.error(status, detail), status, ld=True)
 
 
 # Rate limit ------------------------------------------------------------------------------
@@ -90,8 +109,11 @@ class RateLimit:
             return
         client = (scope.get("client") or ("", 0))[0]
         if not page.is_free(scope["path"]) and not self.allow(client, time.monotonic()):
-            body = {"code": 429, "message": "Too Many Requests"}
-            response = json_response(body, 429)
+            response = (
+                error_answer(scope["path"], 429, "Too Many Requests")
+                if scope["path"].startswith(MAILPIT)
+                else json_response({"code": 429, "message": "Too Many Requests"}, 429)
+            )
             response.headers["Retry-After"] = "1"
             await response(scope, receive, send)
             return
@@ -117,7 +139,7 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await json_response(shapes.error(413, TOO_LARGE), 413)(scope, receive, send)
+                await error_answer(scope["path"], 413, TOO_LARGE)(scope, receive, send)
                 return
         read = 0
 
@@ -143,7 +165,7 @@ class NoNul:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
-            await json_response(shapes.error(400, NUL_IN_URL), 400)(scope, receive, send)
+            await error_answer(scope["path"], 400, NUL_IN_URL)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -154,7 +176,10 @@ class NoNul:
 async def not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "Internal Server Error"
-    return json_response(shapes.error(status, str(detail)), status, ld=True)
+    answer = error_answer(request.url.path, status, str(detail))
+    if isinstance(exc, HTTPException) and exc.headers:
+        answer.headers.update(exc.headers)  # 405's Allow
+    return answer
 
 
 def build(settings: Settings) -> Starlette:
@@ -166,6 +191,8 @@ def build(settings: Settings) -> Starlette:
         hub = Hub(url, pool)
         private = PrivateAddresses(settings, pool)
         await private.load()
+        mime_work = MimeWork()
+        mime_work.warm()
         app.state.api = State(
             settings=settings,
             pool=pool,
@@ -174,6 +201,7 @@ def build(settings: Settings) -> Starlette:
             secret=access.load_secret(settings.api_secret, settings.data_dir),
             shape=await queries.schema(pool),
             started=datetime.datetime.now(datetime.UTC),
+            mime=mime_work,
         )
         tasks = [
             asyncio.create_task(hub.run(), name="api-listen"),
@@ -193,6 +221,7 @@ def build(settings: Settings) -> Starlette:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await mime_work.close()
             await asyncio.wait_for(pool.close(), 5)
 
     app = Starlette(

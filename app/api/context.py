@@ -24,6 +24,7 @@ from ..config import Settings
 from ..policy import DomainList, build_domains, normalize_address
 from . import access, queries
 from .events import Hub
+from .mimework import MimeWork
 from .private import PrivateAddresses
 
 DOMAINS_TTL = 10.0  # seconds the domain list is cached
@@ -55,6 +56,7 @@ class State:
     secret: str
     shape: queries.Schema
     started: datetime.datetime
+    mime: MimeWork
     passwords: access.PasswordChecker = dataclasses.field(default_factory=access.PasswordChecker)
     _domains: tuple[float, list[dict[str, Any]], DomainList] | None = None
 

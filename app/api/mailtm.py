@@ -269,8 +269,14 @@ async def files_of(request: Request, row: Any) -> list[mime.Part]:
     """Attachments of a stored message (from its raw bytes; none without them)."""
     if row["raw_id"] is None or not shapes.attachment_count(row):
         return []
-    raw = await queries.raw(state(request).pool, row["raw_id"])
-    return mime.files(mime.parse(raw)) if raw else []
+    work = state(request).mime
+    parsed = work.cached(row["raw_id"])
+    if parsed is None:
+        raw = await queries.raw(state(request).pool, row["raw_id"])
+        if raw is None:
+            return []
+        parsed = await work.parsed(row["raw_id"], raw)
+    return mime.files(parsed)
 
 
 async def _full(request: Request, account: Account, row: Any) -> Response:
@@ -353,11 +359,12 @@ async def download_attachment(request: Request) -> Response:
     index = shapes.attachment_index(request.path_params["attachment"])
     if index is None:
         return not_found(request)
-    message = mime.parse(found[1])
-    files = mime.files(message)
+    row, raw = found
+    work = state(request).mime
+    files = mime.files(await work.parsed(row["raw_id"], raw))
     if not 1 <= index <= len(files):
         return not_found(request)
-    content = mime.part_content(message, files[index - 1].part_id)
+    content = await work.part(raw, files[index - 1].part_id)
     if content is None:
         return not_found(request)
     part, data = content

@@ -1,12 +1,13 @@
-"""The read side's only SQL: its pool, accounts, mail by address, deletes, catch-up.
+"""The read side's only SQL: its pool, accounts, mail by address, deletes, tags, catch-up.
 
 Every mail query is keyed by `emails.mailbox_owner` (the recipient, as the
 writer stores it) and answered from the `(mailbox_owner, received_at)` index,
 or by id (the primary key). Nothing here changes a table's structure; the
-one table of ours is made by sql/migrations/010_api.sql (and 011, 012). `domains` and
-`domains` is read as a Cybertemp database has it: `active` and `id` may be
-missing (`Schema` says which exist). `private_email` is not read here: the
-API reads it as the service does (private.py).
+one table of ours is made by sql/migrations/010_api.sql (and 011, 012), the
+`emails.tags` column by 050. `domains` is read as a Cybertemp database has
+it: `active` and `id` may be missing (`Schema` says which exist).
+`private_email` is not read here: the API reads it as the service does
+(private.py).
 """
 
 from __future__ import annotations
@@ -27,14 +28,24 @@ DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Timeo
 # The account functions also serve the command line, on a plain connection.
 Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
+# What a message shows as its tags (Mailpit's Tags, `tag:` in search, GET
+# /tags, /info). The one place to change for a tag made from another column;
+# the defence work's junk mark, for one, becomes the tag `junk` with:
+#   "(coalesce(e.tags, '{}'::text[]) || CASE WHEN e.junk THEN '{junk}'::text[] ELSE '{}' END)"
+# (PUT, rename and DELETE of tags change only e.tags).
+TAGS = "coalesce(e.tags, '{}'::text[])"
+SEEN = "('\\Seen' = ANY(coalesce(e.flags, '{}')))"
+
 # Columns of a list row: `preview` is enough text for the intro/snippet, so a
 # page of 30 never carries whole bodies.
-LIST_COLUMNS = """
+LIST_COLUMNS = f"""
     e.id, e.mailbox_owner, e.subject, e.from_addr, e.header_from, e.header_to, e.to_addrs,
-    e.flags, e.size, e.received_at, e.created_at, e.message_id, e.attachments, e.raw_id,
+    e.flags, e.size, e.received_at, e.created_at, e.message_id, e.raw_id,
+    CASE jsonb_typeof(e.attachments) WHEN 'array' THEN jsonb_array_length(e.attachments)
+        ELSE 0 END AS attachment_count,
     CASE WHEN e.body <> '' THEN left(e.body, 600) ELSE left(coalesce(e.html, ''), 6000) END
         AS preview,
-    (e.body = '') AS preview_is_html
+    (e.body = '') AS preview_is_html, {TAGS} AS tags
 """
 FULL_COLUMNS = LIST_COLUMNS + ", e.body, e.html"
 ORDER = "ORDER BY e.received_at DESC NULLS LAST, e.created_at DESC, e.id"
@@ -185,27 +196,14 @@ async def page(
     pool: asyncpg.Pool, address: str, offset: int, limit: int
 ) -> tuple[list[Record], int, int]:
     """(rows newest first, total, unread) of one mailbox."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"SELECT {LIST_COLUMNS} FROM emails e WHERE e.mailbox_owner = $1 {ORDER} "
-            "LIMIT $2 OFFSET $3",
-            address,
-            limit,
-            offset,
-        )
-        counts = await conn.fetchrow(
-            "SELECT count(*) AS total, "
-            "count(*) FILTER (WHERE NOT ('\\Seen' = ANY(coalesce(flags, '{}')))) AS unread "
-            "FROM emails WHERE mailbox_owner = $1",
-            address,
-        )
-    assert counts is not None
-    return list(rows), int(counts["total"]), int(counts["unread"])
+    rows, counts = await listing(pool, address, (), offset, limit)
+    return rows, counts["total"], counts["unread"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-    """One search condition: `field` is one of SEARCH_FIELDS (or 'read', 'attachment')."""
+    """One search condition: `field` is one of SEARCH_FIELDS, or 'read',
+    'attachment', 'tag' (one tag, any case), 'tagged' (any tag)."""
 
     field: str
     value: str
@@ -223,6 +221,12 @@ SEARCH_FIELDS = {
         "array_to_string(coalesce(e.header_to, e.to_addrs), ' ') || ' ' || e.body)"
     ),
 }
+# Conditions without a value (a term's `value` says which way for 'read').
+FLAG_CONDITIONS = {
+    "read": SEEN,
+    "attachment": "(jsonb_array_length(coalesce(e.attachments, '[]'::jsonb)) > 0)",
+    "tagged": f"(cardinality({TAGS}) > 0)",
+}
 
 
 def like_pattern(text: str) -> str:
@@ -234,53 +238,62 @@ def search_condition(terms: Sequence[Term], first_arg: int) -> tuple[str, list[A
     parts: list[str] = []
     args: list[Any] = []
     for term in terms:
-        if term.field == "read":
-            condition = "('\\Seen' = ANY(coalesce(e.flags, '{}')))"
-            wanted = (term.value == "true") != term.exclude
-            parts.append(condition if wanted else f"NOT {condition}")
-            continue
-        if term.field == "attachment":
-            condition = "(jsonb_array_length(coalesce(e.attachments, '[]'::jsonb)) > 0)"
-            parts.append(f"NOT {condition}" if term.exclude else condition)
-            continue
-        column = SEARCH_FIELDS[term.field]
-        args.append(like_pattern(term.value))
-        operator = "NOT ILIKE" if term.exclude else "ILIKE"
-        parts.append(f"{column} {operator} ${first_arg + len(args) - 1}")
+        exclude = term.exclude != (term.field == "read" and term.value == "false")
+        if term.field in FLAG_CONDITIONS:
+            condition = FLAG_CONDITIONS[term.field]
+        elif term.field == "tag":
+            args.append(term.value)
+            number = first_arg + len(args) - 1
+            condition = f"(lower(${number}) = ANY(SELECT lower(t) FROM unnest({TAGS}) t))"
+        else:
+            args.append(like_pattern(term.value))
+            condition = f"({SEARCH_FIELDS[term.field]} ILIKE ${first_arg + len(args) - 1})"
+        parts.append(f"NOT {condition}" if exclude else condition)
     return (" AND ".join(parts) or "true"), args
 
 
-async def search(
+def selection(
+    address: str, ids: Sequence[uuid.UUID] | None = None, terms: Sequence[Term] = ()
+) -> tuple[str, list[Any]]:
+    """The WHERE of `address`'s rows (alias e): all, `ids` only, and/or those `terms` match."""
+    where = "e.mailbox_owner = $1"
+    args: list[Any] = [address]
+    if ids is not None:
+        args.append(list(ids))
+        where += f" AND e.id = ANY(${len(args)})"
+    if terms:
+        condition, more = search_condition(terms, len(args) + 1)
+        where += f" AND {condition}"
+        args += more
+    return where, args
+
+
+async def listing(
     pool: asyncpg.Pool, address: str, terms: Sequence[Term], offset: int, limit: int
-) -> tuple[list[Record], int, int, int, int]:
-    """(rows, matching, matching unread, mailbox total, mailbox unread)."""
-    condition, args = search_condition(terms, 2)
-    seen = "('\\Seen' = ANY(coalesce(e.flags, '{}')))"
+) -> tuple[list[Record], dict[str, Any]]:
+    """(rows newest first that `terms` match, counts): the counts are the
+    mailbox's total, unread and tags, and the matching and matching_unread."""
+    matching, args = search_condition(terms, 2)
+    where = f"e.mailbox_owner = $1 AND {matching}"
+    args = [address, *args]
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            f"SELECT {LIST_COLUMNS} FROM emails e WHERE e.mailbox_owner = $1 AND {condition} "
-            f"{ORDER} LIMIT ${len(args) + 2} OFFSET ${len(args) + 3}",
-            address,
+            f"SELECT {LIST_COLUMNS} FROM emails e WHERE {where} {ORDER} "
+            f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
             *args,
             limit,
             offset,
         )
         counts = await conn.fetchrow(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE NOT " + seen + ") AS unread, "
-            f"count(*) FILTER (WHERE {condition}) AS matching, "
-            f"count(*) FILTER (WHERE {condition} AND NOT {seen}) AS matching_unread "
-            "FROM emails e WHERE e.mailbox_owner = $1",
-            address,
+            f"SELECT count(*) AS total, count(*) FILTER (WHERE NOT {SEEN}) AS unread, "
+            f"count(*) FILTER (WHERE {matching}) AS matching, "
+            f"count(*) FILTER (WHERE {matching} AND NOT {SEEN}) AS matching_unread, "
+            f"(SELECT coalesce(array_agg(DISTINCT t), '{{}}') FROM emails e, unnest({TAGS}) t "
+            "WHERE e.mailbox_owner = $1) AS tags FROM emails e WHERE e.mailbox_owner = $1",
             *args,
         )
     assert counts is not None
-    return (
-        list(rows),
-        int(counts["matching"]),
-        int(counts["matching_unread"]),
-        int(counts["total"]),
-        int(counts["unread"]),
-    )
+    return list(rows), dict(counts)
 
 
 async def message(pool: asyncpg.Pool, address: str, message_id: uuid.UUID) -> Record | None:
@@ -292,10 +305,11 @@ async def message(pool: asyncpg.Pool, address: str, message_id: uuid.UUID) -> Re
     )
 
 
-async def latest(pool: asyncpg.Pool, address: str) -> Record | None:
+async def latest(pool: asyncpg.Pool, address: str, terms: Sequence[Term] = ()) -> Record | None:
+    """The newest message of `address` (that `terms` match), or None."""
+    where, args = selection(address, terms=terms)
     return await pool.fetchrow(
-        f"SELECT {FULL_COLUMNS} FROM emails e WHERE e.mailbox_owner = $1 {ORDER} LIMIT 1",
-        address,
+        f"SELECT {FULL_COLUMNS} FROM emails e WHERE {where} {ORDER} LIMIT 1", *args
     )
 
 
@@ -312,47 +326,58 @@ async def raw(pool: asyncpg.Pool, raw_id: uuid.UUID) -> bytes | None:
 
 
 async def set_seen(
-    pool: asyncpg.Pool, address: str, ids: Sequence[uuid.UUID] | None, seen: bool
+    pool: asyncpg.Pool,
+    address: str,
+    ids: Sequence[uuid.UUID] | None,
+    seen: bool,
+    terms: Sequence[Term] = (),
 ) -> int:
-    """Add or remove '\\Seen' on `ids` of `address` (None: all its mail); rows changed."""
+    """Add or remove '\\Seen' on `ids` of `address` (None: all its mail), only
+    those `terms` match; rows changed."""
     flags = (
         "array_append(array_remove(coalesce(flags, '{}'), '\\Seen'), '\\Seen')"
         if seen
         else "array_remove(coalesce(flags, '{}'), '\\Seen')"
     )
-    where = "mailbox_owner = $1" + ("" if ids is None else " AND id = ANY($2)")
-    has_seen = "'\\Seen' = ANY(coalesce(flags, '{}'))"
-    changed = f"NOT ({has_seen})" if seen else has_seen
-    args: list[Any] = [address] if ids is None else [address, list(ids)]
+    where, args = selection(address, ids, terms)
+    changed = f"NOT {SEEN}" if seen else SEEN
     status = await pool.execute(
-        f"UPDATE emails SET flags = {flags} WHERE {where} AND {changed}", *args
+        f"UPDATE emails e SET flags = {flags} WHERE {where} AND {changed}", *args
     )
     return int(status.rsplit(" ", 1)[1])
 
 
-async def delete_mail(pool: asyncpg.Pool, address: str, ids: Sequence[uuid.UUID] | None) -> int:
-    """Delete `ids` of `address` (None: all its mail) and raw messages no other row
-    points at, in one transaction; how many emails rows went."""
+async def delete_mail(
+    pool: asyncpg.Pool,
+    address: str,
+    ids: Sequence[uuid.UUID] | None,
+    terms: Sequence[Term] = (),
+) -> int:
+    """Delete `ids` of `address` (None: all its mail; with `terms`: those they
+    match) and raw messages no other row points at, in one transaction; how
+    many emails rows went."""
     async with pool.acquire() as conn, conn.transaction():
-        return await _delete_mail(conn, address, ids)
+        return await _delete_mail(conn, address, ids, terms)
 
 
 async def _delete_mail(
-    conn: asyncpg.Connection, address: str, ids: Sequence[uuid.UUID] | None
+    conn: asyncpg.Connection,
+    address: str,
+    ids: Sequence[uuid.UUID] | None,
+    terms: Sequence[Term] = (),
 ) -> int:
-    where = "mailbox_owner = $1" + ("" if ids is None else " AND id = ANY($2)")
-    args: list[Any] = [address] if ids is None else [address, list(ids)]
+    where, args = selection(address, ids, terms)
     # Lock the raw messages first: two deletes of the two recipients of one
     # message then take turns, and the second sees that no row is left.
     raw_ids = [
         r[0]
         for r in await conn.fetch(
             "SELECT id FROM raw_messages WHERE id IN "
-            f"(SELECT raw_id FROM emails WHERE {where} AND raw_id IS NOT NULL) FOR UPDATE",
+            f"(SELECT e.raw_id FROM emails e WHERE {where} AND e.raw_id IS NOT NULL) FOR UPDATE",
             *args,
         )
     ]
-    status = await conn.execute(f"DELETE FROM emails WHERE {where}", *args)
+    status = await conn.execute(f"DELETE FROM emails e WHERE {where}", *args)
     if raw_ids:
         await conn.execute(
             "DELETE FROM raw_messages r WHERE r.id = ANY($1) "
@@ -360,6 +385,57 @@ async def _delete_mail(
             raw_ids,
         )
     return int(status.rsplit(" ", 1)[1])
+
+
+# Tags (a mailbox's tags are the names on its rows) ------------------------------------
+
+
+async def tag_counts(pool: asyncpg.Pool, address: str) -> dict[str, int]:
+    """Each tag of `address` with how many of its messages carry it."""
+    rows = await pool.fetch(
+        f"SELECT t, count(*) FROM emails e, unnest({TAGS}) t WHERE e.mailbox_owner = $1 GROUP BY t",
+        address,
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def set_tags(
+    pool: asyncpg.Pool, address: str, ids: Sequence[uuid.UUID], tags: Sequence[str]
+) -> int:
+    """Replace the tags of `ids` of `address` (none: NULL); rows changed."""
+    status = await pool.execute(
+        "UPDATE emails e SET tags = $3 WHERE e.mailbox_owner = $1 AND e.id = ANY($2)",
+        address,
+        list(ids),
+        list(tags) or None,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def replace_tag(pool: asyncpg.Pool, address: str, old: str, new: str | None) -> int:
+    """On every message of `address`: the tag `old` (any case) becomes `new`,
+    or goes (None); rows changed."""
+    status = await pool.execute(
+        "UPDATE emails e SET tags = nullif(ARRAY(SELECT n FROM unnest(e.tags) WITH ORDINALITY "
+        "AS x(t, i), LATERAL (SELECT CASE WHEN lower(t) = lower($2) THEN $3 ELSE t END) AS y(n) "
+        "WHERE n IS NOT NULL ORDER BY i), '{}') "
+        "WHERE e.mailbox_owner = $1 AND lower($2) = ANY(SELECT lower(t) FROM unnest(e.tags) t)",
+        address,
+        old,
+        new,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def mailbox_stats(pool: asyncpg.Pool, address: str) -> Record:
+    """total, unread and size (bytes) of `address`'s mail."""
+    found = await pool.fetchrow(
+        f"SELECT count(*) AS total, count(*) FILTER (WHERE NOT {SEEN}) AS unread, "
+        "coalesce(sum(e.size), 0) AS size FROM emails e WHERE e.mailbox_owner = $1",
+        address,
+    )
+    assert found is not None
+    return found
 
 
 async def written_since(

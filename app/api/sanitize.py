@@ -9,14 +9,19 @@ formatting, tables, links (`rel="noopener noreferrer nofollow"`,
 no URL. No other attribute keeps a URL (`cite` goes too). Remote images
 (`http:`/`https:` `src`) are dropped unless the reader asks for them
 (`remote_images=True`): they are how senders track that a mail was
-opened. The stored `emails.html` is never changed; this runs on the way
-out.
+opened. Inline images (`<img src="cid:...">`) are parts of the message
+itself: with `inline` (Content-ID -> URL) each becomes the URL of its
+part, and any other `cid:` reference goes. The stored `emails.html` is
+never changed; this runs on the way out.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import re
+import types
+from collections.abc import Mapping
 
 import nh3
 
@@ -54,7 +59,7 @@ STYLE_PROPERTIES = {
     "text-indent", "list-style-type",
 }  # fmt: skip
 
-URL_SCHEMES = {"http", "https", "mailto", "tel"}
+URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}  # cid: only as an image (below)
 # Removed together with their content (the rest are unwrapped, text kept).
 CONTENT_TAGS = {"script", "style", "title", "head", "noscript", "template", "iframe",
                 "object", "embed", "svg", "math", "textarea", "select", "xmp", "noembed",
@@ -70,15 +75,24 @@ _BAD_STYLE = re.compile(
 )
 
 
+# Content-ID (lower case) -> the URL an inline image is shown from, for the
+# clean() call under way (nh3 calls the filter back within that call).
+_INLINE: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "inline", default=types.MappingProxyType({})
+)
+
+
 def _keep_attribute(remote_images: bool):  # type: ignore[no-untyped-def]
     def keep(tag: str, attribute: str, value: str) -> str | None:
         if attribute == "style" and _BAD_STYLE.search(re.sub(r"\s+", "", value.lower())):
             return None
+        scheme, _, rest = value.strip().partition(":")
+        if scheme.lower() == "cid" and attribute in ("src", "href"):  # the URL attributes kept
+            return _INLINE.get().get(rest.strip().lower()) if tag == "img" else None
         if tag == "img" and attribute == "src":
-            scheme = value.strip().split(":", 1)[0].lower()
-            if scheme in ("http", "https"):
+            if scheme.lower() in ("http", "https"):
                 return value if remote_images else None
-            return None  # cid:, data:, relative: nothing to load here
+            return None  # data:, relative: nothing to load here
         return value
 
     return keep
@@ -105,11 +119,17 @@ def _cleaner(remote_images: bool) -> nh3.Cleaner:
     return cleaner
 
 
-def clean(html: str, remote_images: bool = False) -> str:
-    """`html` without any way to run script, submit, redirect or (unless asked) load."""
+def clean(html: str, remote_images: bool = False, inline: Mapping[str, str] | None = None) -> str:
+    """`html` without any way to run script, submit, redirect or (unless asked)
+    load; `inline` maps the Content-IDs (lower case) of the message's inline
+    parts to the http(s) URL each `<img src="cid:...">` of them becomes."""
     if not html:
         return ""
-    return _cleaner(remote_images).clean(html)
+    token = _INLINE.set(inline or {})
+    try:
+        return _cleaner(remote_images).clean(html)
+    finally:
+        _INLINE.reset(token)
 
 
 def text(html: str) -> str:

@@ -1,11 +1,11 @@
-"""Rows -> the resources clients parse: mail.tm (Hydra/JSON-LD or plain JSON) and Mailpit.
+"""Rows -> the resources mail.tm clients parse (Hydra/JSON-LD or plain JSON),
+and what both APIs' shapes share (shapes_mailpit.py has Mailpit's).
 
 Pure functions, tested without a server. Field names, types and empty
-values follow the two reference APIs' documentation: mail.tm names are ""
-when absent (never null), `to` and `html` are lists, dates are ISO 8601
-with an offset; Mailpit uses Go's field names, `From` is null when absent
-and dates are RFC 3339 in UTC. `base` is the URL prefix written into
-download URLs (API_PUBLIC_URL, or the request's own origin).
+values follow mail.tm's documentation: names are "" when absent (never
+null), `to` and `html` are lists, dates are ISO 8601 with an offset.
+`base` is the URL prefix written into download URLs (API_PUBLIC_URL, or
+the request's own origin).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import email.utils
 import functools
-import json
 import math
 import re
 import uuid
@@ -97,13 +96,9 @@ def is_seen(row: Row) -> bool:
 
 
 def attachment_count(row: Row) -> int:
-    value = row.get("attachments")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return 0
-    return len(value) if isinstance(value, list) else 0
+    """How many attachments the writer listed (queries.LIST_COLUMNS counts them
+    in the database: the list itself can be megabytes)."""
+    return int(row.get("attachment_count") or 0)
 
 
 _SPACE = re.compile(r"\s+")
@@ -316,136 +311,3 @@ def violations(problems: Iterable[tuple[str, str]]) -> dict[str, Any]:
         "status": 422,
         "violations": items,
     }
-
-
-# Mailpit ------------------------------------------------------------------------------
-
-
-def contact(text: str | None) -> dict[str, str] | None:
-    name, address = pair(text)
-    return {"Name": name, "Address": address} if address else None
-
-
-def _contacts(texts: Iterable[str]) -> list[dict[str, str]]:
-    return [c for c in map(contact, texts) if c is not None]
-
-
-def mailpit_summary(row: Row) -> dict[str, Any]:
-    name, address = sender(row)
-    return {
-        "ID": str(row["id"]),
-        "MessageID": (row.get("message_id") or "").strip().strip("<>"),
-        "Read": is_seen(row),
-        "From": {"Name": name, "Address": address} if address else None,
-        "To": _contacts(recipients(row)),
-        "Cc": [],
-        "Bcc": [],
-        "ReplyTo": [],
-        "Subject": row.get("subject") or "",
-        "Created": rfc3339(arrived(row)),
-        "Username": "",
-        "Tags": [],
-        "Size": int(row.get("size") or 0),
-        "Attachments": attachment_count(row),
-        "Snippet": preview_text(row, SNIPPET_LENGTH),
-    }
-
-
-def mailpit_page(
-    rows: Sequence[Row],
-    start: int,
-    total: int,
-    unread: int,
-    matching: int | None = None,
-    matching_unread: int | None = None,
-) -> dict[str, Any]:
-    return {
-        "total": total,
-        "unread": unread,
-        "count": len(rows),
-        "messages_count": total if matching is None else matching,
-        "messages_unread": unread if matching_unread is None else matching_unread,
-        "start": start,
-        "tags": [],
-        "messages": [mailpit_summary(r) for r in rows],
-    }
-
-
-def mailpit_attachment(part: Part) -> dict[str, Any]:
-    return {
-        "PartID": part.part_id,
-        "FileName": part.filename,
-        "ContentType": part.content_type,
-        "ContentID": part.content_id,
-        "Size": part.size,
-    }
-
-
-def mailpit_message(
-    row: Row, header_fields: Mapping[str, list[str]], parts: Sequence[Part]
-) -> dict[str, Any]:
-    """GET message/{ID}: Mailpit's Message, HTML sanitised."""
-    summary = mailpit_summary(row)
-
-    def first(name: str) -> str:
-        values = header_fields.get(name) or [""]
-        return values[0]
-
-    date = arrived(row)
-    if first("Date"):
-        try:
-            date = email.utils.parsedate_to_datetime(first("Date"))
-        except (TypeError, ValueError, IndexError):
-            pass
-    if date is not None and date.tzinfo is None:
-        date = date.replace(tzinfo=datetime.UTC)
-    reply_to = email.utils.getaddresses(header_fields.get("Reply-To", []))
-    return {
-        "ID": summary["ID"],
-        "MessageID": summary["MessageID"],
-        # Mailpit's Message had Read until v1.15 (clients of that time need it):
-        # always true, as opening a message marks it read.
-        "Read": True,
-        "From": summary["From"],
-        "To": summary["To"],
-        "Cc": [],
-        "Bcc": [],
-        "ReplyTo": [{"Name": n, "Address": a} for n, a in reply_to if a],
-        "ReturnPath": row.get("from_addr") or "",
-        "Subject": summary["Subject"],
-        "ListUnsubscribe": {
-            "Header": first("List-Unsubscribe"),
-            "Links": re.findall(r"<([^>]+)>", first("List-Unsubscribe")),
-            "Errors": "",
-            "HeaderPost": first("List-Unsubscribe-Post"),
-        },
-        "Date": rfc3339(date),
-        "Tags": [],
-        "Username": "",
-        "Text": row.get("body") or "",
-        "HTML": sanitize.clean(row.get("html") or ""),
-        "Size": summary["Size"],
-        "Inline": [mailpit_attachment(p) for p in parts if p.kind == "inline"],
-        "Attachments": [mailpit_attachment(p) for p in parts if p.kind == "attachment"],
-    }
-
-
-# The page's HTML view ------------------------------------------------------------------
-
-# The document around a message's sanitised HTML (GET /mailpit/{address}/view/{ID}.html):
-# readable defaults, links open in a new tab. No script, no external resource.
-VIEW_STYLE = (
-    "body{margin:0;padding:12px 16px;font:15px/1.5 system-ui,-apple-system,'Segoe UI',"
-    "Roboto,sans-serif;color:#1b1b1f;background:#fff;overflow-wrap:anywhere}"
-    "img{max-width:100%;height:auto}table{max-width:100%}pre{white-space:pre-wrap}"
-)
-
-
-def html_view(row: Row, remote_images: bool = False) -> str:
-    """A whole HTML document of the row's sanitised HTML, for a sandboxed iframe."""
-    body = sanitize.clean(row.get("html") or "", remote_images)
-    return (
-        '<!doctype html><html><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f'<base target="_blank"><style>{VIEW_STYLE}</style></head><body>{body}</body></html>'
-    )
