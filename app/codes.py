@@ -27,6 +27,7 @@ log = logging.getLogger("app.codes")
 MAX_SUBJECT = 1_000  # characters read of each part; the rest is ignored
 MAX_TEXT = 100_000
 MAX_CODES = 4
+MAX_WORDS = 40  # code words judged per part (a real mail has a handful)
 AFTER = 160  # how far after its code word a code may be, on the same line
 BEFORE = 40  # how far before it ("483920 is your code")
 ALONE_AFTER = 320  # how far below its code word a code alone on its line may be
@@ -159,8 +160,9 @@ def _code_words(part: str, lower: str) -> list[tuple[int, int, str]]:
     judged by _names_a_code) but not follow a digit ("184PIN")."""
     found: list[tuple[int, int, str]] = []
     for stem, entries in _INDEX.items():
-        at = lower.find(stem)
-        while at >= 0:
+        at, seen = lower.find(stem), 0
+        while at >= 0 and seen < MAX_WORDS:  # only the first MAX_WORDS words are judged
+            seen += 1
             for word, offset in entries:
                 start = at - offset
                 if start >= 0 and lower.startswith(word, start):
@@ -189,8 +191,13 @@ _NOT_COMPOUND = ("source", "pseudo", "short", "trans", "bytes", "micro", "macro"
 _NON_WORD = re.compile(r"[^\w'’&]+")
 
 
-def _names_a_code(part: str, start: int, end: int, word: str, view: _View) -> bool:
-    """Does this code word name a one-time code (and not a promo, zip, booking... code)?"""
+VETOED, BARE, NAMED = 0, 1, 2  # what _names_a_code says of a code word
+
+
+def _names_a_code(part: str, start: int, end: int, word: str, view: _View, subject: bool) -> int:
+    """Does this code word name a one-time code? VETOED: it names another kind
+    (promo, zip, booking...) or is part of another word; BARE: a bare "code" in
+    words that do not speak of verification; NAMED: yes."""
     first, last = start, end
     while first > 0 and _spaced_letter(part[first - 1]):  # the compound: "gutscheincode"
         first -= 1
@@ -199,14 +206,14 @@ def _names_a_code(part: str, start: int, end: int, word: str, view: _View) -> bo
     whole = part[first:last].lower()
     inflected = word in _STRONG and len(word) >= 8 and whole.startswith(word)
     if whole != word and not inflected and not whole.endswith(("code", "kode", "kod", "kód")):
-        return False  # "codec", "pinned", "tokens"...
+        return VETOED  # "codec", "pinned", "tokens"...
     compound = whole[: len(whole) - len(word)] if whole.endswith(word) else ""
     if (
         compound
         and word not in _STRONG
         and (len(compound.strip("-")) < 5 or compound.startswith(_NOT_COMPOUND))
     ):
-        return False  # "encode", "unicode", "sourcecode"
+        return VETOED  # "encode", "unicode", "sourcecode"
     around = f"{part[max(0, first - 24) : first]} {whole} {part[last : last + 14]}".lower()
     spaced = " " + _NON_WORD.sub(" ", around)
     if (
@@ -214,15 +221,15 @@ def _names_a_code(part: str, start: int, end: int, word: str, view: _View) -> bo
         or any(w in around for w in _NOT_CODE_CJK)
         or any(w in compound for w in _COMPOUND_NOT)
     ):
-        return False
+        return VETOED
     if word in words.AMBIGUOUS_CODE and (view.about(words.TRAVEL) or view.about(words.MEETING)):
-        return False
+        return VETOED
     if word in _STRONG or (whole != word and whole.endswith("code")):
-        return True
+        return NAMED
     near = part[max(0, start - CONTEXT_SPAN) : end + CONTEXT_SPAN]
-    if part is view.subject:  # a subject's code word: the body's first lines say the rest
+    if subject:  # a subject's code word: the body's first lines say the rest
         near += "\n" + view.body[:CONTEXT_SPAN]
-    return view.context(near)
+    return NAMED if view.context(near) else BARE
 
 
 # --- reading the code -----------------------------------------------------------
@@ -242,6 +249,7 @@ _BEFORE_CONNECTORS = frozenset(
     "is your ist ihr dein est votre ton es tu su é o seu sua è il tuo la je uw — - : "
     "as als comme como come 为 是 は が の".split()
 )
+_YOUR = frozenset("your ihr dein votre ton tu su seu sua tuo je uw ваш твой".split())
 _COPULAS = frozenset("is ist est es é è is: as als comme como come — - :".split())
 _STOP = frozenset(
     "ACCOUNT ACTION ADDRESS BELOW CHANGE CODE CONFIRM CREATE DELETE EMAIL ENTER EXPIRES "
@@ -260,14 +268,14 @@ _UNIT = re.compile(
 
 def _codes(view: _View) -> tuple[str, ...]:
     found: dict[str, str] = {}  # normalised -> as shown, first seen first
-    for part in (view.subject, view.body):
-        _scan(part, view, found)
+    _scan(view.subject, view, found, subject=True)
+    _scan(view.body, view, found)
     if not found and view.text.strip() and view.html:
         _scan(view.html_text, view, found)  # a text part without the code
     return tuple(found.values())[:MAX_CODES]
 
 
-def _scan(part: str, view: _View, found: dict[str, str]) -> None:
+def _scan(part: str, view: _View, found: dict[str, str], subject: bool = False) -> None:
     lower = part.lower()
     if len(lower) != len(part):  # a few characters lower-case to two ("İ"): keep offsets
         lower = "".join(c if len(c.lower()) != 1 else c.lower() for c in part)
@@ -275,13 +283,16 @@ def _scan(part: str, view: _View, found: dict[str, str]) -> None:
     if not words_found:
         return
     part = links.blank_urls(part)  # codes are never inside URLs
-    for start, end, word in words_found:
+    for start, end, word in words_found[:MAX_WORDS]:
         if len(found) >= MAX_CODES:
             return
-        if _names_a_code(part, start, end, word, view):
+        verdict = _names_a_code(part, start, end, word, view, subject)
+        if verdict == NAMED:
             code = _after(part, end) or _before(part, start)
-            if code:
-                found.setdefault(re.sub(r"[\s-]", "", code).upper(), code)
+        else:  # even a bare "code" is one in "483920 is your (Acme) code"
+            code = _before(part, start, owned=True) if verdict == BARE else None
+        if code:
+            found.setdefault(re.sub(r"[\s-]", "", code).upper(), code)
 
 
 def _valid(token: str, strict: bool) -> bool:
@@ -351,8 +362,9 @@ def _after(part: str, pos: int) -> str | None:
     return None
 
 
-def _before(part: str, pos: int) -> str | None:
-    """The code just before its code word: "483920 is your (Acme) code"."""
+def _before(part: str, pos: int, owned: bool = False) -> str | None:
+    """The code just before its code word: "483920 is your (Acme) code"; `owned`:
+    only with the "your" ("ist Ihr", "est votre"...)."""
     window = part[max(0, pos - BEFORE) : pos]
     best = None
     for m in _CANDIDATE.finditer(window):
@@ -362,6 +374,8 @@ def _before(part: str, pos: int) -> str | None:
         said = gap.split()
         others = [w for w in said if w.lower() not in _BEFORE_CONNECTORS and w.isascii()]
         copula = any(w.lower() in _COPULAS for w in said) or not gap.isascii()
+        if owned and not any(w.lower() in _YOUR for w in said):
+            continue
         if copula and len(others) <= 1 and _valid(m.group(1), strict=True):
             best = m.group(1)
     return best

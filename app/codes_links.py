@@ -19,6 +19,7 @@ from . import codes_words as words
 MAX_HTML = 300_000  # characters of an HTML part read; the rest is ignored
 MAX_URL = 2_000
 LABEL_SPAN = 4_000  # how far an <a>'s closing tag is looked for
+MAX_LINKS = 200  # links judged per part; the rest are footers anyway
 
 # Zero-width and soft characters senders pad previews with; NBSP as a space.
 INVISIBLE: dict[int, str | None] = {
@@ -28,10 +29,10 @@ INVISIBLE |= {0xA0: " ", 0x3000: " "}
 
 _DROPPED = re.compile(r"<(style|script|head|title|xml)\b", re.I)
 _BLOCK = re.compile(
-    r"<(?:br|hr|/?p|/?div|/?tr|/h[1-6]|/?li|/table|/ul|/ol|/blockquote|/pre)\b[^<>]*>", re.I
+    r"<(?:br|hr|/?p|/?div|/?tr|/h[1-6]|/?li|/table|/ul|/ol|/blockquote|/pre)\b[^<>]*+>", re.I
 )
-_CELL = re.compile(r"</?t[dh]\b[^<>]*>", re.I)
-_TAG = re.compile(r"<[^<>]*>")
+_CELL = re.compile(r"</?t[dh]\b[^<>]*+>", re.I)
+_TAG = re.compile(r"<[^<>]*+>")
 # Codes drawn one character per table cell: "4\t8\t2\t9\t1\t0" (possessive: linear).
 _BOXES = re.compile(r"(?<!\S)(?:[0-9A-Z] *+\t[ \t]*+){3,9}[0-9A-Z](?!\S)")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
@@ -72,8 +73,10 @@ def html_to_text(markup: str) -> str:
 # --- the verification link ------------------------------------------------------
 
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`{}|\\^]{3,2000}", re.I)
+# Possessive quantifiers: an unclosed quote or tag fails at once, not after
+# trying every shorter match (quadratic on a 300 KB attribute).
 _ANCHOR = re.compile(
-    r"<a\b[^<>]*?\bhref\s*=\s*(?:\"([^\"<>]*)\"|'([^'<>]*)'|([^\s<>]+))[^<>]*>", re.I
+    r"<a\b[^<>]*?\bhref\s*+=\s*+(?:\"([^\"<>]*+)\"|'([^'<>]*+)'|([^\s<>]++))[^<>]*+>", re.I
 )
 _ANCHOR_END = re.compile(r"</a\s*>", re.I)
 _TOKEN_PARAM = re.compile(
@@ -117,7 +120,9 @@ def _plain(fragment: str) -> str:
 
 def candidates(text: str, html: str) -> Iterator[tuple[str, str, str]]:
     """(url, its link text, the words before it) for each link of the message."""
-    for m in _ANCHOR.finditer(html):
+    for count, m in enumerate(_ANCHOR.finditer(html)):
+        if count >= MAX_LINKS:
+            break
         href = (m.group(1) or m.group(2) or m.group(3) or "")[:MAX_URL]
         href = (htmllib.unescape(href) if "&" in href else href).strip()
         if not href[:8].lower().startswith(("http://", "https://")) or not has_token(href):
@@ -128,7 +133,9 @@ def candidates(text: str, html: str) -> Iterator[tuple[str, str, str]]:
         if " ".join(label.split()).lower() in _GENERIC and end:  # "click <a>here</a> to reset"
             label = f"{before[-120:]} {label} {_plain(html[end.end() : end.end() + 300])[:80]}"
         yield href, label, before
-    for m in _URL.finditer(text):
+    for count, m in enumerate(_URL.finditer(text)):
+        if count >= MAX_LINKS:
+            break
         url = m.group(0).rstrip(".,;:!?)]}>'\"")
         if not has_token(url):
             continue
