@@ -61,10 +61,12 @@ class _View:
     """The message as the extractor reads it; the HTML's text is made once, on demand."""
 
     def __init__(self, subject: str, text: str, html: str) -> None:
-        self.subject = subject[:MAX_SUBJECT].translate(links.INVISIBLE)
-        self.text = text[:MAX_TEXT].translate(links.INVISIBLE)
+        self.subject = links.visible(subject[:MAX_SUBJECT])
+        self.text = links.visible(text[:MAX_TEXT])
         self.html = html[: links.MAX_HTML]
         self.subject_lower = self.subject.lower()
+        self.subject_context = any(w in self.subject_lower for w in words.CONTEXT)
+        self.has_text = bool(self.text.strip())
         self._html_text: str | None = None
         self._about: dict[int, bool] = {}
 
@@ -77,12 +79,12 @@ class _View:
     @property
     def body(self) -> str:
         """The text part, or the HTML's text when there is no text part."""
-        return self.text if self.text.strip() else self.html_text
+        return self.text if self.has_text else self.html_text
 
     def context(self, near: str) -> bool:
         """Do these words, or the subject, speak of verification or sign-in?"""
         near = near.lower()
-        return any(w in near or w in self.subject_lower for w in words.CONTEXT)
+        return self.subject_context or any(w in near for w in words.CONTEXT)
 
     def about(self, vocabulary: tuple[str, ...]) -> bool:
         """Is the whole message about this (travel, meetings)? Asked rarely: cached."""
@@ -135,18 +137,36 @@ _STEMS = (
 _STRONG = frozenset(words.STRONG_CODE)
 
 
-def _index() -> dict[str, list[tuple[str, int]]]:
-    """stem -> (word, where the stem is in it), longest words first."""
-    index: dict[str, list[tuple[str, int]]] = {stem: [] for stem in _STEMS}
+_Entries = list[tuple[str, int]]  # (word, where its stem is in it), longest first
+
+
+def _before_stem(text: str, at: int) -> str:
+    """What comes just before a stem at `at`: " " and the previous word after a
+    space ("verification code"), else the two characters ("gutscheinCOde")."""
+    if at and text[at - 1] == " ":
+        previous = text[max(0, at - 41) : at - 1].rsplit(None, 1)
+        return " " + (previous[-1] if previous else "")
+    return text[max(0, at - 2) : at]
+
+
+def _index() -> dict[str, tuple[_Entries, dict[str, _Entries]]]:
+    """stem -> (the words that start with it; the others by what precedes the stem)."""
+    index: dict[str, tuple[_Entries, dict[str, _Entries]]] = {}
     for word in sorted(set(words.STRONG_CODE + words.WEAK_CODE), key=len, reverse=True):
         stem = next((s for s in _STEMS if s in word), None)
         if stem is None:
             raise ValueError(f"code word without a stem: {word!r}")
-        index[stem].append((word, word.index(stem)))
-    return {stem: entries for stem, entries in index.items() if entries}
+        offset = word.index(stem)
+        starting, preceded = index.setdefault(stem, ([], {}))
+        if offset < 2 and word[:offset] != " ":
+            starting.append((word, offset))
+        else:
+            preceded.setdefault(_before_stem(word, offset), []).append((word, offset))
+    return index
 
 
 _INDEX = _index()
+_ASCII_INDEX = {stem: entries for stem, entries in _INDEX.items() if stem.isascii()}
 
 
 def _spaced_letter(char: str) -> bool:
@@ -159,10 +179,11 @@ def _code_words(part: str, lower: str) -> list[tuple[int, int, str]]:
     Strong words start a word; weak ones may end a compound ("Gutscheincode",
     judged by _names_a_code) but not follow a digit ("184PIN")."""
     found: list[tuple[int, int, str]] = []
-    for stem, entries in _INDEX.items():
+    for stem, (starting, preceded) in (_ASCII_INDEX if lower.isascii() else _INDEX).items():
         at, seen = lower.find(stem), 0
         while at >= 0 and seen < MAX_WORDS:  # only the first MAX_WORDS words are judged
             seen += 1
+            entries = preceded.get(_before_stem(lower, at), []) + starting
             for word, offset in entries:
                 start = at - offset
                 if start >= 0 and lower.startswith(word, start):
@@ -183,12 +204,25 @@ def _code_words(part: str, lower: str) -> list[tuple[int, int, str]]:
 
 # --- judging them ---------------------------------------------------------------
 
-_NOT_CODE_SPACED = tuple(" " + w for w in words.NOT_CODE if w.isascii() or _spaced_letter(w[0]))
+_NOT_CODE_SPACED = tuple(w for w in words.NOT_CODE if w.isascii() or _spaced_letter(w[0]))
+_NOT_CODE_WORDS = frozenset(w for w in _NOT_CODE_SPACED if " " not in w)  # word beginnings
+_NOT_CODE_PHRASES = tuple(" " + w for w in _NOT_CODE_SPACED if " " in w)
+_LONGEST_NOT_CODE = max(map(len, _NOT_CODE_WORDS))
 _NOT_CODE_CJK = tuple(w for w in words.NOT_CODE if not (w.isascii() or _spaced_letter(w[0])))
 _COMPOUND_NOT = tuple(w for w in words.NOT_CODE if len(w) >= 3 and " " not in w)
 # English compounds of "code" that never name a one-time code.
 _NOT_COMPOUND = ("source", "pseudo", "short", "trans", "bytes", "micro", "macro", "barco")
 _NON_WORD = re.compile(r"[^\w'’&]+")
+
+
+def _not_code(around: str) -> bool:
+    """Does a word that names another kind of code begin a word here?"""
+    spaced = " " + _NON_WORD.sub(" ", around)
+    for token in spaced.split():
+        for size in range(2, min(len(token), _LONGEST_NOT_CODE) + 1):
+            if token[:size] in _NOT_CODE_WORDS:
+                return True
+    return any(p in spaced for p in _NOT_CODE_PHRASES) or any(w in around for w in _NOT_CODE_CJK)
 
 
 VETOED, BARE, NAMED = 0, 1, 2  # what _names_a_code says of a code word
@@ -215,12 +249,7 @@ def _names_a_code(part: str, start: int, end: int, word: str, view: _View, subje
     ):
         return VETOED  # "encode", "unicode", "sourcecode"
     around = f"{part[max(0, first - 24) : first]} {whole} {part[last : last + 14]}".lower()
-    spaced = " " + _NON_WORD.sub(" ", around)
-    if (
-        any(w in spaced for w in _NOT_CODE_SPACED)
-        or any(w in around for w in _NOT_CODE_CJK)
-        or any(w in compound for w in _COMPOUND_NOT)
-    ):
+    if _not_code(around) or any(w in compound for w in _COMPOUND_NOT):
         return VETOED
     if word in words.AMBIGUOUS_CODE and (view.about(words.TRAVEL) or view.about(words.MEETING)):
         return VETOED
@@ -236,7 +265,8 @@ def _names_a_code(part: str, start: int, end: int, word: str, view: _View, subje
 
 _CANDIDATE = re.compile(
     r"(?<![A-Za-z0-9@#$€£¥%&/.,:+\-_=~'])"
-    r"(\d{3,4}(?:[ -]\d{3,4}){1,2}|[A-Z0-9]{2,5}(?:-[A-Z0-9]{2,5}){1,3}|[A-Za-z0-9]{4,24})"
+    r"(\d{3,4}(?:[ -]\d{3,4}){1,2}|[A-Z0-9]{2,5}(?:-[A-Z0-9]{2,5}){1,3}"
+    r"|(?=[A-Za-z]{0,23}\d)[A-Za-z0-9]{4,24}|[A-Z]{4,24})"  # words need a digit or capitals
     r"(?![A-Za-z0-9@%/\-_=&~]|[.,:]\d|\s?(?i:€|\$|%|eur\b|usd\b|gbp\b|kg\b|km\b|gb\b|mb\b)"
     r"|\s?(?i:" + "|".join(map(re.escape, sorted(words.UNITS, key=len, reverse=True))) + "))"
 )
@@ -270,7 +300,7 @@ def _codes(view: _View) -> tuple[str, ...]:
     found: dict[str, str] = {}  # normalised -> as shown, first seen first
     _scan(view.subject, view, found, subject=True)
     _scan(view.body, view, found)
-    if not found and view.text.strip() and view.html:
+    if not found and view.has_text and view.html:
         _scan(view.html_text, view, found)  # a text part without the code
     return tuple(found.values())[:MAX_CODES]
 

@@ -26,6 +26,15 @@ INVISIBLE: dict[int, str | None] = {
     c: None for c in (0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, 0xAD)
 }
 INVISIBLE |= {0xA0: " ", 0x3000: " "}
+_HIDDEN = re.compile("[\u200b-\u200f\u2060\ufeff\xad\xa0\u3000]")
+
+
+def visible(text: str) -> str:
+    """The text without zero-width characters, its no-break spaces as spaces."""
+    if text.isascii() or not _HIDDEN.search(text):  # isascii: a C loop, no regex
+        return text
+    return text.translate(INVISIBLE)
+
 
 _DROPPED = re.compile(r"<(style|script|head|title|xml)\b", re.I)
 _BLOCK = re.compile(
@@ -36,6 +45,9 @@ _TAG = re.compile(r"<[^<>]*+>")
 # Codes drawn one character per table cell: "4\t8\t2\t9\t1\t0" (possessive: linear).
 _BOXES = re.compile(r"(?<!\S)(?:[0-9A-Z] *+\t[ \t]*+){3,9}[0-9A-Z](?!\S)")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
+# Preview padding ("&#x200C;&#xFEFF;" x 100): dropped before html.unescape,
+# which calls back into Python for every reference.
+_ZERO_WIDTH_REFS = re.compile(r"&#(?:x(?:200[b-f]|2060|feff|ad)|820[3-7]|8288|65279|173);", re.I)
 
 
 def _drop(markup: str) -> str:
@@ -65,7 +77,8 @@ def html_to_text(markup: str) -> str:
     """The text a reader sees in an HTML part, line breaks where blocks end."""
     markup = _drop(markup[:MAX_HTML])
     markup = _CELL.sub("\t", _BLOCK.sub("\n", markup))
-    text = htmllib.unescape(_TAG.sub("", markup)).translate(INVISIBLE)
+    markup = _ZERO_WIDTH_REFS.sub("", _TAG.sub("", markup))
+    text = visible(htmllib.unescape(markup) if "&" in markup else markup)
     text = _BOXES.sub(lambda m: re.sub(r"\s", "", m.group(0)), text)
     return _SPACES.sub(" ", text)
 
@@ -118,7 +131,14 @@ def _plain(fragment: str) -> str:
     return htmllib.unescape(fragment) if "&" in fragment else fragment
 
 
-def candidates(text: str, html: str) -> Iterator[tuple[str, str, str]]:
+Before = Callable[[], str]  # the words before a link, made only when asked for
+
+
+def _constant(text: str) -> Before:
+    return lambda: text
+
+
+def candidates(text: str, html: str) -> Iterator[tuple[str, str, Before]]:
     """(url, its link text, the words before it) for each link of the message."""
     for count, m in enumerate(_ANCHOR.finditer(html)):
         if count >= MAX_LINKS:
@@ -129,9 +149,12 @@ def candidates(text: str, html: str) -> Iterator[tuple[str, str, str]]:
             continue
         end = _ANCHOR_END.search(html, m.end(), m.end() + LABEL_SPAN)
         label = _plain(html[m.end() : end.start()]) if end else ""
-        before = _plain(html[max(0, m.start() - 600) : m.start()])[-200:]
-        if " ".join(label.split()).lower() in _GENERIC and end:  # "click <a>here</a> to reset"
-            label = f"{before[-120:]} {label} {_plain(html[end.end() : end.end() + 300])[:80]}"
+
+        def before(at: int = m.start()) -> str:
+            return _plain(html[max(0, at - 600) : at])[-200:]
+
+        if end and " ".join(label.split()).lower() in _GENERIC:  # "click <a>here</a> to reset"
+            label = f"{before()[-120:]} {label} {_plain(html[end.end() : end.end() + 300])[:80]}"
         yield href, label, before
     for count, m in enumerate(_URL.finditer(text)):
         if count >= MAX_LINKS:
@@ -139,16 +162,19 @@ def candidates(text: str, html: str) -> Iterator[tuple[str, str, str]]:
         url = m.group(0).rstrip(".,;:!?)]}>'\"")
         if not has_token(url):
             continue
-        before = text[max(0, m.start() - 200) : m.start()]
-        footnote = _FOOTNOTE.match(before.rsplit("\n", 1)[-1])
+        words_before = text[max(0, m.start() - 200) : m.start()]
+        footnote = _FOOTNOTE.match(words_before.rsplit("\n", 1)[-1])
         if footnote:  # html2text's "text [1]" ... "[1]: url"
             marker = text.find(f"[{footnote.group(1)}]")
-            before = text[max(0, marker - 120) : marker] if marker >= 0 else before
-        yield url, "", before
+            if marker >= 0:
+                words_before = text[max(0, marker - 120) : marker]
+        yield url, "", _constant(words_before)
 
 
-def score(url: str, label: str, before: str, context: Context) -> int:
-    """How surely this (token-carrying) link is the verification link; 0: it is not."""
+def score(url: str, label: str, before: Before, context: Context) -> int:
+    """How surely this (token-carrying) link is the verification link; 0: it is not.
+    Its text (or the words before it) and its path vote; the words around the
+    link speak for it only where its path alone does."""
     lower_url = url.lower()
     host = lower_url.split("://", 1)[-1].split("/", 1)[0]
     if any(
@@ -158,15 +184,15 @@ def score(url: str, label: str, before: str, context: Context) -> int:
         return 0
     if _has(lower_url, words.LINK_NEVER_URL) or _has(label.lower(), words.LINK_NEVER_TEXT):
         return 0
-    said = (label if label.strip() and label.strip() != url else before[-200:]).lower()
-    text_score = 3 if _has(said, words.LINK_STRONG) else 1 if _has(said, words.LINK_WEAK) else 0
-    if not text_score and label.strip() and _has(before[-200:].lower(), words.LINK_STRONG):
-        text_score = 2
     path = lower_url.split("://", 1)[-1].partition("/")[2]
     url_score = 2 if _has(path, words.URL_WORDS) else 1 if _has(path, words.URL_WEAK_WORDS) else 0
-    in_context = context(before)
-    if text_score >= 3 or (url_score >= 2 and (text_score or in_context)):
-        return text_score + url_score + int(in_context)
+    labelled = bool(label.strip()) and label.strip() != url
+    said = (label if labelled else before()).lower()
+    text_score = 3 if _has(said, words.LINK_STRONG) else 1 if _has(said, words.LINK_WEAK) else 0
+    if not text_score and labelled and url_score >= 2 and _has(before().lower(), words.LINK_STRONG):
+        text_score = 2
+    if text_score >= 3 or (url_score >= 2 and (text_score or context(before()))):
+        return text_score + url_score
     return 0
 
 

@@ -213,12 +213,23 @@ def test_hostile_input_returns(hostile):
     assert isinstance(got, Extracted)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=3000), st.text(max_size=3000), st.text(max_size=3000))
-def test_extract_never_raises(subject, text, html):
-    got = extract(subject, text, html)
-    assert all(isinstance(c, str) and c for c in got.codes)
-    assert got.verify_link is None or got.verify_link.startswith(("http://", "https://"))
+WORDS = st.sampled_from(
+    ["code", " code", "  code ", "verification code", "Code:", "验证码", "\n", " ", ":", "<a ",
+     'href="https://x.example/verify?token=Ab12Cd34Ef56Gh78"', "</a>", "<td>", "&amp;", "123456",
+     "K7Q-9P2", "\t", "is your", "#", "promo", "<!--", "<style>", "İ", "\u200b"]
+)  # fmt: skip
+MAILISH = st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=60).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MAILISH, MAILISH, MAILISH)
+def test_the_extractor_never_raises(subject, text, html):
+    """Its inside, called directly (extract() would hide a bug behind NOTHING)."""
+    view = codes._View(subject, text, html)
+    found = codes._codes(view)
+    link = codes.links.verify_link(view.text, view.html, view.context)
+    assert all(isinstance(c, str) and c for c in found)
+    assert link is None or link.startswith(("http://", "https://"))
 
 
 def test_a_failure_inside_is_logged_and_gives_nothing(caplog):
@@ -232,5 +243,5 @@ def test_every_code_word_is_found_by_its_stem():
     """The stem index covers every word of the lists (a word without a stem
     would never be found): building it again raises on a gap."""
     index = codes._index()
-    indexed = {word for entries in index.values() for word, _ in entries}
+    indexed = {w for start, rest in index.values() for w, _ in start + sum(rest.values(), [])}
     assert indexed == set(codes.words.STRONG_CODE + codes.words.WEAK_CODE)
