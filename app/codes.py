@@ -385,8 +385,11 @@ def _after(part: str, pos: int) -> str | None:
         alone = below and _alone(window, start, m.end(1))
         if (slot or alone) and _valid(token, strict=True):
             return token
-        near = start <= AFTER and "\n" not in gap and len(gap.split()) <= 8
-        if near and not _SENTENCE_END.search(gap.rstrip(" :：")) and _mostly_digits(token):
+        said = gap.split()
+        same_sentence = "\n" not in gap and not _SENTENCE_END.search(gap.rstrip(" :："))
+        # a few words on, or right after the sentence's verb: "... for card 4821 is 840086"
+        near = len(said) <= 8 or (bool(said) and said[-1].lower().rstrip(":") in _COPULAS)
+        if start <= AFTER and same_sentence and near and _mostly_digits(token):
             if _valid(token, strict=False):
                 return token
     return None

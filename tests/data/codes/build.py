@@ -170,6 +170,7 @@ def write(name: str, source: dict[str, object], messages: list[dict[str, object]
 
 def build(names: list[str]) -> Iterator[str]:
     import handwritten
+    import heldout
     import sources_allauth
     import sources_i18n
     import sources_identity
@@ -178,7 +179,7 @@ def build(names: list[str]) -> Iterator[str]:
 
     builders = {}
     modules = (sources_identity, sources_allauth, sources_i18n, sources_vaults, sources_shop)
-    for module in (*modules, handwritten):
+    for module in (*modules, handwritten, heldout):
         builders.update(module.BUILDERS)
     for name, builder in builders.items():
         if names and name not in names:
