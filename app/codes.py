@@ -374,7 +374,7 @@ def _glued(window: str, start: int, end: int) -> bool:
 def _after(part: str, pos: int) -> str | None:
     """The code after its code word: in its slot (`code: X`, `code is X`), alone
     on a line below, or (digits) a few words on in the same sentence."""
-    window = part[pos : pos + ALONE_AFTER]
+    window = links.join_boxes(part[pos : pos + ALONE_AFTER])
     for m in _CANDIDATE.finditer(window):
         token, start = m.group(1), m.start(1)
         if _glued(window, start, m.end(1)):
