@@ -137,6 +137,17 @@ class Values:
         return self.rng.choice(items)
 
 
+# The ten languages the extractor must read, in this order in locales().
+LANGS = ("en", "de", "fr", "es", "pt", "it", "nl", "ru", "zh", "ja")
+
+
+def locales(names: str, **more: str) -> dict[str, str]:
+    """Our language codes -> a product's locale names, given in LANGS order
+    ("-" where it has none), plus more languages by keyword."""
+    pairs = zip(LANGS, names.split(), strict=True)
+    return {lang: name for lang, name in pairs if name != "-"} | more
+
+
 def message(
     ident: str,
     path: str | list[str],

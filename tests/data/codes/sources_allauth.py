@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from build import Repo, Values, message
+from build import Repo, Values, locales, message
 from render import render
 
 Built = tuple[dict[str, object], list[dict[str, object]]]
@@ -95,20 +95,7 @@ def django_trans(src: str, catalog: dict[str, str], seen: list[bool] | None = No
     return re.sub(pattern, one, src, flags=re.S)
 
 
-ALLAUTH_LANGS = {
-    "en": "en",
-    "de": "de",
-    "fr": "fr",
-    "es": "es",
-    "pt": "pt_BR",
-    "it": "it",
-    "nl": "nl",
-    "ru": "ru",
-    "zh": "zh_Hans",
-    "ja": "ja",
-    "pl": "pl",
-    "sv": "sv",
-}
+ALLAUTH_LANGS = locales("en de fr es pt_BR it nl ru zh_Hans ja", pl="pl", sv="sv")
 ALLAUTH = [
     ("account", "email_confirmation", "link"),
     ("account", "email_confirmation_signup", "code"),

@@ -8,27 +8,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from build import Repo, Values, message
+from build import Repo, Values, locales, message
 from render import fill, html_to_text, render, text_to_html
 
 Built = tuple[dict[str, object], list[dict[str, object]]]
 
 
-APPWRITE_LANGS = {
-    "en": "en",
-    "de": "de",
-    "fr": "fr",
-    "es": "es",
-    "pt": "pt-br",
-    "it": "it",
-    "nl": "nl",
-    "ru": "ru",
-    "zh": "zh-cn",
-    "ja": "ja",
-    "ko": "ko",
-    "tr": "tr",
-    "pl": "pl",
-}
+APPWRITE_LANGS = locales("en de fr es pt-br it nl ru zh-cn ja", ko="ko", tr="tr", pl="pl")
 # translation prefix -> (body template, label kind)
 APPWRITE = {
     "verification": ("email-inner-base.tpl", "link"),
@@ -150,16 +136,7 @@ def yaml_messages(text: str) -> dict[str, str]:
     return out
 
 
-HANKO_LANGS = {
-    "en": "en",
-    "de": "de",
-    "fr": "fr",
-    "it": "it",
-    "nl": "nl",
-    "pt": "pt-BR",
-    "zh": "zh-CN",
-    "pl": "pl",
-}
+HANKO_LANGS = locales("en de fr - pt-BR it nl - zh-CN -", pl="pl")
 HANKO = [
     "login",
     "recovery",
@@ -226,20 +203,7 @@ def hanko() -> Built:
     return repo.header(), out
 
 
-LEMMY_LANGS = {
-    "en": "en",
-    "de": "de",
-    "fr": "fr",
-    "es": "es",
-    "pt": "pt_BR",
-    "it": "it",
-    "nl": "nl",
-    "ru": "ru",
-    "zh": "zh_Hans",
-    "ja": "ja",
-    "uk": "uk",
-    "cs": "cs",
-}
+LEMMY_LANGS = locales("en de fr es pt_BR it nl ru zh_Hans ja", uk="uk", cs="cs")
 # (subject key, body key, label)
 LEMMY = [
     ("verify_email_subject", "verify_email_body", "link"),
@@ -310,20 +274,9 @@ def lemmy() -> Built:
     return repo.header(), out
 
 
-OUTLINE_LANGS = {
-    "en": "en_US",
-    "de": "de_DE",
-    "fr": "fr_FR",
-    "es": "es_ES",
-    "pt": "pt_BR",
-    "it": "it_IT",
-    "nl": "nl_NL",
-    "zh": "zh_CN",
-    "ja": "ja_JP",
-    "ko": "ko_KR",
-    "tr": "tr_TR",
-    "uk": "uk_UA",
-}
+OUTLINE_LANGS = locales(
+    "en_US de_DE fr_FR es_ES pt_BR it_IT nl_NL - zh_CN ja_JP", ko="ko_KR", tr="tr_TR", uk="uk_UA"
+)
 # (template, subject, text lines with {placeholders} filled after translation, label)
 OUTLINE = [
     (

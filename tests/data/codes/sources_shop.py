@@ -9,24 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from build import Repo, Values, message
+from build import Repo, Values, locales, message
 from render import html_to_text, render
 
 Built = tuple[dict[str, object], list[dict[str, object]]]
 
-SYLIUS_LANGS = {
-    "en": "en",
-    "de": "de",
-    "fr": "fr",
-    "es": "es",
-    "pt": "pt",
-    "it": "it",
-    "nl": "nl",
-    "ru": "ru",
-    "zh": "zh_CN",
-    "ja": "ja",
-    "pl": "pl",
-}
+SYLIUS_LANGS = locales("en de fr es pt it nl ru zh_CN ja", pl="pl")
 SYLIUS = "src/Sylius/Bundle/CoreBundle/Resources/"
 # template -> (label kind, subject key)
 SYLIUS_MAILS = {
