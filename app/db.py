@@ -248,9 +248,15 @@ async def insert_batch(
         try:
             statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
             await conn.execute(statement, *batch_args(batch, revoke))
-        except BaseException:
-            # Its state is unknown after a failure: the pool makes a new one.
-            conn.terminate()
+        except BaseException as error:
+            if not isinstance(error, asyncpg.PostgresError):
+                # A client-side failure (cancelled, timed out) leaves the
+                # connection in an unknown state: the pool makes a new one. A
+                # connection that was lost is released already, and terminating
+                # it again would raise and hide this error. (After an error the
+                # server reported, the connection is in sync and is reused.)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
             raise
 
 
