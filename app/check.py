@@ -53,6 +53,12 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
                     report(ok, text)
         except Exception as error:
             report(False, f"mail tables unreadable: {error!r}")
+        try:
+            await db.probe_write(pool)
+            report(True, "database takes mail (a test row, rolled back)")
+        except Exception as error:
+            full = db.classify(error) == db.STORE_FULL
+            report(False, ("mail store full: " if full else "writes fail: ") + db.describe(error))
     if pool is not None:
         source = make_source(settings, pool)
         for table in ("domains", "bans", "private_email"):

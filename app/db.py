@@ -5,8 +5,9 @@ db_expiry.py holds retention's partitions and deletes, db_catalog.py reads
 what `check` reports about the mail tables.
 
 Errors are sorted by what the caller should do (`classify`): connection
-losses, timeouts and server-side trouble are worth retrying; data errors
-(SQLSTATE classes 22 and 23) are tied to a row and never go away.
+losses, timeouts and server-side trouble are worth retrying, a full disk
+too (new mail is refused meanwhile); anything else is a refusal, which may
+be about one row or every row (the writer tells which: app/refusals.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -68,24 +70,44 @@ async def announce_list_change(conn: asyncpg.Connection, table: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", LISTS_CHANNEL, table)
 
 
-RETRY, REJECT, UNKNOWN = "retry", "reject", "unknown"
+def describe(error: BaseException) -> str:
+    """`error` for a dead letter, a log line, /readyz, `check`: class, SQLSTATE, text."""
+    state = getattr(error, "sqlstate", None)
+    return f"{type(error).__name__}" + (f" ({state})" if state else "") + f": {error}"
+
+
+RETRY, REFUSED, STORE_FULL = "retry", "refused", "store full"
+
+# SQLSTATE classes that are never about a row: the connection (08), the
+# login (28, 3D), a transaction that lost a race (40), the server's resources
+# (53; 53100 disk full is STORE_FULL), a lock or object busy (55), the server
+# shutting down or a query cancelled (57), an I/O error (58), a read-only
+# standby (25).
+NOT_ABOUT_A_ROW = frozenset({"08", "25", "28", "3D", "40", "53", "55", "57", "58"})
+DISK_FULL = "53100"
 
 
 def classify(error: BaseException) -> str:
     """What a failed batch write calls for.
 
     RETRY: the connection or the server failed; the same write will succeed
-    later. REJECT: PostgreSQL refused a value (SQLSTATE classes 22 and 23, or
-    asyncpg could not encode it): a row is bad. UNKNOWN: anything else
-    (asyncpg client states after a broken connection, bugs): worth a few
-    retries before the batch is searched for a bad row.
+    later. STORE_FULL: the database is out of disk space: retried too, and
+    new mail is refused meanwhile. REFUSED: anything else, whatever its
+    class (a value, an index entry too large, an operator's trigger; asyncpg
+    could not encode a value; a bug): maybe one row, maybe every row (a
+    dropped column): app/refusals.py tells which.
     """
     state = getattr(error, "sqlstate", None) or ""
-    if state[:2] in ("22", "23") or isinstance(error, asyncpg.DataError):
-        return REJECT
-    if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)):
+    if state == DISK_FULL:
+        return STORE_FULL
+    if isinstance(error, asyncpg.DataError):
+        return REFUSED
+    if state[:2] in NOT_ABOUT_A_ROW:
         return RETRY
-    return UNKNOWN
+    client_side = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+    if not state and isinstance(error, client_side):
+        return RETRY  # the connection was lost or timed out, or asyncpg lost its state
+    return REFUSED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,12 +209,16 @@ WITH raw AS (
     SELECT DISTINCT unnest({_OWNER})
     ON CONFLICT (email_address) DO NOTHING
 ), private AS (
-    -- Spelled as operators type it: case, spaces and a final dot do not count,
-    -- and an IDN domain may be in Unicode (punycode is not SQL's: Python's).
+    -- Best effort: a row another transaction holds (a website updating it) is
+    -- skipped, never waited for: a lock on a list table must not stop mail.
     UPDATE private_email SET last_updated_at = now()
-    WHERE lower(rtrim(btrim(email), '.')) = ANY({_OWNER} || {_IDN_OWNERS}){
-        revokes if revoking else ""
-    }
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM private_email
+        -- Spelled as operators type it: case, spaces and a final dot do not count,
+        -- and an IDN domain may be in Unicode (punycode is not SQL's: Python's).
+        WHERE lower(rtrim(btrim(email), '.')) = ANY({_OWNER} || {_IDN_OWNERS})
+        FOR UPDATE SKIP LOCKED
+    )){revokes if revoking else ""}
 )
 SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
 FROM unnest({_ROW_ID}, {_OWNER}) AS n(id, owner)
@@ -248,16 +274,56 @@ async def insert_batch(
         try:
             statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
             await conn.execute(statement, *batch_args(batch, revoke))
-        except BaseException as error:
-            if not isinstance(error, asyncpg.PostgresError):
-                # A client-side failure (cancelled, timed out) leaves the
-                # connection in an unknown state: the pool makes a new one. A
-                # connection that was lost is released already, and terminating
-                # it again would raise and hide this error. (After an error the
-                # server reported, the connection is in sync and is reused.)
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    conn.terminate()
+        except BaseException:
+            # Its state is unknown after a failure: the pool makes a new one.
+            # A connection that was lost is released already: terminating it
+            # again would raise, and hide the error that matters.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
             raise
+
+
+PROBE_BYTES = 64 * 1024  # a message's size, for probe_write
+
+
+class _RolledBack(Exception):
+    """Ends a transaction whose rows must not stay (probe_write, refused_beside)."""
+
+
+async def probe_write(pool: asyncpg.Pool) -> None:
+    """Write a row of mail's size into raw_messages and roll it back: raises
+    (DiskFullError) while the database has no room for mail."""
+    async with pool.acquire() as conn:
+        with contextlib.suppress(_RolledBack):
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO raw_messages (id, raw, received_at) VALUES ($1, $2, now())",
+                    uuid.uuid4(),
+                    os.urandom(PROBE_BYTES),  # random: compression cannot shrink it
+                )
+                raise _RolledBack
+
+
+async def refused_beside(pool: asyncpg.Pool, message: Prepared, twin: Prepared) -> bool:
+    """Does the database take `twin` and refuse `message`, in one transaction
+    (rolled back: no row stays, no notification is sent)? Between the two
+    nothing can change the tables: the twin's insert holds their locks.
+    Raises if the twin is refused (or the connection fails)."""
+    refused = False
+    async with pool.acquire() as conn:
+        with contextlib.suppress(_RolledBack):
+            async with conn.transaction():
+                await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred ones too
+                await conn.execute(INSERT_BATCH, *batch_args([twin], ()))
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(INSERT_BATCH, *batch_args([message], ()))
+                except Exception as error:
+                    if classify(error) != REFUSED:
+                        raise
+                    refused = True
+                raise _RolledBack
+    return refused
 
 
 async def ping(pool: asyncpg.Pool) -> None:

@@ -41,7 +41,9 @@ def spool_during_an_outage(make_server, database_url: str, spool: Spool) -> None
     finally:
         proxy.stop()
     [(_, envelope)] = list(spool.pending())
-    spool.save_pending(dataclasses.replace(envelope, received_at=envelope.received_at - OUTAGE))
+    spool.save_pending_all(
+        [dataclasses.replace(envelope, received_at=envelope.received_at - OUTAGE)]
+    )
 
 
 def test_old_message_committed_while_listen_is_down_reaches_the_stream(
