@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from . import config, db, db_catalog, db_schema, embedded
+from . import config, db, db_catalog, db_errors, db_schema, embedded
 from .config import Settings
 from .sources import PRIVATE_ORDER, make_source
 from .spool import Spool
@@ -57,8 +57,11 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
             await db.probe_write(pool)
             report(True, "database takes mail (a test row, rolled back)")
         except Exception as error:
-            full = db.classify(error) == db.STORE_FULL
-            report(False, ("mail store full: " if full else "writes fail: ") + db.describe(error))
+            full = db_errors.classify(error) == db_errors.STORE_FULL
+            report(
+                False,
+                ("mail store full: " if full else "writes fail: ") + db_errors.describe(error),
+            )
     if pool is not None:
         source = make_source(settings, pool)
         for table in ("domains", "bans", "private_email"):

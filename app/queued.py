@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
 from .model import Envelope, Prepared
+from .parse import EMPTY
+
+log = logging.getLogger("app.store")
 
 
 @dataclasses.dataclass(eq=False)
@@ -30,6 +34,16 @@ class Item:
     def abandoned(self) -> bool:
         """The sender was told 451 (its durable wait gave up)."""
         return self.committed is not None and self.committed.cancelled()
+
+
+def prepared_of(item: Item) -> Prepared:
+    """The finished preparation of `item`."""
+    prepared = item.prepared
+    if not prepared.cancelled() and prepared.exception() is None:
+        return prepared.result()
+    # A preparation never raises; if one does, or was cancelled, store it raw.
+    log.error("[store] preparing %s failed: storing it unparsed", item.envelope.id)
+    return Prepared(item.envelope, EMPTY, None)
 
 
 def with_verdict(item: Item) -> Envelope:

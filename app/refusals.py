@@ -2,7 +2,7 @@
 the message is the cause (poison) or the database is (it refuses every row).
 
 A refusal is any failed write that is not about the connection, the server
-or its disk (db.classify): a value PostgreSQL will not take, an index entry
+or its disk (db_errors.classify): a value PostgreSQL will not take, an index entry
 too large for an operator's index (54000), an operator's trigger that raises
 for one row (P0001), whatever its class; but also a dropped column or a
 trigger that raises for every row. The two look alike in one failed write.
@@ -26,9 +26,9 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from . import db
+from . import db, db_errors
 from .model import ParsedMail, Prepared
-from .queued import Item
+from .queued import Item, prepared_of
 
 log = logging.getLogger("app.store")
 
@@ -59,14 +59,13 @@ class Refusals:
 
     def __init__(
         self,
+        pool: db.Pool,
         commit: Callable[[list[Item]], Awaitable[BaseException | None]],
-        refused_beside_twin: Callable[[Item], Awaitable[bool]],
         dead: Callable[[Item, str], object],
         live: Callable[[list[Item]], list[Item]],
     ) -> None:
+        self._pool = pool
         self._commit = commit  # None: committed; else the refusal (outages retried inside)
-        # Does the database refuse the message and take a benign twin, at once?
-        self._refused_beside_twin = refused_beside_twin
         self._dead = dead  # set a message aside as a dead letter
         self._live = live  # the messages of a list still owed (abandoned ones revoked)
         self.held: list[Item] = []
@@ -111,7 +110,7 @@ class Refusals:
         return []
 
     async def _refused_alone(self, item: Item, refusal: BaseException) -> None:
-        reason, kind = db.describe(refusal), _kind(refusal)
+        reason, kind = db_errors.describe(refusal), _kind(refusal)
         again = item.refused_at is not None and self.commits > item.refused_at
         if (again and item.refusal == kind) or await self._refused_beside_twin(item):
             self._dead(item, reason)  # refused while the database takes other rows: poison
@@ -133,6 +132,15 @@ class Refusals:
                 "aside; durable mail gets 451 until it takes mail again",
                 reason,
             )
+
+    async def _refused_beside_twin(self, item: Item) -> bool:
+        """Does the database refuse `item` while it takes a benign twin of it?"""
+        prepared = prepared_of(item)
+        try:
+            return await db.refused_beside(self._pool, prepared, benign_twin(prepared))
+        except Exception as error:
+            log.info("[store] the twin of %s was refused too: %r", item.envelope.id, error)
+            return False
 
     def take(self, probe: bool = False) -> list[Item]:
         """Held messages to try again: those refused before the last commit,

@@ -9,9 +9,11 @@ the spool takes files again; nothing accepted is dropped.
 
 from __future__ import annotations
 
+import collections
 import logging
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from . import metrics
 from .queued import Item, WriterStats, with_verdict
@@ -28,6 +30,10 @@ class Safekeeping:
         self.error: str | None = None  # why the spool cannot be written, if so
         # Dead letters the spool could not take yet (retried each writer cycle).
         self.unsaved_dead: list[tuple[Item, str]] = []
+        # Abandoned after a write that may have committed: deleted with the next write.
+        self.revokes: list[uuid.UUID] = []
+        # Spool files being replayed: how many of their messages are not yet safe.
+        self._replaying: collections.Counter[Path] = collections.Counter()
 
     def save_dead(self, item: Item, reason: str) -> bool:
         """Set `item` aside on disk; if the spool fails, keep it here and refuse new mail."""
@@ -91,13 +97,34 @@ class Safekeeping:
             )
         self.error = repr(error)
 
-    def save_revoke(self, message_id: uuid.UUID) -> None:
+    def replaying(self, path: Path) -> None:
+        """One more message of spool file `path` is being replayed."""
+        self._replaying[path] += 1
+
+    def replayed(self, path: Path) -> None:
+        """A message of `path` is safe; the file goes with its last one."""
+        self._replaying[path] -= 1
+        if self._replaying[path] <= 0:
+            del self._replaying[path]
+            path.unlink(missing_ok=True)
+
+    def owe_revoke(self, message_id: uuid.UUID) -> None:
+        """Owe a delete of `message_id` (its sender was told 451 after a write
+        that may have committed), kept on disk until it commits."""
+        self.revokes.append(message_id)
         try:
             self.spool.save_revoke(message_id)
         except OSError as error:
             self.failed(error)
 
-    def forget_revokes(self, message_ids: list[uuid.UUID]) -> None:
+    def owe_spooled_revokes(self) -> int:
+        """Start-up: owe the revokes an earlier run left on disk; how many."""
+        self.revokes += [i for i in self.spool.revokes() if i not in self.revokes]
+        return len(self.revokes)
+
+    def revoked(self, message_ids: list[uuid.UUID]) -> None:
+        """The first `message_ids` of `revokes` committed: forget them."""
+        del self.revokes[: len(message_ids)]
         if message_ids:
             try:
                 self.spool.forget_revokes(message_ids)
@@ -106,13 +133,13 @@ class Safekeeping:
 
     def spool_left(self, items: list[Item]) -> int:
         """Shutdown: spool the acknowledged messages of `items` not yet safe,
-        all at once (Spool.save_pending_all); return how many were spooled."""
+        all at once (Spool.save_pending); return how many were spooled."""
         owed = [
             item
             for item in dict.fromkeys(items)  # an item may be listed twice (held, in flight)
             if not (item.done or item.abandoned or item.spool_path is not None)
         ]
-        errors = self.spool.save_pending_all([with_verdict(item) for item in owed])
+        errors = self.spool.save_pending([with_verdict(item) for item in owed])
         spooled = lost = 0
         for item, error in zip(owed, errors, strict=True):
             if error is not None:

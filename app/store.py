@@ -34,11 +34,10 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import db, metrics
+from . import db, db_errors, metrics
 from .model import Envelope, Prepared
-from .parse import EMPTY
-from .queued import Item, WriterStats
-from .refusals import Refusals, benign_twin
+from .queued import Item, WriterStats, prepared_of
+from .refusals import Refusals
 from .safekeeping import Safekeeping
 from .spool import Spool
 
@@ -88,16 +87,12 @@ class BatchWriter:
         self._idle.set()
         self._last_commit = time.monotonic()
         self._last_batch_len = 1
-        # Abandoned after a write that may have committed: deleted with the next write.
-        self._revoke: list[uuid.UUID] = []
         self.outage = False  # the last write attempt failed for a transient reason
         self.store_full: str | None = None  # the database is out of disk space: why
         self.running = False  # the writer loop is alive
         self.stats = WriterStats()
         self._safe = Safekeeping(spool, self._release, self.stats)
-        self._refusals = Refusals(
-            self._commit, self._refused_beside_twin, self._safe.save_dead, self._without_abandoned
-        )
+        self._refusals = Refusals(pool, self._commit, self._safe.save_dead, self._without_abandoned)
 
     @property
     def spool_error(self) -> str | None:
@@ -167,16 +162,14 @@ class BatchWriter:
 
         Spool files go only after their commit.
         """
-        self._revoke += [i for i in self._spool.revokes() if i not in self._revoke]
+        revokes = self._safe.owe_spooled_revokes()
         count = 0
         for path, envelope in self._spool.pending():
-            item = Item(envelope, prepare(envelope), spool_path=path)
-            self._enqueue(item)
+            self._safe.replaying(path)
+            self._enqueue(Item(envelope, prepare(envelope), spool_path=path))
             count += 1
-        if count or self._revoke:
-            log.warning(
-                "[store] replaying %d spooled messages and %d revokes", count, len(self._revoke)
-            )
+        if count or revokes:
+            log.warning("[store] replaying %d spooled messages and %d revokes", count, revokes)
             self._arrived.set()
         return count
 
@@ -217,7 +210,7 @@ class BatchWriter:
                 self._forget(item)  # 451 given before any write: nothing is owed
         live = self._without_abandoned(batch)
         leftover = []
-        if live or self._revoke or self.outage or self.store_full:
+        if live or self._safe.revokes or self.outage or self.store_full:
             leftover = await self._write(live)
         self._in_flight = leftover
         if not (leftover or self._waiting):
@@ -266,38 +259,51 @@ class BatchWriter:
         return bool(
             self.outage
             or self.store_full
-            or self._revoke
+            or self._safe.revokes
             or self.spool_error is not None
             or self.refusing is not None
         )
 
     async def _ready(self, batch: list[Item]) -> list[Item]:
-        """The items of `batch` whose preparation is done, waiting for the
-        first to finish (taking newly arrived mail meanwhile) if none is; the
-        others go back to the front of the line, so one sender whose DNS does
-        not answer (up to AUTH_TIMEOUT) delays no one."""
+        """The items of `batch` whose preparation is done (up to BATCH_BYTES),
+        waiting for the first to finish (taking newly arrived mail meanwhile)
+        if none is; the others go back to the front of the line, so one sender
+        whose DNS does not answer (up to AUTH_TIMEOUT), or one message that
+        parses slowly (up to PARSE_TIMEOUT), delays no one."""
         while batch and not any(item.prepared.done() for item in batch):
+            if self._waiting and len(self._in_flight) < self._batch_max:
+                self._take(self._in_flight)  # newer mail may be ready sooner: take it too
+                batch = list(self._in_flight)
+                continue
             self._arrived.clear()
             arrival = asyncio.ensure_future(self._arrived.wait())
             waiting: list[asyncio.Future[Any]] = [item.prepared for item in batch]
             await asyncio.wait([*waiting, arrival], return_when=FIRST_COMPLETED)
             arrival.cancel()
-            if self._waiting:  # newer mail may be ready sooner: take it too
-                self._take(self._in_flight)
-                batch = list(self._in_flight)
-        ready = [item for item in batch if item.prepared.done()]
-        later = [item for item in batch if not item.prepared.done()]
+        ready: list[Item] = []
+        later: list[Item] = []
+        size = 0
+        for item in batch:
+            raw = len(item.envelope.raw)
+            if item.prepared.done() and (not ready or size + raw <= BATCH_BYTES):
+                ready.append(item)
+                size += raw
+            else:
+                later.append(item)
         if later:
             self._waiting.extendleft(reversed(later))
             self._in_flight = list(ready)
         return ready
 
     def _take(self, batch: list[Item]) -> None:
-        size = sum(len(item.envelope.raw) for item in batch)
+        """Move waiting mail into `batch`, up to BATCH_MAX messages and
+        BATCH_BYTES of prepared ones (one still being prepared takes no room
+        yet: _ready keeps the statement within BATCH_BYTES)."""
+        size = sum(len(item.envelope.raw) for item in batch if item.prepared.done())
         while self._waiting and len(batch) < self._batch_max and size < BATCH_BYTES:
             item = self._waiting.popleft()
             batch.append(item)
-            size += len(item.envelope.raw)
+            size += len(item.envelope.raw) if item.prepared.done() else 0
 
     def _put_back(self, items: list[Item]) -> None:
         """After an unexpected error: items not yet safe stay in flight, written first."""
@@ -309,15 +315,6 @@ class BatchWriter:
         """`item` leaves the writer: written, on disk, or dropped before any write."""
         item.done = True
         self._queued_bytes -= len(item.envelope.raw)
-
-    def _prepared(self, item: Item) -> Prepared:
-        """The finished preparation of `item`."""
-        prepared = item.prepared
-        if not prepared.cancelled() and prepared.exception() is None:
-            return prepared.result()
-        # A preparation never raises; if one does, or was cancelled, store it raw.
-        log.error("[store] preparing %s failed: storing it unparsed", item.envelope.id)
-        return Prepared(item.envelope, EMPTY, None)
 
     async def _write(self, batch: list[Item]) -> list[Item]:
         """Commit `batch`; if the database refuses it, find the message it
@@ -341,12 +338,12 @@ class BatchWriter:
         backoff = BACKOFF_FIRST
         while True:
             started = time.perf_counter()
-            revoke = list(self._revoke)
+            revoke = list(self._safe.revokes)
             try:
                 await self._attempt(batch, revoke)
             except Exception as error:
-                kind = db.classify(error)
-                if kind == db.REFUSED:
+                kind = db_errors.classify(error)
+                if kind == db_errors.REFUSED:
                     return error
                 self._unavailable(error, kind)
                 await asyncio.sleep(backoff)
@@ -356,8 +353,7 @@ class BatchWriter:
                 batch = self._without_abandoned(batch)
                 continue
             self._available(bool(batch))
-            del self._revoke[: len(revoke)]
-            self._safe.forget_revokes(revoke)
+            self._safe.revoked(revoke)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             self._committed(batch)
             return None
@@ -367,28 +363,19 @@ class BatchWriter:
             # Only a real write tells whether the disk has room again.
             await db.probe_write(self._pool)
             return
-        await db.insert_batch(self._pool, [self._prepared(item) for item in batch], revoke)
-
-    async def _refused_beside_twin(self, item: Item) -> bool:
-        """Does the database refuse `item` while it takes a benign twin of it?"""
-        prepared = self._prepared(item)
-        try:
-            return await db.refused_beside(self._pool, prepared, benign_twin(prepared))
-        except Exception as error:
-            log.info("[store] the twin of %s was refused too: %r", item.envelope.id, error)
-            return False
+        await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
 
     def _unavailable(self, error: Exception, kind: str) -> None:
         """A write failed for a reason that is not the mail's: say so once."""
-        if kind == db.STORE_FULL:
+        if kind == db_errors.STORE_FULL:
             metrics.STORE_FULL.inc()
             if self.store_full is None:
                 log.error(
                     "[store] the database is out of disk space (%s): new mail gets 452 until "
                     "it has room; what was accepted is kept and retried",
-                    db.describe(error),
+                    db_errors.describe(error),
                 )
-                self.store_full = db.describe(error)
+                self.store_full = db_errors.describe(error)
         elif not self.outage:
             log.warning("[store] database write failed, retrying: %r", error)
         if not self.outage:
@@ -414,16 +401,11 @@ class BatchWriter:
             if item.done:
                 continue
             if item.abandoned:
-                self._add_revoke(item.envelope.id)
+                self._safe.owe_revoke(item.envelope.id)
                 self._forget(item)
             else:
                 kept.append(item)
         return kept
-
-    def _add_revoke(self, message_id: uuid.UUID) -> None:
-        """Owe a delete of `message_id`, kept on disk until it commits."""
-        self._revoke.append(message_id)
-        self._safe.save_revoke(message_id)
 
     def watch_spool(self) -> None:
         """The periodic look at the spool (Safekeeping.watch)."""
@@ -441,7 +423,7 @@ class BatchWriter:
             if item.abandoned:
                 # Its sender was told 451 while the write went through: it will
                 # send again, so this copy must go.
-                self._add_revoke(item.envelope.id)
+                self._safe.owe_revoke(item.envelope.id)
             self._release(item)
 
     def _release(self, item: Item) -> None:
@@ -450,7 +432,7 @@ class BatchWriter:
         if item.committed is not None and not item.committed.done():
             item.committed.set_result(None)
         if item.spool_path is not None:
-            item.spool_path.unlink(missing_ok=True)
+            self._safe.replayed(item.spool_path)
 
     # Shutdown ----------------------------------------------------------------
 
@@ -468,7 +450,7 @@ class BatchWriter:
         for item in self._in_flight:
             if item.abandoned and not item.done:
                 # No 250 was given, and its write may have committed.
-                self._add_revoke(item.envelope.id)
+                self._safe.owe_revoke(item.envelope.id)
         left = [
             *self._in_flight,
             *(item for item, _ in self._safe.unsaved_dead),
