@@ -11,8 +11,10 @@ killed and replaced; the caller gets None and stores the message unparsed
 
 The processes ignore SIGTERM and SIGINT: systemd signals the whole process
 group at stop, and Ctrl-C the whole foreground group, while the service
-still needs them to parse what it drains. The service stops them itself,
-last (`close`); one whose parent died ends at its next read (end of file).
+still needs them to parse what it drains. A message goes only to a process
+that has said it started (so ignores them); one that ended while starting
+is replaced and the message goes to the next. The service stops them
+itself, last (`close`); one whose parent died ends at its next read.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = logging.getLogger("app.prepare")
 
 PROCESSES = 2  # one hostile message never holds them all
 KILL_GRACE = 2.0  # seconds past the bound before a process that has not answered is killed
+START_WAIT = 60.0  # seconds a new process may take to start
+START_TRIES = 3  # processes tried for one message when they end while starting
+STARTED = b"started"
 STOP_WAIT = 1.0  # seconds a process gets to end after its pipe closes
 
 
@@ -48,6 +53,7 @@ def _serve(pipe: multiprocessing.connection.Connection, timeout: float) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, _overtime)
+    pipe.send_bytes(STARTED)  # from now on a stop signal to the group does not end it
     while True:
         try:
             raw = pipe.recv_bytes()
@@ -72,15 +78,26 @@ class _Process:
         self.process.start()
         child.close()
         self._wait = timeout + KILL_GRACE
+        self._started = False
 
-    def parse(self, raw: bytes) -> tuple[bool, ParsedMail | None]:
-        """Blocking (run it in a thread): (whether the process answered, the
-        parse or None if it gave up at its bound)."""
+    def parse(self, raw: bytes) -> tuple[str, ParsedMail | None]:
+        """Blocking (run it in a thread): ("answered", the parse or None if it
+        gave up at its bound), ("silent", None) if it did not answer in time,
+        or ("lost", None) if it ended while starting, before taking `raw`
+        (a stop signal sent to the whole group then ends it)."""
+        if not self._started:
+            if not self._pipe.poll(START_WAIT):
+                return "silent", None
+            try:
+                self._pipe.recv_bytes()
+            except EOFError:
+                return "lost", None
+            self._started = True
         self._pipe.send_bytes(raw)
         if not self._pipe.poll(self._wait):
-            return False, None
+            return "silent", None
         result = self._pipe.recv()
-        return True, result if isinstance(result, ParsedMail) else None
+        return "answered", result if isinstance(result, ParsedMail) else None
 
     @property
     def alive(self) -> bool:
@@ -110,22 +127,22 @@ class Parsers:
             self._free = asyncio.Queue()
             for _ in range(PROCESSES):
                 self._free.put_nowait(self._start())
-        process = await self._free.get()
-        try:
-            answered, result = await asyncio.to_thread(process.parse, raw)
-            problem = None if answered else "did not answer in time"
-        except (OSError, EOFError) as error:  # it died (out of memory, killed)
-            result, problem = None, f"failed ({error!r})"
-        # (Cancelled: the service is stopping, and `close` stops every process.)
-        if problem is None and not process.alive:
-            problem = "ended"
-        if problem is not None:
-            log.error("[prepare] a parser process %s: replaced", problem)
-            self._all.remove(process)
-            process.stop(0)
-            process = self._start()
-        self._free.put_nowait(process)
-        return result
+        for _ in range(START_TRIES):
+            process = await self._free.get()
+            try:
+                outcome, result = await asyncio.to_thread(process.parse, raw)
+            except (OSError, EOFError) as error:  # it died (out of memory, killed)
+                outcome, result = f"failed ({error!r})", None
+            # (Cancelled: the service is stopping, and `close` stops every process.)
+            if outcome != "answered" or not process.alive:
+                log.error("[prepare] a parser process %s: replaced", outcome)
+                self._all.remove(process)
+                process.stop(0)
+                process = self._start()
+            self._free.put_nowait(process)
+            if outcome != "lost":
+                return result
+        return None
 
     def _start(self) -> _Process:
         process = _Process(self._timeout)
