@@ -57,7 +57,7 @@ def _serve(pipe: multiprocessing.connection.Connection, timeout: float) -> None:
     while True:
         try:
             raw = pipe.recv_bytes()
-        except EOFError:  # the service closed the pipe, or died
+        except (EOFError, OSError):  # the service closed the pipe, or died
             return
         result: ParsedMail | None = None
         signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -67,7 +67,10 @@ def _serve(pipe: multiprocessing.connection.Connection, timeout: float) -> None:
             pass
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        pipe.send(result)
+        try:
+            pipe.send(result)
+        except OSError:  # the service is gone
+            return
 
 
 class _Process:
