@@ -31,3 +31,23 @@ def test_bench_smoke_runs_and_prints_the_table():
         "ours durable x1 paced 100/s",
     ]
     assert all(line.rstrip().endswith("| 0 |") for line in lines[3:]), result.stdout
+
+
+def test_write_path_bench_smoke_runs_and_prints_the_table():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.write_path", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:]]
+    assert [run.split(" (")[0] for run in runs] == [
+        "spool 200 x 4 KB, one file each",
+        "spool 200 x 4 KB, one batch file",
+        "parse typical 4 KB",
+        "parse 245 KB Subject of encoded words",
+        "slowest 220, nothing else running",
+        "slowest 220 while a 245 KB Subject of encoded words is received",
+    ], result.stdout
