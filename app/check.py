@@ -13,6 +13,16 @@ from .tls import certificate_expiry
 CERT_WARN_DAYS = 14
 
 
+async def takes_mail(pool: db.Pool) -> tuple[bool, str]:
+    """Does the database take a write (db.probe_write)? With the line to print."""
+    try:
+        await db.probe_write(pool)
+    except Exception as error:
+        full = db_errors.classify(error) == db_errors.STORE_FULL
+        return False, ("mail store full: " if full else "writes fail: ") + db_errors.describe(error)
+    return True, "database takes mail (a test row, rolled back)"
+
+
 async def run_checks(settings: Settings, env_file: str | None = None) -> int:
     """Print one `ok:`/`error:` line per check; return 1 if any failed."""
     failed = False
@@ -53,15 +63,7 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
                     report(ok, text)
         except Exception as error:
             report(False, f"mail tables unreadable: {error!r}")
-        try:
-            await db.probe_write(pool)
-            report(True, "database takes mail (a test row, rolled back)")
-        except Exception as error:
-            full = db_errors.classify(error) == db_errors.STORE_FULL
-            report(
-                False,
-                ("mail store full: " if full else "writes fail: ") + db_errors.describe(error),
-            )
+        report(*await takes_mail(pool))
     if pool is not None:
         source = make_source(settings, pool)
         for table in ("domains", "bans", "private_email"):

@@ -131,9 +131,15 @@ class Safekeeping:
             except OSError as error:  # a stale revoke file only deletes nothing later
                 log.warning("[store] could not remove revoke files: %r", error)
 
-    def spool_left(self, items: list[Item]) -> int:
-        """Shutdown: spool the acknowledged messages of `items` not yet safe,
-        all at once (Spool.save_pending); return how many were spooled."""
+    def spool_left(self, in_flight: list[Item], queued: list[Item]) -> int:
+        """Shutdown: spool the acknowledged messages not yet safe (those in
+        flight, the dead letters not saved, the held and waiting ones), all at
+        once (Spool.save_pending); return how many were spooled."""
+        for item in in_flight:
+            if item.abandoned and not item.done:
+                # No 250 was given, and its write may have committed.
+                self.owe_revoke(item.envelope.id)
+        items = [*in_flight, *(item for item, _ in self.unsaved_dead), *queued]
         owed = [
             item
             for item in dict.fromkeys(items)  # an item may be listed twice (held, in flight)

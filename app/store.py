@@ -256,13 +256,8 @@ class BatchWriter:
         return list(batch)
 
     def _owes_work(self) -> bool:
-        return bool(
-            self.outage
-            or self.store_full
-            or self._safe.revokes
-            or self.spool_error is not None
-            or self.refusing is not None
-        )
+        owed = (self.store_full, self.spool_error, self.refusing)
+        return self.outage or bool(self._safe.revokes) or any(r is not None for r in owed)
 
     async def _ready(self, batch: list[Item]) -> list[Item]:
         """The items of `batch` whose preparation is done (up to BATCH_BYTES),
@@ -338,9 +333,8 @@ class BatchWriter:
         backoff = BACKOFF_FIRST
         while True:
             started = time.perf_counter()
-            revoke = list(self._safe.revokes)
             try:
-                await self._attempt(batch, revoke)
+                revoked = await self._attempt(batch)
             except Exception as error:
                 kind = db_errors.classify(error)
                 if kind == db_errors.REFUSED:
@@ -353,17 +347,19 @@ class BatchWriter:
                 batch = self._without_abandoned(batch)
                 continue
             self._available(bool(batch))
-            self._safe.revoked(revoke)
+            self._safe.revoked(revoked)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             self._committed(batch)
             return None
 
-    async def _attempt(self, batch: list[Item], revoke: list[uuid.UUID]) -> None:
+    async def _attempt(self, batch: list[Item]) -> list[uuid.UUID]:
+        """Write `batch` and the revokes owed; returns the revokes it ran."""
         if not batch and self.store_full is not None:
-            # Only a real write tells whether the disk has room again.
-            await db.probe_write(self._pool)
-            return
+            await db.probe_write(self._pool)  # only a real write tells if there is room
+            return []
+        revoke = list(self._safe.revokes)
         await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
+        return revoke
 
     def _unavailable(self, error: Exception, kind: str) -> None:
         """A write failed for a reason that is not the mail's: say so once."""
@@ -447,14 +443,4 @@ class BatchWriter:
         await until(self._idle.wait(), timeout)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        for item in self._in_flight:
-            if item.abandoned and not item.done:
-                # No 250 was given, and its write may have committed.
-                self._safe.owe_revoke(item.envelope.id)
-        left = [
-            *self._in_flight,
-            *(item for item, _ in self._safe.unsaved_dead),
-            *self._refusals.held,
-            *self._waiting,
-        ]
-        return self._safe.spool_left(left)
+        return self._safe.spool_left(self._in_flight, [*self._refusals.held, *self._waiting])
