@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from publicsuffix2 import PublicSuffixList
 
 from .model import AuthResult, Envelope
-from .parse import clean_text
+from .parse import clean_text, parses_slowly
 from .policy import normalize_domain
 from .resolver import DnsFailure, NeedLookup, Resolver, normal_name
 
@@ -313,6 +313,21 @@ class _Checks:
         self.failed: set[str] = set()  # checks a library could not evaluate: permerror
 
     async def run(self) -> None:
+        if parses_slowly(self.message):  # a header that takes long to read: not on the loop
+            await asyncio.to_thread(self._read_header)
+        else:
+            self._read_header()
+        await self._prefetch()
+        for stage, name in (
+            (self._spf, "spf"),
+            (self._dkim, "dkim"),
+            (self._arc, "arc"),
+            (self._dmarc, "dmarc"),
+        ):
+            await self._guarded(stage, name)
+
+    def _read_header(self) -> None:
+        """The header fields, the signatures to verify, the From domains."""
         end = self.message.find(b"\r\n\r\n")
         parts = dkim_parts(self.message)
         if parts is not None:
@@ -332,14 +347,6 @@ class _Checks:
         self.has_arc = self.arc_sets > 0
         self.arc_affordable = self.arc_sets <= max(0, affordable - self.dkim_pending)
         self.from_domains = from_domains(self.headers)
-        await self._prefetch()
-        for stage, name in (
-            (self._spf, "spf"),
-            (self._dkim, "dkim"),
-            (self._arc, "arc"),
-            (self._dmarc, "dmarc"),
-        ):
-            await self._guarded(stage, name)
 
     async def _guarded(self, stage: Callable[[], Awaitable[None]], name: str) -> None:
         """A library failing on odd input makes that check permerror, not the others."""

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import datetime
 
-from . import config, db, db_catalog, db_schema, embedded
+from . import config, db, db_catalog, db_errors, db_schema, embedded
 from .config import Settings
 from .sources import PRIVATE_ORDER, make_source
 from .spool import Spool
 from .tls import certificate_expiry
 
 CERT_WARN_DAYS = 14
+
+
+async def takes_mail(pool: db.Pool) -> tuple[bool, str]:
+    """Does the database take a write (db.probe_write)? With the line to print."""
+    try:
+        await db.probe_write(pool)
+    except Exception as error:
+        full = db_errors.classify(error) == db_errors.STORE_FULL
+        return False, ("mail store full: " if full else "writes fail: ") + db_errors.describe(error)
+    return True, "database takes mail (a test row, rolled back)"
 
 
 async def run_checks(settings: Settings, env_file: str | None = None) -> int:
@@ -53,6 +63,7 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
                     report(ok, text)
         except Exception as error:
             report(False, f"mail tables unreadable: {error!r}")
+        report(*await takes_mail(pool))
     if pool is not None:
         source = make_source(settings, pool)
         for table in ("domains", "bans", "private_email"):

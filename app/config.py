@@ -245,6 +245,9 @@ class Settings:
     auth_timeout: float = setting(
         "3", _float(0.1, 60),
         "seconds the checks of one message may take (DNS included); then temperror")
+    parse_timeout: float = setting(
+        "10", _float(0.1, 600),
+        "seconds parsing one message may take; then it is stored unparsed (raw kept)")
     dns_resolver: str | None = setting(
         "", _resolver_address,
         "IP address (ip:port, [ipv6]:port) of the DNS resolver; empty: the system's")

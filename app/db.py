@@ -4,9 +4,7 @@ Only app/db*.py speak SQL: db_schema.py installs and upgrades the schema,
 db_expiry.py holds retention's partitions and deletes, db_catalog.py reads
 what `check` reports about the mail tables.
 
-Errors are sorted by what the caller should do (`classify`): connection
-losses, timeouts and server-side trouble are worth retrying; data errors
-(SQLSTATE classes 22 and 23) are tied to a row and never go away.
+What a failed write calls for is db_errors.py's.
 """
 
 from __future__ import annotations
@@ -15,12 +13,14 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
 
+from .db_errors import REFUSED, classify
 from .model import Prepared
 from .policy import address_spellings
 
@@ -77,26 +77,6 @@ async def listening(
 
 async def announce_list_change(conn: asyncpg.Connection, table: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", LISTS_CHANNEL, table)
-
-
-RETRY, REJECT, UNKNOWN = "retry", "reject", "unknown"
-
-
-def classify(error: BaseException) -> str:
-    """What a failed batch write calls for.
-
-    RETRY: the connection or the server failed; the same write will succeed
-    later. REJECT: PostgreSQL refused a value (SQLSTATE classes 22 and 23, or
-    asyncpg could not encode it): a row is bad. UNKNOWN: anything else
-    (asyncpg client states after a broken connection, bugs): worth a few
-    retries before the batch is searched for a bad row.
-    """
-    state = getattr(error, "sqlstate", None) or ""
-    if state[:2] in ("22", "23") or isinstance(error, asyncpg.DataError):
-        return REJECT
-    if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)):
-        return RETRY
-    return UNKNOWN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,9 +178,15 @@ WITH raw AS (
     SELECT DISTINCT unnest({_OWNER})
     ON CONFLICT (email_address) DO NOTHING
 ), private AS (
-    -- Spelled as operators type it: policy.address_spellings.
+    -- Best effort: a row another transaction holds (a website updating it) is
+    -- skipped, never waited for: a lock on a list table must not stop mail.
     UPDATE private_email SET last_updated_at = now()
-    WHERE {folded("email")} = ANY({_OWNER_SPELLINGS}){revokes if revoking else ""}
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM private_email
+        -- Spelled as operators type it: policy.address_spellings.
+        WHERE {folded("email")} = ANY({_OWNER_SPELLINGS})
+        FOR UPDATE SKIP LOCKED
+    )){revokes if revoking else ""}
 )
 SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
 FROM unnest({_ROW_ID}, {_OWNER}) AS n(id, owner)
@@ -245,8 +231,54 @@ async def insert_batch(
             await conn.execute(statement, *batch_args(batch, revoke))
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
-            conn.terminate()
+            # A connection that was lost is released already: terminating it
+            # again would raise, and hide the error that matters.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
             raise
+
+
+PROBE_BYTES = 64 * 1024  # a message's size, for probe_write
+
+
+class _RolledBack(Exception):
+    """Ends a transaction whose rows must not stay (probe_write, refused_beside)."""
+
+
+async def probe_write(pool: asyncpg.Pool) -> None:
+    """Write a row of mail's size into raw_messages and roll it back: raises
+    (DiskFullError) while the database has no room for mail."""
+    async with pool.acquire() as conn:
+        with contextlib.suppress(_RolledBack):
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO raw_messages (id, raw, received_at) VALUES ($1, $2, now())",
+                    uuid.uuid4(),
+                    os.urandom(PROBE_BYTES),  # random: compression cannot shrink it
+                )
+                raise _RolledBack
+
+
+async def refused_beside(pool: asyncpg.Pool, message: Prepared, twin: Prepared) -> bool:
+    """Does the database take `twin` and refuse `message`, in one transaction
+    (rolled back: no row stays, no notification is sent)? Between the two
+    nothing can change the tables: the twin's insert holds their locks.
+    Raises if the twin is refused (or the connection fails)."""
+    refused = False
+    async with pool.acquire() as conn:
+        with contextlib.suppress(_RolledBack):
+            async with conn.transaction():
+                await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred ones too
+                await conn.execute(INSERT_BATCH, *batch_args([twin], ()))
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(INSERT_BATCH, *batch_args([message], ()))
+                except Exception as error:
+                    if classify(error) != REFUSED:
+                        raise
+                    refused = True
+                raise _RolledBack
+    return refused
 
 
 async def ping(pool: asyncpg.Pool) -> None:

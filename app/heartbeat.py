@@ -1,8 +1,9 @@
 """Health and heartbeat: tell a monitor we are alive only when we really are.
 
-Healthy means: the database answers, the writer is running and not stuck
-(its oldest unwritten message is younger than WRITER_STUCK_AFTER), the
-spool is writable, and the lists the policy needs are loaded. The heartbeat
+Healthy means: the database answers and has room for mail, the writer is
+running, not stuck (its oldest unwritten message is younger than
+WRITER_STUCK_AFTER) and not refused every row, the spool is writable, and
+the lists the policy needs are loaded. The heartbeat
 GETs HEARTBEAT_URL only then, so the monitor alerts when we are up but
 useless. It never raises; why it did not ping is logged at most once a
 minute per reason, so one reason never hides another.
@@ -48,6 +49,10 @@ async def check_health(pool: db.Pool, writer: BatchWriter, lists: ListsState) ->
         problems.append("writer not running")
     if writer.spool_error is not None:
         problems.append(f"spool not writable: {writer.spool_error}")
+    if writer.store_full is not None:
+        problems.append(f"mail store full: {writer.store_full}")
+    if writer.refusing is not None:
+        problems.append(f"database refuses mail: {writer.refusing}")
     age = writer.oldest_age()
     if age > WRITER_STUCK_AFTER:
         problems.append(f"writer stuck: oldest queued message is {age:.0f}s old")

@@ -47,6 +47,12 @@ ACK_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5),
 )
 DEAD_LETTERS = Counter("tempmail_dead_letters_total", "messages set aside in dead letters")
+PARSE_ABANDONED = Counter(
+    "tempmail_parse_abandoned_total", "messages stored unparsed: their parse passed its bound"
+)
+STORE_FULL = Counter(
+    "tempmail_store_full_total", "writes the database refused for lack of disk space (53100)"
+)
 WRITER_ERRORS = Counter(
     "tempmail_writer_errors_total", "unexpected writer errors (the batch is written again)"
 )

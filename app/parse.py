@@ -3,7 +3,9 @@
 mail-parser first (fast, decodes RFC 2047 and charsets); when it raises, as
 it does on some real and corrupted mail, the standard library's compat32
 parser; when that fails too, empty fields. The raw bytes are stored apart,
-so a bad parse never loses the message.
+so a bad parse never loses the message. Header values are decoded up to
+HEADER_DECODE_MAX characters; `parses_slowly` tells the prepare stage which
+messages may take long (they are parsed in a parser process, bounded).
 """
 
 from __future__ import annotations
@@ -17,12 +19,33 @@ import re
 from typing import Any
 
 import mailparser
+import mailparser.utils
 
 from .model import NO_SUBJECT, Attachment, ParsedMail
 
 # mail-parser logs every defect it meets at WARNING/ERROR: noise, and it can
 # echo header content into our logs.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+
+# Characters of one header value decoded (RFC 2047 encoded words); the rest is
+# not shown (the raw message keeps it). The standard library's decode_header
+# takes quadratic time in the number of words: 13 s for a 2 MB Subject of
+# `=?utf-8?q?a?=`, about 20 ms for 16 KiB.
+HEADER_DECODE_MAX = 16 * 1024
+
+
+def decode_header_capped(header: Any) -> list[tuple[Any, str | None]]:
+    """email.header.decode_header of at most HEADER_DECODE_MAX characters,
+    cut at a space so that no encoded word is split."""
+    if isinstance(header, str) and len(header) > HEADER_DECODE_MAX:
+        head = header[:HEADER_DECODE_MAX]
+        header = head.rpartition(" ")[0] or head
+    return email.header.decode_header(header)
+
+
+# mail-parser decodes every header value (Subject, attachment names) through
+# its module's decode_header: give it the capped one.
+mailparser.utils.decode_header = decode_header_capped
 
 log = logging.getLogger("app.parse")
 
@@ -131,7 +154,7 @@ def _header(message: email.message.Message, name: str) -> str:
             text = data.decode("latin-1")
     text = re.sub(r"\r?\n(?=[ \t])", "", text)  # unfold
     try:
-        return str(email.header.make_header(email.header.decode_header(text)))
+        return str(email.header.make_header(decode_header_capped(text)))
     except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
         return text
 
@@ -180,6 +203,33 @@ def _with_stdlib(raw: bytes) -> ParsedMail:
 
 
 EMPTY = ParsedMail(NO_SUBJECT, "", "", "", (), None, (), "none")
+
+# What the prepare stage may parse on the event loop: parse time grows with
+# these (measured worst cases in docs/decisions.md, "Bounded parsing"); a
+# message past any of them may take long and is parsed in a parser process.
+INLINE_BYTES = 256 * 1024  # the whole message
+INLINE_HEADER_BYTES = 8 * 1024  # its header block (one long Received field: 15 ms at 16 KiB)
+INLINE_LINES = 5000  # lines (the parser's cost per line dwarfs its cost per byte)
+INLINE_HEADER_LINES = 100  # header lines (folded lines count), e.g. Received fields
+INLINE_ADDRESS_MARKS = 100  # '@' and ',' in the header: addresses parsed
+INLINE_ENCODED_WORDS = 32  # '=?' anywhere: RFC 2047 words decoded (headers, part names)
+INLINE_BOUNDARIES = 64  # lines starting '--': MIME parts walked
+
+
+def parses_slowly(raw: bytes) -> bool:
+    """May parsing `raw` take long? A few scans at C speed, no parsing."""
+    if len(raw) > INLINE_BYTES:
+        return True
+    ends = [end for end in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if end >= 0]
+    header = raw[: min(ends)] if ends else raw
+    return (
+        raw.count(b"\n") > INLINE_LINES
+        or len(header) > INLINE_HEADER_BYTES
+        or header.count(b"\n") > INLINE_HEADER_LINES
+        or header.count(b"@") + header.count(b",") > INLINE_ADDRESS_MARKS
+        or raw.count(b"=?") > INLINE_ENCODED_WORDS
+        or raw.count(b"\n--") > INLINE_BOUNDARIES
+    )
 
 
 def parse(raw: bytes) -> ParsedMail:

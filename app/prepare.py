@@ -1,42 +1,50 @@
 """Prepare stage: between the SMTP handler and the writer.
 
 Every accepted message is prepared here, started in one place for every ACK
-mode: parsed (messages over PARSE_ELSEWHERE in a separate process, so a
-20 MB parse never holds the event loop that answers every other session)
-and checked (SPF, DKIM, ARC, DMARC, bounded by AUTH_TIMEOUT), the two
-concurrently. `start()` returns a task at once: the handler replies without
-waiting for it (except with AUTH_CHECKS=enforce, whose verdict decides the
-reply) and the writer awaits it before the batch insert.
+mode: parsed and checked (SPF, DKIM, ARC, DMARC, bounded by AUTH_TIMEOUT),
+the two concurrently. A message that may parse slowly (parse.parses_slowly:
+large, or many header lines, addresses, encoded words or MIME parts) is
+parsed in a parser process (app/parsers.py), bounded by PARSE_TIMEOUT, so
+no parse of hostile input holds the event loop that answers every session;
+other mail is parsed on the loop (a few milliseconds at most). `start()`
+returns a task at once: the handler replies without waiting for it (except
+with AUTH_CHECKS=enforce, whose verdict decides the reply) and the writer
+awaits it before the batch insert.
 
 A preparation never raises: a parser that fails gives best-effort or empty
-fields, a check that fails gives permerror or temperror, and the raw message
-is stored either way.
+fields, a parse past its bound gives empty fields and a note in the body, a
+check that fails gives permerror or temperror, and the raw message is
+stored either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import dataclasses
 import logging
-import multiprocessing
 from collections.abc import Awaitable, Callable
 
+from . import metrics
 from .model import AuthResult, Envelope, ParsedMail, Prepared
-from .parse import EMPTY, parse
+from .parse import EMPTY, parse, parses_slowly
+from .parsers import Parsers
 
 log = logging.getLogger("app.prepare")
 
-# Messages larger than this are parsed in a separate process: parsing 20 MB
-# takes seconds of CPU, and in a thread it would hold the GIL against the loop.
-PARSE_ELSEWHERE = 1024 * 1024
+# The body of a message whose parse passed PARSE_TIMEOUT (its other fields are empty).
+ABANDONED_NOTE = (
+    "[This message took too long to read and is shown unparsed. "
+    "Its raw source is stored unchanged.]"
+)
 
 Authenticate = Callable[[Envelope], Awaitable[AuthResult]]
 
 
 class Preparer:
-    def __init__(self, authenticate: Authenticate | None) -> None:
+    def __init__(self, authenticate: Authenticate | None, parse_timeout: float) -> None:
         self._authenticate = authenticate
-        self._parser_pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._parse_timeout = parse_timeout
+        self._parsers = Parsers(parse_timeout)
         self._running: set[asyncio.Task[Prepared]] = set()
 
     def start(self, envelope: Envelope) -> asyncio.Task[Prepared]:
@@ -52,31 +60,28 @@ class Preparer:
             # Checks wait on DNS: they run while the parse uses the CPU.
             checks = asyncio.ensure_future(self._authenticate(envelope))
         raw = envelope.as_received
-        try:
-            parsed = await self._parse_elsewhere(raw) if len(raw) > PARSE_ELSEWHERE else parse(raw)
-        except Exception:  # parse() never raises; a broken parser process might
-            log.exception("[prepare] parsing %s failed: storing it unparsed", envelope.id)
-            parsed = EMPTY
+        parsed = await self._parse_elsewhere(envelope) if parses_slowly(raw) else parse(raw)
         auth = await checks if checks is not None else envelope.auth
         return Prepared(envelope, parsed, auth)
 
-    async def _parse_elsewhere(self, raw: bytes) -> ParsedMail:
-        """Parse in the parser process (started on first use); a thread if it broke."""
-        if self._parser_pool is None:
-            self._parser_pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    async def _parse_elsewhere(self, envelope: Envelope) -> ParsedMail:
+        """Parse in a parser process; past its bound, stored unparsed (with a note)."""
+        parsed = await self._parsers.parse(envelope.as_received)
+        if parsed is None:
+            log.warning(
+                "[prepare] parsing %s (%d bytes) passed PARSE_TIMEOUT (%.0fs): stored "
+                "unparsed, raw kept",
+                envelope.id,
+                len(envelope.raw),
+                self._parse_timeout,
             )
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._parser_pool, parse, raw)
-        except concurrent.futures.BrokenExecutor:
-            log.error("[prepare] the parser process died; parsing in a thread")
-            self._parser_pool = None
-            return await asyncio.to_thread(parse, raw)
+            metrics.PARSE_ABANDONED.inc()
+            return dataclasses.replace(EMPTY, body=ABANDONED_NOTE)
+        return parsed
 
     def close(self) -> None:
         """Stop: preparations still running belong to spooled messages (prepared
-        again on replay)."""
+        again on replay); then the parser processes."""
         for task in list(self._running):
             task.cancel()
-        if self._parser_pool is not None:
-            self._parser_pool.shutdown(wait=False, cancel_futures=True)
+        self._parsers.close()

@@ -171,7 +171,7 @@ class Service:
                 settings.auth_timeout,
             )
             authenticate = authenticator.check
-        self.preparer = Preparer(authenticate)
+        self.preparer = Preparer(authenticate, settings.parse_timeout)
         self.writer = BatchWriter(
             self.pool,
             self.spool,

@@ -39,7 +39,7 @@ from .policy import (
 )
 from .prepare import Preparer
 from .session import Session
-from .store import BatchWriter, QueueFull
+from .store import BatchWriter, QueueFull, StoreFull
 
 log = logging.getLogger("app.smtp")
 # aiosmtpd logs every command at INFO and every limit hit at WARNING
@@ -219,8 +219,9 @@ class Handler:
             committed = self._writer.submit(message, prepared, wait=self._settings.durable)
         except QueueFull as why:
             prepared.cancel()
-            server.note_refusal(f"451 {why}")
-            return replies.QUEUE_FULL
+            reply = replies.STORE_FULL if isinstance(why, StoreFull) else replies.QUEUE_FULL
+            server.note_refusal(f"{reply[:3]} {why}")
+            return reply
         if committed is not None:
             try:
                 await asyncio.wait_for(committed, self._settings.durable_timeout)
@@ -228,7 +229,7 @@ class Handler:
                 # wait_for cancelled the future: the writer drops the message,
                 # or revokes it if its write went through after all.
                 log.warning("[smtp] commit wait timed out for %s", message.id)
-                return replies.QUEUE_FULL
+                return replies.STORE_FULL if self._writer.store_full else replies.QUEUE_FULL
         metrics.ACCEPTED.inc()
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         log.info(

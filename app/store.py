@@ -4,10 +4,12 @@ The promise behind a 250: a message handed to `submit()` ends in exactly one
 of three places: committed to the database (once; writes are idempotent by
 pre-made ids), spooled to local disk with fsync (shutdown with the database
 down; replayed at the next start), or set aside on disk as a dead letter (a
-row PostgreSQL rejects). Until then it stays in this writer's memory, and
-the writer never gives it up: a database outage is retried, an unexpected
-error puts the batch back at the front of the line, and a spool that cannot
-be written keeps the message here while new mail is refused (451).
+message PostgreSQL refuses while it takes other mail: app/refusals.py).
+Until then it stays in this writer's memory, and the writer never gives it
+up: a database outage or a full database disk is retried, a database that
+refuses every row is retried, an unexpected error puts the batch back at the
+front of the line, and a spool that cannot be written keeps the message here
+while new mail is refused (451; 452 while the database disk is full).
 
 In durable mode `submit()` returns a future that is resolved only after that
 COMMIT or fsync, so one commit releases every session whose message was in
@@ -25,27 +27,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 import time
 import uuid
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from . import db, metrics
+from . import db, db_errors, metrics
 from .model import Envelope, Prepared
-from .parse import EMPTY
+from .queued import Item, WriterStats, prepared_of
+from .refusals import Refusals
+from .safekeeping import Safekeeping
 from .spool import Spool
 
 log = logging.getLogger("app.store")
 
 BATCH_BYTES = 8 * 1024 * 1024
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
-# An error we cannot classify is retried this often before the batch is
-# searched for a bad row (a broken connection can raise odd client errors).
-UNKNOWN_RETRIES = 5
 STALLED_AFTER = 1.0  # seconds without a commit before backpressure gives up waiting
 IDLE_PROBE = 0.5  # seconds between database probes while idle with work owed
 
@@ -54,36 +53,8 @@ class QueueFull(Exception):
     """The writer cannot take this message now; the sender should retry (451)."""
 
 
-@dataclasses.dataclass(eq=False)
-class Item:
-    envelope: Envelope
-    prepared: asyncio.Future[Prepared]
-    committed: asyncio.Future[None] | None = None  # durable mode: the 250 waits on it
-    spool_path: Path | None = None  # replayed from this spool file
-    enqueued: float = dataclasses.field(default_factory=time.monotonic)
-    done: bool = False  # committed, on disk, or dropped after a 451: not ours to keep
-
-    @property
-    def abandoned(self) -> bool:
-        """The sender was told 451 (its durable wait gave up)."""
-        return self.committed is not None and self.committed.cancelled()
-
-
-def with_verdict(item: Item) -> Envelope:
-    """The envelope to put on disk: with its sender-authentication verdict when
-    the checks have finished (a replay need not, and later cannot, redo them)."""
-    prepared = item.prepared
-    if prepared.done() and not prepared.cancelled() and prepared.exception() is None:
-        return dataclasses.replace(item.envelope, auth=prepared.result().auth)
-    return item.envelope
-
-
-@dataclasses.dataclass
-class WriterStats:
-    """Totals for the shutdown log line; the metrics carry the rest."""
-
-    rows_written: int = 0
-    dead_letters: int = 0
+class StoreFull(QueueFull):
+    """The database is out of disk space; the sender should retry (452)."""
 
 
 class BatchWriter:
@@ -116,14 +87,22 @@ class BatchWriter:
         self._idle.set()
         self._last_commit = time.monotonic()
         self._last_batch_len = 1
-        # Abandoned after a write that may have committed: deleted with the next write.
-        self._revoke: list[uuid.UUID] = []
-        # Dead letters the spool could not take yet (it is retried each cycle).
-        self._unsaved_dead: list[tuple[Item, str]] = []
         self.outage = False  # the last write attempt failed for a transient reason
+        self.store_full: str | None = None  # the database is out of disk space: why
         self.running = False  # the writer loop is alive
-        self.spool_error: str | None = None  # why the spool cannot be written, if so
         self.stats = WriterStats()
+        self._safe = Safekeeping(spool, self._release, self.stats)
+        self._refusals = Refusals(pool, self._commit, self._safe.save_dead, self._without_abandoned)
+
+    @property
+    def spool_error(self) -> str | None:
+        """Why the spool cannot be written, if so (new mail gets 451)."""
+        return self._safe.error
+
+    @property
+    def refusing(self) -> str | None:
+        """Why the database seems to refuse every message, if so."""
+        return self._refusals.refusing
 
     # Producer side -----------------------------------------------------------
 
@@ -133,10 +112,11 @@ class BatchWriter:
         """Queue a message; with `wait`, return a future resolved after its commit.
 
         Raises QueueFull (the sender gets 451) when memory is full, when the
-        spool is broken, or in durable mode while the database is unreachable.
+        spool is broken, or in durable mode while the database is unreachable
+        or refuses every message; StoreFull (452) while its disk is full.
         """
         size = len(envelope.raw)
-        if len(self._waiting) >= self._queue_size or (
+        if len(self._waiting) + len(self._refusals.held) >= self._queue_size or (
             self._queued_bytes + size > self._queue_bytes_max
         ):
             raise QueueFull("queue full")
@@ -144,8 +124,12 @@ class BatchWriter:
             raise QueueFull("spool not writable")
         if not self.running:
             raise QueueFull("writer not running")
+        if self.store_full is not None:
+            raise StoreFull("mail store full")
         if wait and self.outage:
             raise QueueFull("database unreachable")
+        if wait and self.refusing is not None:
+            raise QueueFull("database refuses mail")
         committed = asyncio.get_running_loop().create_future() if wait else None
         self._enqueue(Item(envelope, prepared, committed))
         return committed
@@ -178,16 +162,14 @@ class BatchWriter:
 
         Spool files go only after their commit.
         """
-        self._revoke += [i for i in self._spool.revokes() if i not in self._revoke]
+        revokes = self._safe.owe_spooled_revokes()
         count = 0
         for path, envelope in self._spool.pending():
-            item = Item(envelope, prepare(envelope), spool_path=path)
-            self._enqueue(item)
+            self._safe.replaying(path)
+            self._enqueue(Item(envelope, prepare(envelope), spool_path=path))
             count += 1
-        if count or self._revoke:
-            log.warning(
-                "[store] replaying %d spooled messages and %d revokes", count, len(self._revoke)
-            )
+        if count or revokes:
+            log.warning("[store] replaying %d spooled messages and %d revokes", count, revokes)
             self._arrived.set()
         return count
 
@@ -221,37 +203,46 @@ class BatchWriter:
             self.running = False
 
     async def _cycle(self) -> None:
-        self._check_spool()
+        self._safe.check(needed=self.outage)
         batch = await self._ready(await self._next_batch())
         for item in batch:
-            if item.abandoned:  # 451 given before any write: nothing is owed
-                self._forget(item)
-        live = [item for item in batch if not item.abandoned]
-        if live or self._revoke or self.outage:
-            await self._write(live, [self._prepared(item) for item in live])
-        self._in_flight = []
+            if item.abandoned and not item.done and item.refused_at is None:
+                self._forget(item)  # 451 given before any write: nothing is owed
+        live = self._without_abandoned(batch)
+        leftover = []
+        if live or self._safe.revokes or self.outage or self.store_full:
+            leftover = await self._write(live)
+        self._in_flight = leftover
+        if not (leftover or self._waiting):
+            self._refusals.nothing_to_test()
         if len(self._waiting) < self._high_water:
             self._room.set()
-        if not self._waiting:
+        if not (self._waiting or leftover):
             self._idle.set()
         metrics.QUEUE_DEPTH.set(len(self._waiting))
 
     async def _next_batch(self) -> list[Item]:
         """Take the next batch; every item counts as in flight once taken.
 
-        While idle with work owed (revokes, a database outage, a spool to
-        retry), return an empty batch every IDLE_PROBE seconds, so the owed
-        work runs even when no mail arrives (new mail gets 451 meanwhile).
+        Held messages are tried again first once other mail has committed.
+        While idle with work owed (revokes, a database outage or full disk, a
+        spool to retry, a database refusing every row), return every
+        IDLE_PROBE seconds an empty batch, or the held messages as a probe, so
+        the owed work runs even when no mail arrives (new mail may get 451).
         """
-        if self._in_flight:  # put back after an error: written first
+        if self._in_flight:  # put back after an error, or left by a refusal: written first
+            return list(self._in_flight)
+        self._in_flight = self._refusals.take()
+        if self._in_flight:
             return list(self._in_flight)
         while not self._waiting:
             self._arrived.clear()
-            if self.outage or self._revoke or self.spool_error is not None:
+            if self._owes_work():
                 try:
                     await asyncio.wait_for(self._arrived.wait(), IDLE_PROBE)
                 except TimeoutError:
-                    return []
+                    self._in_flight = self._refusals.take(probe=self.refusing is not None)
+                    return list(self._in_flight)
             else:
                 await self._arrived.wait()
         batch = self._in_flight
@@ -264,188 +255,157 @@ class BatchWriter:
         self._last_batch_len = len(batch)
         return list(batch)
 
+    def _owes_work(self) -> bool:
+        owed = (self.store_full, self.spool_error, self.refusing)
+        return self.outage or bool(self._safe.revokes) or any(r is not None for r in owed)
+
     async def _ready(self, batch: list[Item]) -> list[Item]:
-        """The items of `batch` whose preparation is done, waiting for the
-        first to finish (taking newly arrived mail meanwhile) if none is; the
-        others go back to the front of the line, so one sender whose DNS does
-        not answer (up to AUTH_TIMEOUT) delays no one."""
+        """The items of `batch` whose preparation is done (up to BATCH_BYTES),
+        waiting for the first to finish (taking newly arrived mail meanwhile)
+        if none is; the others go back to the front of the line, so one sender
+        whose DNS does not answer (up to AUTH_TIMEOUT), or one message that
+        parses slowly (up to PARSE_TIMEOUT), delays no one."""
         while batch and not any(item.prepared.done() for item in batch):
+            if self._waiting and len(self._in_flight) < self._batch_max:
+                self._take(self._in_flight)  # newer mail may be ready sooner: take it too
+                batch = list(self._in_flight)
+                continue
             self._arrived.clear()
             arrival = asyncio.ensure_future(self._arrived.wait())
             waiting: list[asyncio.Future[Any]] = [item.prepared for item in batch]
             await asyncio.wait([*waiting, arrival], return_when=FIRST_COMPLETED)
             arrival.cancel()
-            if self._waiting:  # newer mail may be ready sooner: take it too
-                self._take(self._in_flight)
-                batch = list(self._in_flight)
-        ready = [item for item in batch if item.prepared.done()]
-        later = [item for item in batch if not item.prepared.done()]
+        ready: list[Item] = []
+        later: list[Item] = []
+        size = 0
+        for item in batch:
+            raw = len(item.envelope.raw)
+            if item.prepared.done() and (not ready or size + raw <= BATCH_BYTES):
+                ready.append(item)
+                size += raw
+            else:
+                later.append(item)
         if later:
             self._waiting.extendleft(reversed(later))
             self._in_flight = list(ready)
         return ready
 
     def _take(self, batch: list[Item]) -> None:
-        size = sum(len(item.envelope.raw) for item in batch)
+        """Move waiting mail into `batch`, up to BATCH_MAX messages and
+        BATCH_BYTES of prepared ones (one still being prepared takes no room
+        yet: _ready keeps the statement within BATCH_BYTES)."""
+        size = sum(len(item.envelope.raw) for item in batch if item.prepared.done())
         while self._waiting and len(batch) < self._batch_max and size < BATCH_BYTES:
             item = self._waiting.popleft()
             batch.append(item)
-            size += len(item.envelope.raw)
+            size += len(item.envelope.raw) if item.prepared.done() else 0
 
     def _put_back(self, items: list[Item]) -> None:
         """After an unexpected error: items not yet safe stay in flight, written first."""
-        unsaved = {id(item) for item, _ in self._unsaved_dead}
-        self._in_flight = [item for item in items if not item.done and id(item) not in unsaved]
+        self._in_flight = [
+            item for item in items if not (item.done or item.held or self._safe.unsaved(item))
+        ]
 
     def _forget(self, item: Item) -> None:
         """`item` leaves the writer: written, on disk, or dropped before any write."""
         item.done = True
         self._queued_bytes -= len(item.envelope.raw)
 
-    def _prepared(self, item: Item) -> Prepared:
-        """The finished preparation of `item`."""
-        prepared = item.prepared
-        if not prepared.cancelled() and prepared.exception() is None:
-            return prepared.result()
-        # A preparation never raises; if one does, or was cancelled, store it raw.
-        log.error("[store] preparing %s failed: storing it unparsed", item.envelope.id)
-        return Prepared(item.envelope, EMPTY, None)
-
-    async def _write(self, batch: list[Item], prepared: list[Prepared]) -> None:
-        """Commit `batch`, retrying transient failures; split it on a bad row.
+    async def _write(self, batch: list[Item]) -> list[Item]:
+        """Commit `batch`; if the database refuses it, find the message it
+        refuses (app/refusals.py). Returns what is left to write again (after
+        a pause) while the database refuses every row.
 
         An empty batch still runs the pending revokes (and probes the database).
         """
+        refusal = await self._commit(batch)
+        if refusal is None:
+            return []
+        leftover = await self._refusals.isolate(batch, refusal)
+        if leftover:
+            await asyncio.sleep(self._refusals.pause())
+        return leftover
+
+    async def _commit(self, batch: list[Item]) -> BaseException | None:
+        """Commit `batch` and the revokes owed, retrying while the database is
+        unreachable or its disk full; None once committed, or the error with
+        which it refused the batch."""
         backoff = BACKOFF_FIRST
-        unknown_failures = 0
         while True:
             started = time.perf_counter()
-            revoke = list(self._revoke)
             try:
-                await db.insert_batch(self._pool, prepared, revoke)
+                revoked = await self._attempt(batch)
             except Exception as error:
-                kind = db.classify(error)
-                if kind == db.UNKNOWN:
-                    unknown_failures += 1
-                if kind == db.REJECT or unknown_failures > UNKNOWN_RETRIES:
-                    await self._isolate(batch, prepared, error)
-                    return
-                if not self.outage:
-                    log.warning("[store] database write failed, retrying: %r", error)
-                    self.outage = True
-                    self._check_spool()  # what is accepted meanwhile may have to go there
+                kind = db_errors.classify(error)
+                if kind == db_errors.REFUSED:
+                    return error
+                self._unavailable(error, kind)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 # The failed attempt may have committed: a message whose
                 # sender gave up meanwhile is revoked, not retried.
-                batch, prepared = self._without_abandoned(batch, prepared)
+                batch = self._without_abandoned(batch)
                 continue
-            if self.outage:
-                log.warning("[store] database writes recovered")
-            self.outage = False
-            del self._revoke[: len(revoke)]
-            self._forget_revokes(revoke)
+            self._available(bool(batch))
+            self._safe.revoked(revoked)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             self._committed(batch)
-            return
+            return None
 
-    def _without_abandoned(
-        self, batch: list[Item], prepared: list[Prepared]
-    ) -> tuple[list[Item], list[Prepared]]:
-        kept: list[tuple[Item, Prepared]] = []
-        for item, ready in zip(batch, prepared, strict=True):
+    async def _attempt(self, batch: list[Item]) -> list[uuid.UUID]:
+        """Write `batch` and the revokes owed; returns the revokes it ran."""
+        if not batch and self.store_full is not None:
+            await db.probe_write(self._pool)  # only a real write tells if there is room
+            return []
+        revoke = list(self._safe.revokes)
+        await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
+        return revoke
+
+    def _unavailable(self, error: Exception, kind: str) -> None:
+        """A write failed for a reason that is not the mail's: say so once."""
+        if kind == db_errors.STORE_FULL:
+            metrics.STORE_FULL.inc()
+            if self.store_full is None:
+                log.error(
+                    "[store] the database is out of disk space (%s): new mail gets 452 until "
+                    "it has room; what was accepted is kept and retried",
+                    db_errors.describe(error),
+                )
+                self.store_full = db_errors.describe(error)
+        elif not self.outage:
+            log.warning("[store] database write failed, retrying: %r", error)
+        if not self.outage:
+            self.outage = True
+            self._safe.check(needed=True)  # what is accepted meanwhile may have to go there
+
+    def _available(self, wrote_mail: bool) -> None:
+        """A write went through (with mail, or a probe)."""
+        if self.outage:
+            log.warning("[store] database writes recovered")
+        self.outage = False
+        if self.store_full is not None:
+            log.warning("[store] the database has disk space again: accepting mail")
+            self.store_full = None
+        if wrote_mail:
+            self._refusals.committed()
+
+    def _without_abandoned(self, batch: list[Item]) -> list[Item]:
+        """The items of `batch` still owed; those whose sender gave up (451)
+        after a write that may have committed are revoked."""
+        kept = []
+        for item in batch:
+            if item.done:
+                continue
             if item.abandoned:
-                self._add_revoke(item.envelope.id)
+                self._safe.owe_revoke(item.envelope.id)
                 self._forget(item)
             else:
-                kept.append((item, ready))
-        return [item for item, _ in kept], [ready for _, ready in kept]
-
-    def _add_revoke(self, message_id: uuid.UUID) -> None:
-        """Owe a delete of `message_id`, kept on disk until it commits."""
-        self._revoke.append(message_id)
-        try:
-            self._spool.save_revoke(message_id)
-        except OSError as error:
-            self._spool_failed(error)
-
-    def _forget_revokes(self, message_ids: list[uuid.UUID]) -> None:
-        if message_ids:
-            try:
-                self._spool.forget_revokes(message_ids)
-            except OSError as error:  # a stale revoke file only deletes nothing later
-                log.warning("[store] could not remove revoke files: %r", error)
-
-    async def _isolate(self, batch: list[Item], prepared: list[Prepared], error: Exception) -> None:
-        """A row was rejected: halve the batch until the bad message is alone."""
-        if not batch:
-            log.error("[store] database write failed: %r", error)
-            return
-        if len(batch) > 1:
-            middle = len(batch) // 2
-            await self._write(batch[:middle], prepared[:middle])
-            await self._write(batch[middle:], prepared[middle:])
-            return
-        self._save_dead(batch[0], f"{type(error).__name__}: {error}")
-
-    def _save_dead(self, item: Item, reason: str) -> bool:
-        """Set `item` aside on disk; if the spool fails, keep it here and refuse new mail."""
-        try:
-            path = self._spool.save_dead(with_verdict(item), reason)
-        except OSError as error:
-            self._spool_failed(error)
-            self._unsaved_dead.append((item, reason))
-            return False
-        log.error(
-            "[store] message %s rejected by the database (%s); kept in %s",
-            item.envelope.id,
-            reason,
-            path,
-        )
-        self.stats.dead_letters += 1
-        metrics.DEAD_LETTERS.inc()
-        self._release(item)
-        return True
+                kept.append(item)
+        return kept
 
     def watch_spool(self) -> None:
-        """The periodic look at the spool (a cheap one; the writer probes it
-        with a real file while it is needed): a spool that could not take a
-        file means 451 for new mail before anything accepted depends on it."""
-        problem = self._spool.problem()
-        if problem is not None:
-            self._spool_failed(OSError(problem))
-        elif self.spool_error is not None:
-            self._check_spool()
-
-    def _check_spool(self) -> None:
-        """Retry the dead letters the spool could not take, and, while it may
-        be needed (a database outage: instant mode keeps taking mail into
-        memory) or is known broken, check that it can take a file: new mail
-        gets 451 while it cannot."""
-        unsaved, self._unsaved_dead = self._unsaved_dead, []
-        for index, (item, reason) in enumerate(unsaved):
-            if not self._save_dead(item, reason):  # it was put back
-                self._unsaved_dead += unsaved[index + 1 :]
-                return
-        if self.spool_error is None and not self.outage:
-            return
-        try:
-            self._spool.check_writable()
-        except OSError as error:
-            self._spool_failed(error)
-            return
-        if self.spool_error is not None:
-            log.warning("[store] the spool is writable again: accepting mail")
-            self.spool_error = None
-
-    def _spool_failed(self, error: OSError) -> None:
-        if self.spool_error is None:
-            log.error(
-                "[store] cannot write the spool (%r): refusing new mail with 451 "
-                "until it is writable; nothing accepted is dropped",
-                error,
-            )
-        self.spool_error = repr(error)
+        """The periodic look at the spool (Safekeeping.watch)."""
+        self._safe.watch()
 
     def _committed(self, batch: list[Item]) -> None:
         self._last_commit = time.monotonic()
@@ -459,7 +419,7 @@ class BatchWriter:
             if item.abandoned:
                 # Its sender was told 451 while the write went through: it will
                 # send again, so this copy must go.
-                self._add_revoke(item.envelope.id)
+                self._safe.owe_revoke(item.envelope.id)
             self._release(item)
 
     def _release(self, item: Item) -> None:
@@ -468,7 +428,7 @@ class BatchWriter:
         if item.committed is not None and not item.committed.done():
             item.committed.set_result(None)
         if item.spool_path is not None:
-            item.spool_path.unlink(missing_ok=True)
+            self._safe.replayed(item.spool_path)
 
     # Shutdown ----------------------------------------------------------------
 
@@ -483,31 +443,4 @@ class BatchWriter:
         await until(self._idle.wait(), timeout)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        for item in self._in_flight:
-            if item.abandoned and not item.done:
-                # No 250 was given, and its write may have committed.
-                self._add_revoke(item.envelope.id)
-        left = [*self._in_flight, *(item for item, _ in self._unsaved_dead), *self._waiting]
-        spooled = lost = 0
-        for item in left:
-            if item.done or item.abandoned or item.spool_path is not None:
-                continue  # written, refused with 451, or on disk already
-            try:
-                self._spool.save_pending(with_verdict(item))
-            except OSError as error:
-                lost += 1
-                log.error("[store] could not spool message %s: %r", item.envelope.id, error)
-                continue
-            spooled += 1
-            self._release(item)
-        metrics.SPOOLED.inc(spooled)
-        if spooled:
-            log.warning(
-                "[store] database unavailable at shutdown: spooled %d messages to %s",
-                spooled,
-                self._spool.pending_dir,
-            )
-        if lost:
-            metrics.LOST.inc(lost)
-            log.error("[store] %d acknowledged messages could not be kept", lost)
-        return spooled
+        return self._safe.spool_left(self._in_flight, [*self._refusals.held, *self._waiting])

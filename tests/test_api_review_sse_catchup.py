@@ -40,8 +40,9 @@ def spool_during_an_outage(make_server, database_url: str, spool: Spool) -> None
         assert server.stop() == 0
     finally:
         proxy.stop()
-    [(_, envelope)] = list(spool.pending())
-    spool.save_pending(dataclasses.replace(envelope, received_at=envelope.received_at - OUTAGE))
+    [(path, envelope)] = list(spool.pending())
+    path.unlink()  # spooled again, older
+    spool.save_pending([dataclasses.replace(envelope, received_at=envelope.received_at - OUTAGE)])
 
 
 def test_old_message_committed_while_listen_is_down_reaches_the_stream(

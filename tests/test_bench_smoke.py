@@ -8,16 +8,22 @@ import sys
 from .helpers import ROOT
 
 
-def test_bench_smoke_runs_and_prints_the_table():
+def smoke(module: str) -> str:
+    """What `python -m <module> --smoke` prints; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke"],
+        [sys.executable, "-m", module, "--smoke"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.splitlines()
+    return result.stdout
+
+
+def test_bench_smoke_runs_and_prints_the_table():
+    stdout = smoke("bench")
+    lines = stdout.splitlines()
     assert lines[1].startswith("| run | msg/s accepted | msg/s stored")
     runs = [line.split("|")[1].strip() for line in lines[3:]]
     assert runs == [
@@ -30,4 +36,17 @@ def test_bench_smoke_runs_and_prints_the_table():
         "ours durable x1 4KB",
         "ours durable x1 paced 100/s",
     ]
-    assert all(line.rstrip().endswith("| 0 |") for line in lines[3:]), result.stdout
+    assert all(line.rstrip().endswith("| 0 |") for line in lines[3:]), stdout
+
+
+def test_write_path_bench_smoke_runs_and_prints_the_table():
+    stdout = smoke("bench.write_path")
+    runs = [line.split("|")[1].strip() for line in stdout.splitlines()[2:]]
+    assert [run.split(" (")[0] for run in runs] == [
+        "spool 200 x 4 KB, one file each",
+        "spool 200 x 4 KB, one batch file",
+        "parse typical 4 KB",
+        "parse 245 KB Subject of encoded words",
+        "slowest 220, nothing else running",
+        "slowest 220 while a 245 KB Subject of encoded words is received",
+    ], stdout

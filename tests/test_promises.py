@@ -9,7 +9,6 @@ writer lingers, a restart that forgot its revokes, SIGHUP.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 import smtplib
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import asyncpg
+
+from app.spool import Spool
 
 from .helpers import (
     ROOT,
@@ -212,10 +213,8 @@ def test_spooled_message_keeps_its_authentication_verdict(make_server, database_
         proxy.cut()
         assert send(server.port, "spooled")[0] == 250
         assert server.stop() == 0
-        pending = list((tmp_path / "spool" / "pending").glob("*.msg"))
-        assert len(pending) == 1
-        header = json.loads(pending[0].read_bytes().split(b"\n", 1)[0][len(b"SPOOL1 ") :])
-        assert header["auth"]["spf"] == "none", header
+        [(_, spooled)] = list(Spool(tmp_path / "spool").pending())
+        assert spooled.auth is not None and spooled.auth.spf == "none", spooled
         proxy.restore()
         make_server(database_url=url, auth_checks="off")
         rows = eventually(

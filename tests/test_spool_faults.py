@@ -26,6 +26,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from app.spool import Spool
+
 from .helpers import app_command, eventually
 from .test_promises import send, subjects
 from .test_workers import spool_with_two_workers
@@ -42,8 +44,8 @@ def immutable(path: Path) -> Iterator[None]:
 
 def marks_in(directory: Path) -> list[str]:
     found = []
-    for path in directory.glob("*.msg"):
-        match = re.search(rb"Subject: (held-\d+)", path.read_bytes())
+    for _, envelope in Spool(directory.parent).pending():  # a file may hold many
+        match = re.search(rb"Subject: (held-\d+)", envelope.raw)
         assert match is not None
         found.append(match[1].decode())
     return sorted(found)
