@@ -47,6 +47,9 @@ class Load:
             thread.join(timeout)
         return self
 
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
+
     def count(self, code: int) -> int:
         with self.lock:
             return sum(1 for c in self.outcomes.values() if c == code)
@@ -93,6 +96,10 @@ class Load:
 
 def message(marker: str) -> bytes:
     return f"Subject: {marker}\r\n\r\n{'x' * 2000}\r\n".encode()
+
+
+def row_count(database_url: str) -> int:
+    return int(query(database_url, "SELECT count(*) FROM emails")[0][0])
 
 
 def stored_subjects(database_url: str) -> Counter[str]:

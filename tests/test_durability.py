@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from app.spool import Spool
 
 from .helpers import ROOT, clean_environment, db_address, eventually, query, with_port
-from .load import Load, assert_kept, stored_subjects, verify
+from .load import Load, assert_kept, row_count, stored_subjects, verify
 from .netfakes import TCPProxy
 
 
@@ -32,10 +32,13 @@ def test_backends_terminated_while_2000_messages_arrive(make_server, database_ur
     server = make_server(ack_mode=ack_mode)
     name = database_url.rsplit("/", 1)[1]
     admin = database_url.rsplit("/", 1)[0] + "/postgres"
-    kills = 0
+    kills = stored = 0
     load = Load(server.port, sessions=10, per_session=200).start()
-    while any(t.is_alive() for t in load.threads):
-        # Every 20 ms, kill the service's backends: writes in flight fail.
+    while load.running():
+        # Kill the service's backends (writes in flight fail), then again once
+        # a batch has committed since: kills and commits interleave however
+        # fast or slow the machine is (a fixed pace let nothing commit on a
+        # busy machine, or let everything through on an idle one).
         kills += len(
             query(
                 admin,
@@ -44,7 +47,11 @@ def test_backends_terminated_while_2000_messages_arrive(make_server, database_ur
                 name,
             )
         )
-        time.sleep(0.02)
+        committed = stored
+        while load.running() and committed == stored:
+            time.sleep(0.01)
+            committed = row_count(database_url)
+        stored = committed
     load.join()
     figures = verify(load, database_url)
     assert figures["sent"] == 2000
