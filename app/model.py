@@ -6,6 +6,8 @@ import dataclasses
 import datetime
 import os
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 NO_SUBJECT = "No Subject"
 
@@ -54,6 +56,17 @@ class AuthResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class Finding:
+    """What one defence check found about a message (app/verdicts.py builds
+    the stored `verdicts` object from these)."""
+
+    check: str  # "dnsbl", "rate", "rule", "content" or "scanner"
+    junk: bool  # marks the message junk
+    reason: str  # one line for people: why it is junk, or what was seen
+    data: Mapping[str, Any]  # the facts, stored as verdicts[check] (JSON values)
+
+
+@dataclasses.dataclass(frozen=True)
 class Envelope:
     """One accepted DATA: what the SMTP session knows, plus the raw bytes.
 
@@ -77,6 +90,9 @@ class Envelope:
     # SPF/DKIM/DMARC outcome when already known (a spooled message keeps the
     # verdict it got on receipt); None: to be checked.
     auth: AuthResult | None = None
+    # What the checks of the SMTP dialogue found (DNSBL at connect, rate
+    # limits and rules at MAIL and RCPT), kept with the message.
+    findings: tuple[Finding, ...] = ()
 
     @property
     def as_received(self) -> bytes:
@@ -97,6 +113,7 @@ class Envelope:
         remote_ip: str | None,
         helo: str | None,
         tls: bool = False,
+        findings: tuple[Finding, ...] = (),
     ) -> Envelope:
         ids = cls.make_ids(1 + len(recipients))
         return cls(
@@ -109,6 +126,7 @@ class Envelope:
             helo=helo,
             row_ids=tuple(ids[1:]),
             tls=tls,
+            findings=findings,
         )
 
 
@@ -119,3 +137,8 @@ class Prepared:
     envelope: Envelope
     parsed: ParsedMail
     auth: AuthResult | None  # None with AUTH_CHECKS=off
+    # What the checks at the end of DATA found (content, rules on headers
+    # and body, the spam scanner); with the envelope's, they make `verdicts`.
+    findings: tuple[Finding, ...] = ()
+    # The reply refusing the message, when an enforcing check says so.
+    refusal: str | None = None

@@ -18,7 +18,10 @@ import dataclasses
 import enum
 import functools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .rules import Rule
 
 
 class Verdict(enum.Enum):
@@ -121,6 +124,10 @@ class Lists:
     domains: DomainList | None = None
     bans: Bans | None = None
     private: frozenset[str] | None = None
+    # Inbound defence: the operator's rules (in evaluation order), and the
+    # pause switch's reason (None: receiving). Not needed to start.
+    rules: tuple[Rule, ...] = ()
+    paused: str | None = None
 
     @property
     def ready(self) -> bool:

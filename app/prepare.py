@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from .model import AuthResult, Envelope, ParsedMail, Prepared
 from .parse import EMPTY, parse
+from .screen import Screen
 
 log = logging.getLogger("app.prepare")
 
@@ -34,8 +35,9 @@ Authenticate = Callable[[Envelope], Awaitable[AuthResult]]
 
 
 class Preparer:
-    def __init__(self, authenticate: Authenticate | None) -> None:
+    def __init__(self, authenticate: Authenticate | None, screen: Screen | None = None) -> None:
         self._authenticate = authenticate
+        self._screen = screen  # the DATA-time defence checks (app/screen.py)
         self._parser_pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._running: set[asyncio.Task[Prepared]] = set()
 
@@ -51,14 +53,16 @@ class Preparer:
         if self._authenticate is not None and envelope.auth is None:
             # Checks wait on DNS: they run while the parse uses the CPU.
             checks = asyncio.ensure_future(self._authenticate(envelope))
+        screening = self._screen.begin(envelope) if self._screen is not None else None
         raw = envelope.as_received
         try:
             parsed = await self._parse_elsewhere(raw) if len(raw) > PARSE_ELSEWHERE else parse(raw)
         except Exception:  # parse() never raises; a broken parser process might
             log.exception("[prepare] parsing %s failed: storing it unparsed", envelope.id)
             parsed = EMPTY
+        findings, refusal = await screening.finish(parsed) if screening else ((), None)
         auth = await checks if checks is not None else envelope.auth
-        return Prepared(envelope, parsed, auth)
+        return Prepared(envelope, parsed, auth, findings, refusal)
 
     async def _parse_elsewhere(self, raw: bytes) -> ParsedMail:
         """Parse in the parser process (started on first use); a thread if it broke."""

@@ -43,6 +43,9 @@ class ListsKeeper:
             self.tables.append(("domains", settings.domains_refresh))
         if settings.use_bans:
             self.tables.append(("bans", settings.bans_refresh))
+        if settings.rules_checks != "off":
+            self.tables.append(("rules", settings.rules_refresh))
+        self.tables.append(("receive_pause", settings.pause_refresh))
         self._refreshing: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:

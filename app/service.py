@@ -37,8 +37,12 @@ from .config import Settings
 from .connections import Connections
 from .heartbeat import Heartbeat, check_health
 from .prepare import Preparer
+from .ratelimit import RateLimits
 from .refresh import ListsKeeper
+from .reputation import Reputation
 from .resolver import Resolver
+from .scanner import Scanner
+from .screen import Screen
 from .smtp import Handler, session_factory
 from .sources import ListsState
 from .spool import Spool
@@ -171,7 +175,20 @@ class Service:
                 settings.auth_timeout,
             )
             authenticate = authenticator.check
-        self.preparer = Preparer(authenticate)
+        self.lists = ListsState(settings)
+        self.scanner = None
+        if settings.spam_scanner and settings.spam_checks != "off":
+            self.scanner = Scanner(
+                settings.spam_scanner,
+                settings.spam_timeout,
+                settings.spam_junk_score,
+                settings.spam_reject_score,
+                settings.spam_checks,
+            )
+        screen = Screen(
+            self.lists.get, settings.rules_checks, settings.content_checks, self.scanner
+        )
+        self.preparer = Preparer(authenticate, screen)
         self.writer = BatchWriter(
             self.pool,
             self.spool,
@@ -180,7 +197,6 @@ class Service:
             queue_size=settings.queue_size,
             queue_bytes=QUEUE_BYTES,
         )
-        self.lists = ListsState(settings)
         self.schema_ready = asyncio.Event()
         self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
         self.connections = Connections(
@@ -189,7 +205,23 @@ class Service:
             settings.max_receiving_bytes,
             settings.max_message_size,
         )
-        self.handler = Handler(settings, self.lists.get, self.preparer, self.writer)
+        reputation = None
+        zones = (*settings.dnsbl_zones, *settings.dnswl_zones)
+        if settings.dnsbl_checks != "off" and zones:
+            reputation = Reputation(
+                Resolver(settings.dns_resolver, timeout=settings.dnsbl_timeout),
+                zones,
+                settings.dnsbl_timeout,
+                settings.dnsbl_threshold,
+            )
+        self.handler = Handler(
+            settings,
+            self.lists.get,
+            self.preparer,
+            self.writer,
+            reputation,
+            RateLimits(settings) if settings.rate_limits != "off" else None,
+        )
         if settings.tls_cert and settings.tls_key:
             self.certificates = CertificateHolder(settings.tls_cert, settings.tls_key)
 
@@ -299,6 +331,9 @@ class Service:
             self.preparer.close()
         if hasattr(self, "http"):
             await self.http.aclose()
+        scanner = getattr(self, "scanner", None)
+        if scanner is not None:
+            await scanner.close()
         if self.pool is not None:
             try:
                 await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT)

@@ -25,8 +25,10 @@ from aiosmtpd.smtp import SMTP
 from . import metrics, replies
 from .config import Settings
 from .connections import Connections, Hold, client_key
+from .model import Finding
 
 if TYPE_CHECKING:
+    from .reputation import Result
     from .smtp import Handler
 
 CHUNK = 64 * 1024
@@ -75,6 +77,10 @@ class Session(SMTP):
         self._hold = Hold()  # this session's bytes in the worker's receive budget
         self._errors = 0  # failed commands since the last delivered message
         self._deadline: asyncio.TimerHandle | None = None
+        # Inbound defence: the client's reputation lookups (started once its
+        # address is known) and what this transaction's checks found.
+        self.reputation: asyncio.Task[Result] | None = None
+        self.findings: list[Finding] = []
 
     @classmethod
     def factory(
@@ -140,6 +146,8 @@ class Session(SMTP):
                     self._refusal = UNTRUSTED_PROXY
             elif self._refusal is None:
                 self._refusal = self._count_client(self._ip)
+                if self._refusal is None:
+                    self.event_handler.client_connected(self)
             self._deadline = self.loop.call_later(
                 self._settings.session_timeout,
                 self._close_with,
@@ -148,6 +156,8 @@ class Session(SMTP):
             )
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.reputation is not None:
+            self.reputation.cancel()  # a finished task ignores it
         self._connections.release(self, self._counted_key, self._hold)
         if self._deadline is not None:
             self._deadline.cancel()
@@ -175,6 +185,7 @@ class Session(SMTP):
         if refusal is not None:
             self._close_with(refusal, refusal)
             return False
+        self.event_handler.client_connected(self)
         return True
 
     def note_refusal(self, reason: str, detail: str = "") -> None:
@@ -195,6 +206,10 @@ class Session(SMTP):
             return
         if self._refusal is not None:
             self._close_with(self._refusal, self._refusal)
+            return
+        refused = await self.event_handler.greeting_refusal(self)  # paused, blocked
+        if refused is not None:
+            self._close_with(*refused)
             return
         await super()._handle_client()
 
@@ -226,6 +241,7 @@ class Session(SMTP):
         # Also after RSET, HELO and EHLO (aiosmtpd's _set_rset_state calls this).
         self._release_hold()
         super()._set_post_data_state()
+        self.findings = []
         self._connections.transaction_ended()
 
     # Replies -----------------------------------------------------------------
@@ -239,6 +255,12 @@ class Session(SMTP):
             # refusals are noted where they are decided, with their domain.
             self.note_refusal(status.decode("utf-8", "replace"))
         await super().push(status)
+        if status[:3] == b"421":  # RFC 5321 4.2.2: the service closes the channel
+            self._close_with(None, None)
+            return
+        if status[:1] == b"5" and await self.event_handler.failed_command(self):
+            self._close_with(replies.ERRORS_BLOCKED, "blocked for errors")
+            return
         if status[:1] == b"5":
             # Failed commands since the last delivered message (as Postfix's
             # smtpd_hard_error_limit): a client that keeps failing is probing
