@@ -33,7 +33,7 @@ import re2
 from .model import Finding
 
 ACTIONS = ("reject", "junk", "accept")
-MATCH_LIMIT = 16 * 1024  # characters of a header value or subject a regex sees
+MATCH_LIMIT = 256 * 1024  # characters of a header value or subject a regex sees (RE2: linear)
 DEFAULT_REPLY = "550 5.7.1 Message refused by policy"
 # RFC 5321 4.2 + RFC 3463: a 4xx/5xx code, its enhanced code of the same class, text.
 REPLY = re.compile(r"([45])[0-5][0-9] ([45])\.[0-9]{1,3}\.[0-9]{1,3} [\x20-\x7e]{1,400}")

@@ -253,7 +253,8 @@ class Handler:
         match = rules.evaluate(ruleset, facts)
         if not isinstance(match, rules.Match) or match.rule.action != "reject":
             return None
-        server.note_refusal(f"rule {match.rule.id}", recipient or sender or NULL_SENDER)
+        detail = recipient or sender.rpartition("@")[2] or NULL_SENDER  # as bans: the domain
+        server.note_refusal(f"rule {match.rule.id}", detail)
         return match.rule.reply
 
     async def _screen_recipient(
