@@ -74,6 +74,8 @@ def search_terms(query: str) -> list[queries.Term]:
             continue
         if lower in ("is:read", "is:unread"):
             terms.append(queries.Term("read", "true" if lower == "is:read" else "false", exclude))
+        elif lower == "tag:junk":
+            terms.append(queries.Term("junk", "", exclude))
         elif lower in ("has:attachment", "has:attachments"):
             terms.append(queries.Term("attachment", "", exclude))
         else:

@@ -34,7 +34,8 @@ LIST_COLUMNS = """
     e.flags, e.size, e.received_at, e.created_at, e.message_id, e.attachments, e.raw_id,
     CASE WHEN e.body <> '' THEN left(e.body, 600) ELSE left(coalesce(e.html, ''), 6000) END
         AS preview,
-    (e.body = '') AS preview_is_html
+    (e.body = '') AS preview_is_html,
+    e.junk, e.verdicts -> 'reasons' AS junk_reasons
 """
 FULL_COLUMNS = LIST_COLUMNS + ", e.body, e.html"
 ORDER = "ORDER BY e.received_at DESC NULLS LAST, e.created_at DESC, e.id"
@@ -223,6 +224,10 @@ def search_condition(terms: Sequence[Term], first_arg: int) -> tuple[str, list[A
             condition = "('\\Seen' = ANY(coalesce(e.flags, '{}')))"
             wanted = (term.value == "true") != term.exclude
             parts.append(condition if wanted else f"NOT {condition}")
+            continue
+        if term.field == "junk":  # Mailpit's tag:junk (the only tag we set)
+            condition = "coalesce(e.junk, false)"
+            parts.append(f"NOT {condition}" if term.exclude else condition)
             continue
         if term.field == "attachment":
             condition = "(jsonb_array_length(coalesce(e.attachments, '[]'::jsonb)) > 0)"

@@ -173,6 +173,9 @@ def _message_common(row: Row, base: str, account_id: str | None, ld: bool) -> di
         "seen": is_seen(row),
         "isDeleted": False,
         "hasAttachments": attachment_count(row) > 0,
+        # Ours (README "Defence"): stored as junk by the inbound checks, and why.
+        "junk": bool(row.get("junk")),
+        "junkReasons": junk_reasons(row),
         "size": int(row.get("size") or 0),
         "downloadUrl": f"{base}/messages/{ident}/download",
         "sourceUrl": f"{base}/sources/{ident}",
@@ -330,25 +333,49 @@ def _contacts(texts: Iterable[str]) -> list[dict[str, str]]:
     return [c for c in map(contact, texts) if c is not None]
 
 
+def junk_reasons(row: Row) -> list[str]:
+    """Why the inbound checks stored a message as junk (README "Defence")."""
+    reasons = row.get("junk_reasons")
+    if isinstance(reasons, str):  # jsonb arrives as its JSON text
+        reasons = json.loads(reasons)
+    return [str(r) for r in reasons] if row.get("junk") and isinstance(reasons, list) else []
+
+
+def tags(row: Row) -> list[str]:
+    """Mailpit's Tags: `junk` for mail the inbound checks stored as junk."""
+    return ["junk"] if row.get("junk") else []
+
+
+def with_junk(shape: dict[str, Any], row: Row) -> dict[str, Any]:
+    """A Mailpit shape, plus our `JunkReasons` on junk mail only (other mail
+    keeps Mailpit's exact shape)."""
+    if row.get("junk"):
+        shape["JunkReasons"] = junk_reasons(row)
+    return shape
+
+
 def mailpit_summary(row: Row) -> dict[str, Any]:
     name, address = sender(row)
-    return {
-        "ID": str(row["id"]),
-        "MessageID": (row.get("message_id") or "").strip().strip("<>"),
-        "Read": is_seen(row),
-        "From": {"Name": name, "Address": address} if address else None,
-        "To": _contacts(recipients(row)),
-        "Cc": [],
-        "Bcc": [],
-        "ReplyTo": [],
-        "Subject": row.get("subject") or "",
-        "Created": rfc3339(arrived(row)),
-        "Username": "",
-        "Tags": [],
-        "Size": int(row.get("size") or 0),
-        "Attachments": attachment_count(row),
-        "Snippet": preview_text(row, SNIPPET_LENGTH),
-    }
+    return with_junk(
+        {
+            "ID": str(row["id"]),
+            "MessageID": (row.get("message_id") or "").strip().strip("<>"),
+            "Read": is_seen(row),
+            "From": {"Name": name, "Address": address} if address else None,
+            "To": _contacts(recipients(row)),
+            "Cc": [],
+            "Bcc": [],
+            "ReplyTo": [],
+            "Subject": row.get("subject") or "",
+            "Created": rfc3339(arrived(row)),
+            "Username": "",
+            "Tags": tags(row),
+            "Size": int(row.get("size") or 0),
+            "Attachments": attachment_count(row),
+            "Snippet": preview_text(row, SNIPPET_LENGTH),
+        },
+        row,
+    )
 
 
 def mailpit_page(
@@ -400,7 +427,7 @@ def mailpit_message(
     if date is not None and date.tzinfo is None:
         date = date.replace(tzinfo=datetime.UTC)
     reply_to = email.utils.getaddresses(header_fields.get("Reply-To", []))
-    return {
+    full = {
         "ID": summary["ID"],
         "MessageID": summary["MessageID"],
         # Mailpit's Message had Read until v1.15 (clients of that time need it):
@@ -420,7 +447,7 @@ def mailpit_message(
             "HeaderPost": first("List-Unsubscribe-Post"),
         },
         "Date": rfc3339(date),
-        "Tags": [],
+        "Tags": tags(row),
         "Username": "",
         "Text": row.get("body") or "",
         "HTML": sanitize.clean(row.get("html") or ""),
@@ -428,6 +455,7 @@ def mailpit_message(
         "Inline": [mailpit_attachment(p) for p in parts if p.kind == "inline"],
         "Attachments": [mailpit_attachment(p) for p in parts if p.kind == "attachment"],
     }
+    return with_junk(full, row)
 
 
 # The page's HTML view ------------------------------------------------------------------
