@@ -20,13 +20,13 @@ their signature, archives up to ARCHIVE_ENTRIES names.
 
 from __future__ import annotations
 
-import email
-import email.policy
+import base64
 import io
 import ipaddress
+import re
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,9 @@ from .model import Finding, ParsedMail
 
 SCAN_LIMIT = 1024 * 1024  # characters of HTML or text scanned for links
 ARCHIVE_ENTRIES = 1000  # names read from one zip archive
+HEAD_BYTES = 8192  # decoded bytes of an attachment its signature is read from
+HEAD_CHARS = HEAD_BYTES * 4 // 3  # base64 characters that decode to them
+ARCHIVE_BYTES = 16 * 1024 * 1024  # a zip archive larger than this is judged by name
 LINKS_KEPT = 20  # suspicious links listed in the verdict
 DANGEROUS_NAMES = frozenset(
     "exe scr com pif bat cmd vbs vbe js jse wsf wsh hta msi msp ps1 psm1 jar lnk reg cpl "
@@ -50,13 +53,17 @@ CONFUSABLE = frozenset("аеорсухіјԁӏѕһԛԝвмнкт" + "οαερν�
 _options = re2.Options()
 _options.case_sensitive = False
 _options.dot_nl = True
-ANCHOR = re2.compile(r"<a\s[^>]*?href\s*=\s*[\"']?([^\"'\s>]+)[^>]*>(.{0,500}?)</a\s*>", _options)
-FORM = re2.compile(r"<form[\s>]", _options)
-URL = re2.compile(r"https?://([^/\s\"'<>?#]+)", _options)
-DOMAIN_TEXT = re2.compile(
-    r"^(?:https?://)?(?:www\.)?((?:[a-z0-9-]+\.)+[a-z]{2,})(?:[/:?#].*)?$", _options
+# On UTF-8 bytes: the wrapper maps every match's offsets back into a str otherwise
+# (ten times the cost). A link's text: up to the next tag, after any opening tags.
+ANCHOR = re2.compile(
+    rb"<a\s[^>]*href\s*=\s*[\"']?([^\"'\s>]+)[^>]*>(?:\s*<[^>]*>)*([^<]{0,300})", _options
 )
-TAG = re2.compile(r"<[^>]*>")
+FORM = re2.compile(rb"<form[\s>]", _options)
+URL = re2.compile(rb"https?://([^/\s\"'<>?#]+)", _options)
+# On a link's text (at most 300 characters, no spaces): the domain it names.
+DOMAIN_TEXT = re.compile(
+    r"(?:https?://)?(?:www\.)?((?:[a-z0-9-]+\.)+[a-z]{2,})(?:[/:?#]\S*)?", re.I
+)
 
 
 def kind_of(data: bytes) -> str | None:
@@ -113,28 +120,36 @@ def name_kind(name: str) -> str | None:
     return f"a .{extension} file" if extension in DANGEROUS_NAMES and "." in name else None
 
 
-def attachments(raw: bytes) -> Iterator[tuple[str, bytes]]:
-    """(file name, decoded bytes) of each attachment-like part of `raw`."""
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        name = part.get_filename() or ""
-        disposition = (part.get("Content-Disposition") or "").lower()
-        if not name and "attachment" not in disposition and part.get_content_maintype() == "text":
-            continue
-        payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            yield str(name)[:255], payload
+def head_of(payload: Any, transfer_encoding: str | None) -> bytes:
+    """The first HEAD_BYTES decoded bytes of an attachment's payload (as the
+    parser holds it: base64 text, or bytes), or all of a zip archive (up to
+    ARCHIVE_BYTES) so its entries can be listed."""
+    if isinstance(payload, str):
+        if (transfer_encoding or "").lower() != "base64":
+            return payload[:HEAD_BYTES].encode("utf-8", "replace")
+        compact = "".join(payload[: HEAD_CHARS * 2].split())[:HEAD_CHARS]
+        head = _b64(compact[: len(compact) // 4 * 4])
+        if head.startswith(b"PK\x03\x04") and len(payload) <= ARCHIVE_BYTES * 4 // 3 + 4096:
+            return _b64("".join(payload.split()))
+        return head
+    data = bytes(payload or b"")
+    return data if data.startswith(b"PK\x03\x04") else data[:HEAD_BYTES]
 
 
-def dangerous_attachments(raw: bytes) -> list[dict[str, str]]:
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text)
+    except ValueError:
+        return b""
+
+
+def dangerous_attachments(parsed: ParsedMail) -> list[dict[str, str]]:
     """One entry per dangerous attachment: its name and why."""
     found = []
-    for name, data in attachments(raw):
-        why = kind_of(data) or name_kind(name)
+    for attachment in parsed.attachments:
+        why = kind_of(attachment.head) or name_kind(attachment.filename)
         if why:
-            found.append({"filename": name, "kind": why})
+            found.append({"filename": attachment.filename[:255], "kind": why})
     return found
 
 
@@ -167,6 +182,8 @@ def host_of(url: str) -> str:
 
 
 def _is_ip(host: str) -> bool:
+    if not host or not (host[0].isdigit() or host[0] == "[" or ":" in host):
+        return False
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -177,7 +194,8 @@ def _is_ip(host: str) -> bool:
 def link_signs(html: str, text: str) -> dict[str, list[str]]:
     """Suspicious signs in the HTML and text: deceptive, IP-literal and
     look-alike links, forms. Lists of examples, by kind."""
-    html, text = html[:SCAN_LIMIT], text[:SCAN_LIMIT]
+    html_bytes = html[:SCAN_LIMIT].encode("utf-8", "replace")
+    text_bytes = text[:SCAN_LIMIT].encode("utf-8", "replace")
     signs: dict[str, list[str]] = {}
 
     def add(kind: str, example: str) -> None:
@@ -185,32 +203,32 @@ def link_signs(html: str, text: str) -> dict[str, list[str]]:
         if len(examples) < LINKS_KEPT and example not in examples:
             examples.append(example[:300])
 
-    for href, inner in ANCHOR.findall(html) if html else ():
-        host = host_of(href)
-        shown = " ".join(TAG.sub(" ", inner).split())
-        named = DOMAIN_TEXT.match(shown)
+    for href, inner in ANCHOR.findall(html_bytes) if html_bytes else ():
+        host = host_of(href.decode("utf-8", "replace"))
+        shown = inner.decode("utf-8", "replace").strip()
+        named = DOMAIN_TEXT.fullmatch(shown) if "." in shown and " " not in shown else None
         if host and named and not registrable_under(host, named.group(1).lower()):
             add("deceptive_links", f"{shown} -> {host}")
-    for host in _hosts(html, text):
+    for host in set(_hosts(html_bytes, text_bytes)):
         if _is_ip(host.rpartition("@")[2].split(":")[0]):
             add("ip_links", host)
         elif lookalike(host.split(":")[0]):
             add("lookalike_links", host)
-    if html and FORM.search(html):
+    if html_bytes and FORM.search(html_bytes):
         add("forms", "a form in the HTML")
     return signs
 
 
-def _hosts(*texts: str) -> Iterable[str]:
+def _hosts(*texts: bytes) -> Iterable[str]:
     for text in texts:
         if text:
-            yield from (host.lower() for host in URL.findall(text))
+            yield from (host.decode("utf-8", "replace").lower() for host in URL.findall(text))
 
 
-def judge(parsed: ParsedMail, raw: bytes, mode: str) -> tuple[Finding | None, str | None]:
+def judge(parsed: ParsedMail, mode: str) -> tuple[Finding | None, str | None]:
     """The content finding of a message and, with mode enforce, why to refuse it."""
     facts: dict[str, Any] = {}
-    dangerous = dangerous_attachments(raw) if parsed.attachments else []
+    dangerous = dangerous_attachments(parsed)
     if dangerous:
         facts["attachments"] = dangerous
     signs = link_signs(parsed.html, parsed.body)

@@ -17,6 +17,9 @@ class Attachment:
     filename: str
     content_type: str
     size: int
+    # Its first decoded bytes (a zip archive: all of it), for the content
+    # checks (app/content.py); not stored.
+    head: bytes = dataclasses.field(default=b"", repr=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,7 +57,7 @@ class Screen:
             if ruleset:
                 refusal = self._judge_rules(ruleset, envelope, parsed, findings)
             if self._content_mode != OFF:
-                found, refused = content.judge(parsed, envelope.as_received, self._content_mode)
+                found, refused = content.judge(parsed, self._content_mode)
                 findings += [found] if found else []
                 if refused and refusal is None:
                     refusal = replies.DANGEROUS_CONTENT.format(reason=refused)
