@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -34,6 +33,8 @@ from limits.storage import storage_from_string
 
 from . import metrics, replies
 from .model import Finding
+from .policy import client_address
+from .tasks import Throttle
 from .verdicts import ENFORCE, OFF
 
 log = logging.getLogger("app.ratelimit")
@@ -65,12 +66,9 @@ def parse_limit(text: str) -> limits.RateLimitItem | None:
 
 def network_of(ip: str) -> str:
     """The client's network: its /24 (IPv4) or /64 (IPv6)."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = client_address(ip)
+    if address is None:
         return ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     prefix = NETWORK_PREFIX[address.version]
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
@@ -100,7 +98,7 @@ class RateLimits:
             for name, _ in (*AT_MAIL, *AT_RCPT, ("rate_errors_per_ip", ""))
         }
         self._block = limits.RateLimitItemPerSecond(1, max(1, int(settings.rate_block_seconds)))
-        self._last_failure_log = 0.0
+        self._failures_told = Throttle()
 
     async def at_mail(self, ip: str, sender: str) -> tuple[str | None, Finding | None]:
         """(refusal, finding) for a MAIL from `ip` with `sender` ("" for <>)."""
@@ -152,9 +150,7 @@ class RateLimits:
                 return await call
         except Exception as error:
             metrics.RATE_STORAGE_ERRORS.inc()
-            now = time.monotonic()
-            if now - self._last_failure_log >= 60:
-                self._last_failure_log = now
+            if self._failures_told.due():
                 log.warning(
                     "[limits] %s storage failed (%r): not counting, nothing refused",
                     self.storage_name,

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .model import Finding
+from .policy import client_address
 from .resolver import DnsFailure, NeedLookup, Resolver
 
 log = logging.getLogger("app.reputation")
@@ -51,15 +52,12 @@ class Zone:
 
 
 def _octet(text: str) -> frozenset[int]:
-    if text.startswith("[") and text.endswith("]"):
-        inner = text[1:-1]
-        if ".." in inner:
-            low, _, high = inner.partition("..")
-            values = set(range(int(low), int(high) + 1))
-        else:
-            values = {int(part) for part in inner.split(";")}
-    else:
-        values = {int(text)}
+    """One octet of a pattern: `7`, or `[1;5;7..9]` (numbers and ranges)."""
+    values: set[int] = set()
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    for part in inner.split(";"):
+        low, _, high = part.partition("..")
+        values.update(range(int(low), int(high or low) + 1))
     if not values or not all(0 <= v <= 255 for v in values):
         raise ValueError(text)
     return frozenset(values)
@@ -90,12 +88,9 @@ def parse_zones(text: str, allow: bool = False) -> tuple[Zone, ...]:
 
 def query_name(ip: str, zone: str) -> str | None:
     """`4.3.2.1.zone` for 1.2.3.4, nibbles for IPv6 (RFC 5782); None if not an address."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = client_address(ip)
+    if address is None:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv4Address):
         reversed_ip = ".".join(reversed(str(address).split(".")))
     else:

@@ -25,6 +25,7 @@ import httpx
 
 from . import metrics, replies
 from .model import Envelope, Finding
+from .tasks import Throttle
 from .verdicts import ENFORCE
 
 log = logging.getLogger("app.scanner")
@@ -55,7 +56,7 @@ class Scanner:
         self._junk_score, self._reject_score = junk_score, reject_score
         self._mode = mode
         self._http = httpx.AsyncClient(timeout=timeout) if self.kind == "rspamd" else None
-        self._last_failure_log = 0.0
+        self._failures_told = Throttle()
 
     async def scan(self, envelope: Envelope) -> tuple[Finding, str | None]:
         """The scanner's finding on `envelope` and, in enforce mode, the refusal."""
@@ -87,9 +88,7 @@ class Scanner:
 
     def _unchecked(self, why: str, error: BaseException) -> Finding:
         metrics.SCANNER.labels("unchecked").inc()
-        now = time.monotonic()
-        if now - self._last_failure_log >= 60:
-            self._last_failure_log = now
+        if self._failures_told.due():
             log.warning(
                 "[scanner] %s at %s:%d gave no verdict (%s: %r): mail is stored unchecked",
                 self.kind,

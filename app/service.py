@@ -104,6 +104,26 @@ def check_spool(spool: Spool) -> None:
         ) from None
 
 
+def make_scanner(settings: Settings) -> Scanner | None:
+    if not settings.spam_scanner or settings.spam_checks == "off":
+        return None
+    return Scanner(
+        settings.spam_scanner,
+        settings.spam_timeout,
+        settings.spam_junk_score,
+        settings.spam_reject_score,
+        settings.spam_checks,
+    )
+
+
+def make_reputation(settings: Settings) -> Reputation | None:
+    zones = (*settings.dnsbl_zones, *settings.dnswl_zones)
+    if settings.dnsbl_checks == "off" or not zones:
+        return None
+    resolver = Resolver(settings.dns_resolver, timeout=settings.dnsbl_timeout)
+    return Reputation(resolver, zones, settings.dnsbl_timeout, settings.dnsbl_threshold)
+
+
 class Service:
     def __init__(self, settings: Settings, worker: int | None = None) -> None:
         self.settings = settings
@@ -176,15 +196,7 @@ class Service:
             )
             authenticate = authenticator.check
         self.lists = ListsState(settings)
-        self.scanner = None
-        if settings.spam_scanner and settings.spam_checks != "off":
-            self.scanner = Scanner(
-                settings.spam_scanner,
-                settings.spam_timeout,
-                settings.spam_junk_score,
-                settings.spam_reject_score,
-                settings.spam_checks,
-            )
+        self.scanner = make_scanner(settings)
         screen = Screen(
             self.lists.get, settings.rules_checks, settings.content_checks, self.scanner
         )
@@ -205,21 +217,12 @@ class Service:
             settings.max_receiving_bytes,
             settings.max_message_size,
         )
-        reputation = None
-        zones = (*settings.dnsbl_zones, *settings.dnswl_zones)
-        if settings.dnsbl_checks != "off" and zones:
-            reputation = Reputation(
-                Resolver(settings.dns_resolver, timeout=settings.dnsbl_timeout),
-                zones,
-                settings.dnsbl_timeout,
-                settings.dnsbl_threshold,
-            )
         self.handler = Handler(
             settings,
             self.lists.get,
             self.preparer,
             self.writer,
-            reputation,
+            make_reputation(settings),
             RateLimits(settings) if settings.rate_limits != "off" else None,
         )
         if settings.tls_cert and settings.tls_key:

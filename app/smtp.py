@@ -26,7 +26,7 @@ from aiosmtpd.smtp import Session as SMTPSession
 from . import metrics, pause, replies, rules
 from .config import Settings
 from .connections import Connections
-from .model import Envelope, Finding
+from .model import Envelope, Finding, Prepared
 from .policy import (
     Lists,
     Verdict,
@@ -278,6 +278,16 @@ class Handler:
             server.findings += [found] if found else []
         return refusal
 
+    def _refusal_of(self, server: Session, done: Prepared) -> str | None:
+        """The reply refusing a prepared message: DMARC reject, or an enforcing check."""
+        auth = done.auth
+        if self._enforce and auth is not None and auth.dmarc_reject:
+            server.note_refusal("550 dmarc reject", auth.dmarc_domain or "")
+            return replies.DMARC_REJECT.format(domain=auth.dmarc_domain)
+        if done.refusal is not None:
+            server.note_refusal(f"{done.refusal[:9]} at end of DATA")
+        return done.refusal
+
     def _session_findings(self, server: Session) -> tuple[Finding, ...]:
         """What the dialogue found: rate limits (record), the client's reputation."""
         findings = list(server.findings)
@@ -315,14 +325,9 @@ class Handler:
         del content[:]
         prepared = self._preparer.start(message)
         if self._wait_for_verdicts:
-            done = await prepared  # bounded by AUTH_TIMEOUT and SPAM_TIMEOUT
-            auth = done.auth
-            if self._enforce and auth is not None and auth.dmarc_reject:
-                server.note_refusal("550 dmarc reject", auth.dmarc_domain or "")
-                return replies.DMARC_REJECT.format(domain=auth.dmarc_domain)
-            if done.refusal is not None:
-                server.note_refusal(f"{done.refusal[:9]} at end of DATA")
-                return done.refusal
+            refusal = self._refusal_of(server, await prepared)  # AUTH_ and SPAM_TIMEOUT bound it
+            if refusal is not None:
+                return refusal
         await self._writer.wait_for_room(BACKPRESSURE_WAIT)
         try:
             committed = self._writer.submit(message, prepared, wait=self._settings.durable)
