@@ -67,3 +67,19 @@ def test_verdicts_builder():
         "dnsbl": {"score": 0},
         "rule": {"id": 1},
     }
+
+
+def test_spooled_messages_keep_their_dialogue_findings(tmp_path):
+    from app.model import Envelope
+    from app.spool import Spool
+
+    found = Finding("dnsbl", True, "listed by bl.example (score 2 >= 1)", {"score": 2.0})
+    envelope = Envelope.new(
+        "a@b.example", ("x@example.com",), b"Subject: x\r\n\r\nx", "192.0.2.1", "h"
+    )
+    envelope = Envelope(**{**envelope.__dict__, "findings": (found,)})
+    spool = Spool(tmp_path)
+    spool.check_writable()
+    spool.save_pending(envelope)
+    [(_, replayed)] = list(spool.pending())
+    assert replayed.findings == (found,)
