@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,7 +56,6 @@ COLUMNS = (
     "active",
 )
 
-BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 MAIL, RCPT, DATA = 1, 2, 3  # the SMTP steps, in order
 
 
@@ -193,11 +193,17 @@ class Match:
     why: tuple[str, ...]  # one line per condition that matched
 
 
-def _in_network(client: str, network: Any) -> bool:
+@functools.lru_cache(maxsize=4096)  # clients come back; parsing costs more than the test
+def _address(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(client) in network
+        return ipaddress.ip_address(client)
     except ValueError:
-        return False
+        return None
+
+
+def _in_network(client: str, network: Any) -> bool:
+    address = _address(client)
+    return address is not None and address in network
 
 
 def _conditions(rule: Rule, facts: Facts) -> Iterable[tuple[bool, str]]:
@@ -257,6 +263,21 @@ def evaluate(rules: Sequence[Rule], facts: Facts) -> Match | str | None:
     return None
 
 
+def refuses_at_data(ruleset: Sequence[Rule]) -> bool:
+    """Can a reject rule be decided only at the end of DATA? (It needs DATA's
+    data, or comes after a rule that does.) Then the DATA reply waits for it."""
+    data_before = False
+    for rule in ruleset:
+        data_before = data_before or rule.step == DATA
+        if rule.action == "reject" and data_before:
+            return True
+    return False
+
+
+def needs_headers(ruleset: Sequence[Rule]) -> bool:
+    return any(rule.header_regex is not None for rule in ruleset)
+
+
 def describe(match: Match) -> str:
     rule = match.rule
     return f"rule {rule.id} ({rule.action}): " + "; ".join(match.why)
@@ -273,8 +294,8 @@ def finding(match: Match, junk: bool) -> Finding:
 
 def header_fields(raw: bytes, limit: int = 256 * 1024) -> list[tuple[str, str]]:
     """(lower-case name, unfolded value) of the header block of `raw` (bounded)."""
-    end = BLANK_LINE.search(raw, 0, limit)
-    block = raw[: end.start() if end else limit].decode("utf-8", "replace")
+    ends = [e for e in (raw.find(b"\r\n\r\n", 0, limit), raw.find(b"\n\n", 0, limit)) if e >= 0]
+    block = raw[: min(ends) if ends else limit].decode("utf-8", "replace")
     fields: list[tuple[str, str]] = []
     for line in block.replace("\r\n", "\n").split("\n"):
         if line[:1] in (" ", "\t") and fields:

@@ -79,7 +79,7 @@ class Screen:
             client=envelope.remote_ip,
             sender=envelope.mail_from,
             recipients=envelope.recipients,
-            headers=rules.header_fields(raw),
+            headers=rules.header_fields(raw) if rules.needs_headers(ruleset) else (),
             subject=parsed.subject,
             size=len(raw),
             has_attachments=bool(parsed.attachments),

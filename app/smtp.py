@@ -104,13 +104,14 @@ class Handler:
         self._reputation = reputation
         self._rate_limits = rate_limits
         self._rules = settings.rules_checks
-        # Only enforcing checks of the end of DATA make the reply wait for them.
+        # Only enforcing checks of the end of DATA make the reply wait for
+        # them; for the rules, only while a reject rule can be decided there.
         self._enforce = settings.auth_checks == ENFORCE
         self._wait_for_verdicts = self._enforce or ENFORCE in (
-            settings.rules_checks,
             settings.content_checks,
             settings.spam_checks if settings.spam_scanner else OFF,
         )
+        self._rules_seen: tuple[tuple[rules.Rule, ...], bool] = ((), False)
         self._postmaster = f"postmaster@{normalize_domain(settings.smtp_hostname) or 'localhost'}"
 
     async def handle_PROXY(
@@ -278,6 +279,15 @@ class Handler:
             server.findings += [found] if found else []
         return refusal
 
+    def _rules_refuse_at_data(self) -> bool:
+        """True while an enforced reject rule can be decided at the end of DATA."""
+        if self._rules != ENFORCE:
+            return False
+        ruleset = self._lists().rules
+        if ruleset is not self._rules_seen[0]:  # a new snapshot: judge it once
+            self._rules_seen = (ruleset, rules.refuses_at_data(ruleset))
+        return self._rules_seen[1]
+
     def _refusal_of(self, server: Session, done: Prepared) -> str | None:
         """The reply refusing a prepared message: DMARC reject, or an enforcing check."""
         auth = done.auth
@@ -324,7 +334,7 @@ class Handler:
         message = dataclasses.replace(message, raw=bytes(content), trace_length=len(trace))
         del content[:]
         prepared = self._preparer.start(message)
-        if self._wait_for_verdicts:
+        if self._wait_for_verdicts or self._rules_refuse_at_data():
             refusal = self._refusal_of(server, await prepared)  # AUTH_ and SPAM_TIMEOUT bound it
             if refusal is not None:
                 return refusal

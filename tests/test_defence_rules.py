@@ -56,6 +56,11 @@ def test_rules_at_each_step_in_priority_order(make_server, database_url):
     assert row["verdicts"]["rule"]["why"] == ["subject matches '(?i)you are a winner'"]
     _, _, reply = send(server.port, data=message(headers="X-Mailer: BulkBlaster 3\r\n"))
     assert stored(database_url, reply)["verdicts"]["rule"]["id"] == 4
+    # A reject rule on the body's data: the DATA reply waits for it and refuses.
+    add(database_url, "--action", "reject", "--header", "X-Spam-Flag", "^YES",
+        "--reply", "554 5.7.1 Flagged upstream")  # fmt: skip
+    flagged = message(headers="X-Spam-Flag: YES\r\n")
+    eventually(lambda: send(server.port, data=flagged) == ("DATA", 554, b"5.7.1 Flagged upstream"))
     server.wait_for_log(r"refused 127\.0\.0\.1: rule 1 \(spam\.test\)")
 
     listed = cli(database_url, "rules", "list")

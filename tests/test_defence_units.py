@@ -83,3 +83,16 @@ def test_spooled_messages_keep_their_dialogue_findings(tmp_path):
     spool.save_pending(envelope)
     [(_, replayed)] = list(spool.pending())
     assert replayed.findings == (found,)
+
+
+def test_data_replies_wait_only_for_reject_rules_decided_there():
+    def ruleset(*rows: dict) -> tuple:
+        return rules.build_rules([{"id": n, **row} for n, row in enumerate(rows, 1)])[0]
+
+    sender_reject = {"action": "reject", "sender": "*@x.example"}
+    subject_junk = {"action": "junk", "subject_regex": "x"}
+    subject_reject = {"action": "reject", "subject_regex": "x"}
+    assert not rules.refuses_at_data(ruleset(sender_reject, subject_junk))
+    assert rules.refuses_at_data(ruleset(subject_junk, sender_reject))  # held back to DATA
+    assert rules.refuses_at_data(ruleset(subject_reject))
+    assert not rules.refuses_at_data(())
