@@ -39,6 +39,8 @@ ZONE_ENTRY = re.compile(
 )
 OCTET = re.compile(r"\[[^\]]*\]|[^.]+")
 HEALTH_PROBE = "1.0.0.127"  # RFC 5782 3.2: 127.0.0.1 is never listed
+# A zone's answer for one client: (the codes that list it, or a problem).
+Answer = tuple[tuple[str, ...] | None, str | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,37 +178,60 @@ class Reputation:
         self.threshold = threshold
         self._told: set[tuple[str, str]] = set()  # (zone, problem) already logged
 
-    def start(self, ip: str) -> asyncio.Task[Result] | None:
-        """Begin the lookups for `ip`; None when there is nothing to look up."""
+    def start(self, ip: str) -> asyncio.Future[Result] | None:
+        """Begin the lookups for `ip`; None when there is nothing to look up.
+        A client whose every answer is cached (most: MTAs come back) costs
+        no task at all."""
         if not self._zones or not ip:
             return None
-        return asyncio.get_running_loop().create_task(self.check(ip))
+        loop = asyncio.get_running_loop()
+        if all(self._cached(zone, ip) for zone in self._zones):
+            known: asyncio.Future[Result] = loop.create_future()
+            known.set_result(self._weigh({zone: self._answer(zone, ip) for zone in self._zones}))
+            return known
+        return loop.create_task(self.check(ip))
 
     async def check(self, ip: str) -> Result:
         """Look `ip` up in every zone at once; bounded by the timeout."""
-        lookups = {asyncio.ensure_future(self._zone_answer(zone, ip)): zone for zone in self._zones}
+        lookups = {asyncio.ensure_future(self._lookup(zone, ip)): zone for zone in self._zones}
         done, pending = await asyncio.wait(lookups, timeout=self._timeout)
+        found: dict[Zone, Answer] = {
+            lookups[task]: self._answer(lookups[task], ip) for task in done
+        }
         for task in pending:
             task.cancel()
-            self._tell(lookups[task].name, f"no answer within {self._timeout:g}s")
-        answers, unchecked = [], [lookups[task].name for task in pending]
-        for task in done:
-            zone = lookups[task]
-            answer, problem = task.result()
+            found[lookups[task]] = (None, f"no answer within {self._timeout:g}s")
+        return self._weigh(found)
+
+    def _weigh(self, found: dict[Zone, Answer]) -> Result:
+        answers, unchecked = [], []
+        for zone, (codes, problem) in found.items():
             if problem is not None:
                 self._tell(zone.name, problem)
                 unchecked.append(zone.name)
             else:
-                answers.append((zone, answer))
+                answers.append((zone, codes))
         return score(answers, sorted(unchecked))
 
-    async def _zone_answer(self, zone: Zone, ip: str) -> tuple[tuple[str, ...] | None, str | None]:
-        """(codes or None, problem or None) for `ip` in `zone`."""
-        name = query_name(ip, zone.name)
+    def _names(self, zone: Zone, ip: str) -> tuple[str | None, str]:
+        return query_name(ip, zone.name), f"{HEALTH_PROBE}.{zone.name}"
+
+    def _cached(self, zone: Zone, ip: str) -> bool:
+        name, probe = self._names(zone, ip)
+        return name is None or (self._resolver.has(name, "A") and self._resolver.has(probe, "A"))
+
+    async def _lookup(self, zone: Zone, ip: str) -> None:
+        name, probe = self._names(zone, ip)
+        if name is not None:
+            await asyncio.gather(
+                self._resolver.lookup(name, "A"), self._resolver.lookup(probe, "A")
+            )
+
+    def _answer(self, zone: Zone, ip: str) -> Answer:
+        """(codes or None, problem or None) for `ip` in `zone`, from the cache."""
+        name, probe = self._names(zone, ip)
         if name is None:
             return None, None
-        probe = f"{HEALTH_PROBE}.{zone.name}"
-        await asyncio.gather(self._resolver.lookup(name, "A"), self._resolver.lookup(probe, "A"))
         try:
             codes = self._resolver.cached(name, "A")
             if self._resolver.cached(probe, "A"):

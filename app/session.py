@@ -79,7 +79,7 @@ class Session(SMTP):
         self._deadline: asyncio.TimerHandle | None = None
         # Inbound defence: the client's reputation lookups (started once its
         # address is known) and what this transaction's checks found.
-        self.reputation: asyncio.Task[Result] | None = None
+        self.reputation: asyncio.Future[Result] | None = None
         self.findings: list[Finding] = []
 
     @classmethod
