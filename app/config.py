@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -117,6 +118,8 @@ def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
 
 @_allowed("comma-separated zone[=127.0.0.[2..11]][*weight] entries (postscreen's syntax)")
 def _zones(text: str) -> tuple[Any, ...]:
+    if not text.strip():
+        return ()  # without importing the resolver: the command line starts fast
     from .reputation import parse_zones
 
     return parse_zones(text)
@@ -124,16 +127,25 @@ def _zones(text: str) -> tuple[Any, ...]:
 
 @_allowed("comma-separated zone[=127.0.[0..255].[1..3]][*weight] entries (weights subtract)")
 def _allow_zones(text: str) -> tuple[Any, ...]:
+    if not text.strip():
+        return ()
     from .reputation import parse_zones
 
     return parse_zones(text, allow=True)
 
 
-@_allowed("a rate such as 120/minute, 10/second, 5000/hour; 0 or off for no limit")
-def _rate(text: str) -> Any:
-    from .ratelimit import parse_limit
+RATE = re.compile(r"[1-9]\d* ?(?:/|per) ?(?:\d+ ?)?(?:second|minute|hour|day|month|year)s?")
 
-    return parse_limit(text)
+
+@_allowed("a rate such as 120/minute, 10/second, 5000/hour; 0 or off for no limit")
+def _rate(text: str) -> str | None:
+    """`limits`' notation, checked here without importing it (app/ratelimit.py does)."""
+    value = " ".join(text.strip().lower().split())
+    if value in ("0", "off", "none", ""):
+        return None
+    if not RATE.fullmatch(value):
+        raise ValueError
+    return value
 
 
 @_allowed("memory:// (this process) or redis://host:port/db (shared by every host)")
@@ -312,16 +324,17 @@ class Settings:
     rate_limit_storage: str = setting(
         "memory://", _rate_storage,
         "where the rate counters live: memory:// (per process) or redis://host:port/db (shared)")
-    rate_global: Any = setting("100000/minute", _rate, "messages (MAIL commands) from everyone")
-    rate_per_network: Any = setting(
+    rate_global: str | None = setting(
+        "100000/minute", _rate, "messages (MAIL commands) from everyone")
+    rate_per_network: str | None = setting(
         "3000/minute", _rate, "messages from one client network (IPv4 /24, IPv6 /64)")
-    rate_per_sender_domain: Any = setting(
+    rate_per_sender_domain: str | None = setting(
         "6000/minute", _rate, "messages from one envelope sender domain")
-    rate_per_recipient_domain: Any = setting(
+    rate_per_recipient_domain: str | None = setting(
         "60000/minute", _rate, "recipients at one of our domains")
-    rate_per_mailbox: Any = setting(
+    rate_per_mailbox: str | None = setting(
         "120/minute", _rate, "messages to one mailbox; past it 452 4.2.2 (flood protection)")
-    rate_errors_per_ip: Any = setting(
+    rate_errors_per_ip: str | None = setting(
         "100/minute", _rate, "failed commands from one client address before it is blocked")
     rate_block_seconds: float = setting(
         "600", _float(1, 86400), "seconds a client over RATE_ERRORS_PER_IP is refused (421)")

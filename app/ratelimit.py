@@ -94,7 +94,7 @@ class RateLimits:
         self.storage_name = uri.removeprefix("async+").split("://")[0]
         self._limiter = FixedWindowRateLimiter(storage_from_string(uri, **options))
         self._limits = {
-            name: getattr(settings, name)
+            name: parse_limit(getattr(settings, name) or "0")
             for name, _ in (*AT_MAIL, *AT_RCPT, ("rate_errors_per_ip", ""))
         }
         self._block = limits.RateLimitItemPerSecond(1, max(1, int(settings.rate_block_seconds)))
