@@ -1,5 +1,5 @@
 """Command line: `python -m app serve | api | init-db | check | retention | domains | bans |
-accounts`."""
+accounts | rules | pause | resume`."""
 
 from __future__ import annotations
 
@@ -300,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("add", "passwd", "revoke-tokens", "remove"):
         account_actions.add_parser(action).add_argument("address")
     account_actions.add_parser("list")
+
+    from . import cli_defence
+
+    cli_defence.add_parsers(
+        commands, cli_defence.cmd_rules, cli_defence.cmd_pause, cli_defence.cmd_resume
+    )
     return parser
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -113,6 +114,61 @@ def _resolver_address(text: str) -> str | None:
 @_allowed("comma-separated addresses or CIDR networks (192.0.2.1, 192.0.2.0/24, 2001:db8::/32)")
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+
+
+@_allowed("comma-separated zone[=127.0.0.[2..11]][*weight] entries (postscreen's syntax)")
+def _zones(text: str) -> tuple[Any, ...]:
+    if not text.strip():
+        return ()  # without importing the resolver: the command line starts fast
+    from .reputation import parse_zones
+
+    return parse_zones(text)
+
+
+@_allowed("comma-separated zone[=127.0.[0..255].[1..3]][*weight] entries (weights subtract)")
+def _allow_zones(text: str) -> tuple[Any, ...]:
+    if not text.strip():
+        return ()
+    from .reputation import parse_zones
+
+    return parse_zones(text, allow=True)
+
+
+RATE = re.compile(r"[1-9]\d* ?(?:/|per) ?(?:\d+ ?)?(?:second|minute|hour|day|month|year)s?")
+
+
+@_allowed("a rate such as 120/minute, 10/second, 5000/hour; 0 or off for no limit")
+def _rate(text: str) -> str | None:
+    """`limits`' notation, checked here without importing it (app/ratelimit.py does)."""
+    value = " ".join(text.strip().lower().split())
+    if value in ("0", "off", "none", ""):
+        return None
+    if not RATE.fullmatch(value):
+        raise ValueError
+    return value
+
+
+@_allowed("memory:// (this process) or redis://host:port/db (shared by every host)")
+def _rate_storage(text: str) -> str:
+    text = text.strip()
+    if text != "memory://" and urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError
+    return text
+
+
+@_allowed("rspamd://host:port, spamd://host:port, or empty for none")
+def _scanner(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("rspamd", "spamd") or not parts.hostname or not parts.port:
+        raise ValueError
+    return text
+
+
+def _mode(what: str) -> Parser:
+    return _allowed(f"off, record or enforce ({what})")(_choice("off", "record", "enforce"))
 
 
 @_allowed("one of debug, info, warning, error")
@@ -251,6 +307,62 @@ class Settings:
     dns_resolver: str | None = setting(
         "", _resolver_address,
         "IP address (ip:port, [ipv6]:port) of the DNS resolver; empty: the system's")
+    dnsbl_checks: str = setting(
+        "record", _mode("DNSBL_ZONES"),
+        "DNS block-lists at connect: off, record (listed clients' mail is junk), or enforce "
+        "(554 at RCPT)")
+    dnsbl_zones: tuple[Any, ...] = setting(
+        "", _zones, "block-list zones, e.g. zen.spamhaus.org*2,bl.spamcop.net; empty: none")
+    dnswl_zones: tuple[Any, ...] = setting(
+        "", _allow_zones, "allow-list zones whose weight is subtracted, e.g. list.dnswl.org*2")
+    dnsbl_threshold: float = setting(
+        "1", _float(0.01, 1000), "score (sum of the listing zones' weights) that counts as listed")
+    dnsbl_timeout: float = setting(
+        "1", _float(0.05, 30),
+        "seconds after the connect by which the lookups must answer; later zones count as "
+        "not listed")
+    rate_limits: str = setting(
+        "enforce", _mode("the RATE_* limits"),
+        "message rate limits: off, record (mail over a limit is junk), or enforce (refused)")
+    rate_limit_storage: str = setting(
+        "memory://", _rate_storage,
+        "where the rate counters live: memory:// (per process) or redis://host:port/db (shared)")
+    rate_global: str | None = setting(
+        "100000/minute", _rate, "messages (MAIL commands) from everyone")
+    rate_per_network: str | None = setting(
+        "3000/minute", _rate, "messages from one client network (IPv4 /24, IPv6 /64)")
+    rate_per_sender_domain: str | None = setting(
+        "6000/minute", _rate, "messages from one envelope sender domain")
+    rate_per_recipient_domain: str | None = setting(
+        "60000/minute", _rate, "recipients at one of our domains")
+    rate_per_mailbox: str | None = setting(
+        "120/minute", _rate, "messages to one mailbox; past it 452 4.2.2 (flood protection)")
+    rate_errors_per_ip: str | None = setting(
+        "100/minute", _rate, "failed commands from one client address before it is blocked")
+    rate_block_seconds: float = setting(
+        "600", _float(1, 86400), "seconds a client over RATE_ERRORS_PER_IP is refused (421)")
+    rules_checks: str = setting(
+        "enforce", _mode("the rules table"),
+        "the rules table: off, record (a reject rule marks junk), or enforce (its reply)")
+    rules_refresh: float = setting("60", _float(0.05, 86400), "seconds between rules refreshes")
+    content_checks: str = setting(
+        "record", _mode("attachments, links, forms"),
+        "dangerous attachments, deceptive links, forms: off, record (junk), or enforce "
+        "(554 for dangerous attachments)")
+    spam_scanner: str | None = setting(
+        "", _scanner, "rspamd://127.0.0.1:11333 or spamd://127.0.0.1:783; empty: none")
+    spam_checks: str = setting(
+        "record", _mode("SPAM_SCANNER"),
+        "the scanner's score: off, record (junk at SPAM_JUNK_SCORE), or enforce (also 554 at "
+        "SPAM_REJECT_SCORE)")
+    spam_junk_score: float = setting(
+        "6", _float(-1000, 1000), "scanner score from which a message is junk")
+    spam_reject_score: float = setting(
+        "15", _float(-1000, 1000), "with SPAM_CHECKS=enforce: score from which it is refused")
+    spam_timeout: float = setting(
+        "5", _float(0.1, 120), "seconds the scanner may take; then the verdict is unchecked")
+    pause_refresh: float = setting(
+        "10", _float(0.05, 86400), "seconds between reads of the pause switch (NOTIFY is at once)")
     api_port: int = setting("8025", _int(0, 65535), "TCP port of the HTTP API and inbox page")
     api_bind: str = setting("127.0.0.1", _text, "address the HTTP API binds")
     api_access: str = setting(

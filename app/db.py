@@ -20,9 +20,11 @@ from typing import Any
 
 import asyncpg
 
+from . import verdicts
 from .db_errors import REFUSED, classify
 from .model import Prepared
 from .policy import address_spellings
+from .rules import COLUMNS as RULE_COLUMNS
 
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
@@ -134,6 +136,9 @@ EMAIL_COLUMNS = (
     Column("dkim", "text", lambda p, row, owner: p.auth and p.auth.dkim),
     Column("dmarc", "text", lambda p, row, owner: p.auth and p.auth.dmarc),
     Column("dmarc_domain", "text", lambda p, row, owner: p.auth and p.auth.dmarc_domain),
+    # Inbound defence: what the checks found (app/verdicts.py owns the shape).
+    Column("verdicts", "text", lambda p, row, owner: verdicts.stored(p), "r.verdicts::jsonb"),
+    Column("junk", "bool", lambda p, row, owner: verdicts.is_junk(p)),
     Column("encrypted", sql="false"),  # bodies are stored in clear (Cybertemp's flag)
     Column("key_version", sql="NULL"),
 )
@@ -329,6 +334,8 @@ LIST_COLUMNS = {
     "domains": ("domain", "active"),
     "bans": ("scope", "value", "match_type", "status"),
     "private_email": ("email",),
+    "rules": RULE_COLUMNS,
+    "receive_pause": ("reason",),
 }
 OPTIONAL_COLUMNS = frozenset({"active"})
 

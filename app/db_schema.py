@@ -58,6 +58,8 @@ EMAIL_COLUMNS = {
     "raw_id": "uuid",
     "tls": "boolean",
     "header_to": "text[]",
+    "verdicts": "jsonb",
+    "junk": "boolean",
 }
 EMAIL_BASE_COLUMNS = ("id", "mailbox_owner", "subject", "body", "from_addr")
 

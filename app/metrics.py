@@ -46,6 +46,14 @@ ACK_SECONDS = Histogram(
     "end of DATA to the 250 reply",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5),
 )
+RATE_LIMITED = Counter(
+    "tempmail_rate_limited_total", "messages or clients over a rate limit, by setting", ["limit"]
+)
+RATE_STORAGE_ERRORS = Counter(
+    "tempmail_rate_storage_errors_total", "rate counter updates that failed (nothing refused)"
+)
+JUNK = Counter("tempmail_junk_total", "messages stored as junk, by check", ["check"])
+SCANNER = Counter("tempmail_scanner_total", "spam scanner results, by outcome", ["outcome"])
 DEAD_LETTERS = Counter("tempmail_dead_letters_total", "messages set aside in dead letters")
 PARSE_ABANDONED = Counter(
     "tempmail_parse_abandoned_total", "messages stored unparsed: their parse passed its bound"

@@ -6,6 +6,8 @@ import dataclasses
 import datetime
 import os
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 NO_SUBJECT = "No Subject"
 
@@ -15,6 +17,9 @@ class Attachment:
     filename: str
     content_type: str
     size: int
+    # Its first decoded bytes (a zip archive: all of it), for the content
+    # checks (app/content.py); not stored.
+    head: bytes = dataclasses.field(default=b"", repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +59,17 @@ class AuthResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class Finding:
+    """What one defence check found about a message (app/verdicts.py builds
+    the stored `verdicts` object from these)."""
+
+    check: str  # "dnsbl", "rate", "rule", "content" or "scanner"
+    junk: bool  # marks the message junk
+    reason: str  # one line for people: why it is junk, or what was seen
+    data: Mapping[str, Any]  # the facts, stored as verdicts[check] (JSON values)
+
+
+@dataclasses.dataclass(frozen=True)
 class Envelope:
     """One accepted DATA: what the SMTP session knows, plus the raw bytes.
 
@@ -77,6 +93,9 @@ class Envelope:
     # SPF/DKIM/DMARC outcome when already known (a spooled message keeps the
     # verdict it got on receipt); None: to be checked.
     auth: AuthResult | None = None
+    # What the checks of the SMTP dialogue found (DNSBL at connect, rate
+    # limits and rules at MAIL and RCPT), kept with the message.
+    findings: tuple[Finding, ...] = ()
 
     @property
     def as_received(self) -> bytes:
@@ -97,6 +116,7 @@ class Envelope:
         remote_ip: str | None,
         helo: str | None,
         tls: bool = False,
+        findings: tuple[Finding, ...] = (),
     ) -> Envelope:
         ids = cls.make_ids(1 + len(recipients))
         return cls(
@@ -109,6 +129,7 @@ class Envelope:
             helo=helo,
             row_ids=tuple(ids[1:]),
             tls=tls,
+            findings=findings,
         )
 
 
@@ -119,3 +140,8 @@ class Prepared:
     envelope: Envelope
     parsed: ParsedMail
     auth: AuthResult | None  # None with AUTH_CHECKS=off
+    # What the checks at the end of DATA found (content, rules on headers
+    # and body, the spam scanner); with the envelope's, they make `verdicts`.
+    findings: tuple[Finding, ...] = ()
+    # The reply refusing the message, when an enforcing check says so.
+    refusal: str | None = None

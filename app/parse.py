@@ -21,6 +21,7 @@ from typing import Any
 import mailparser
 import mailparser.utils
 
+from .content import head_of
 from .model import NO_SUBJECT, Attachment, ParsedMail
 
 # mail-parser logs every defect it meets at WARNING/ERROR: noise, and it can
@@ -119,6 +120,7 @@ def _with_mailparser(raw: bytes) -> ParsedMail:
             filename=clean_text(part.get("filename")),
             content_type=clean_text(part.get("mail_content_type")),
             size=_decoded_size(part.get("payload"), part.get("content_transfer_encoding")),
+            head=head_of(part.get("payload"), part.get("content_transfer_encoding")),
         )
         for part in mail.attachments
     )
@@ -182,7 +184,14 @@ def _with_stdlib(raw: bytes) -> ParsedMail:
         content_type = part.get_content_type()
         if filename or part.get_content_disposition() == "attachment":
             payload = part.get_payload(decode=True)
-            attachments.append(Attachment(clean_text(filename), content_type, len(payload or b"")))
+            attachments.append(
+                Attachment(
+                    clean_text(filename),
+                    content_type,
+                    len(payload or b""),
+                    head_of(payload if isinstance(payload, bytes) else b"", None),
+                )
+            )
         elif content_type == "text/plain" and body is None:
             body = _part_text(part)
         elif content_type == "text/html" and html is None:

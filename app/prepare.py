@@ -28,6 +28,7 @@ from . import metrics
 from .model import AuthResult, Envelope, ParsedMail, Prepared
 from .parse import EMPTY, parse, parses_slowly
 from .parsers import Parsers
+from .screen import Screen
 
 log = logging.getLogger("app.prepare")
 
@@ -41,10 +42,13 @@ Authenticate = Callable[[Envelope], Awaitable[AuthResult]]
 
 
 class Preparer:
-    def __init__(self, authenticate: Authenticate | None, parse_timeout: float) -> None:
+    def __init__(
+        self, authenticate: Authenticate | None, parse_timeout: float, screen: Screen | None = None
+    ) -> None:
         self._authenticate = authenticate
         self._parse_timeout = parse_timeout
         self._parsers = Parsers(parse_timeout)
+        self._screen = screen  # the DATA-time defence checks (app/screen.py)
         self._running: set[asyncio.Task[Prepared]] = set()
 
     def start(self, envelope: Envelope) -> asyncio.Task[Prepared]:
@@ -59,10 +63,12 @@ class Preparer:
         if self._authenticate is not None and envelope.auth is None:
             # Checks wait on DNS: they run while the parse uses the CPU.
             checks = asyncio.ensure_future(self._authenticate(envelope))
+        screening = self._screen.begin(envelope) if self._screen is not None else None
         raw = envelope.as_received
         parsed = await self._parse_elsewhere(envelope) if parses_slowly(raw) else parse(raw)
+        findings, refusal = await screening.finish(parsed) if screening else ((), None)
         auth = await checks if checks is not None else envelope.auth
-        return Prepared(envelope, parsed, auth)
+        return Prepared(envelope, parsed, auth, findings, refusal)
 
     async def _parse_elsewhere(self, envelope: Envelope) -> ParsedMail:
         """Parse in a parser process; past its bound, stored unparsed (with a note)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import db
 from .config import Settings
+from .pause import TABLE as PAUSE_TABLE
 from .sources import ListsState, make_source, refresh_once
 from .tasks import retry_until_done, run_every
 
@@ -43,6 +44,9 @@ class ListsKeeper:
             self.tables.append(("domains", settings.domains_refresh))
         if settings.use_bans:
             self.tables.append(("bans", settings.bans_refresh))
+        if settings.rules_checks != "off":
+            self.tables.append(("rules", settings.rules_refresh))
+        self.tables.append((PAUSE_TABLE, settings.pause_refresh))
         self._refreshing: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -56,6 +60,9 @@ class ListsKeeper:
         await asyncio.gather(*keepers)
 
     async def _keep(self, table: str, interval: float) -> None:
+        if table == PAUSE_TABLE:  # always PostgreSQL's: it exists once the schema is installed
+            await self._schema_ready.wait()
+
         async def once() -> None:
             await refresh_once(self._state, self._source, table)
 

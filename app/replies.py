@@ -42,6 +42,17 @@ NEED_RCPT = "503 5.5.1 Error: need RCPT command"
 DATA_SYNTAX = "501 5.5.4 Syntax: DATA"
 START_DATA = "354 End data with <CR><LF>.<CR><LF>"
 
+# Inbound defence (README "Defence").
+PAUSED = "421 4.3.2 Not receiving mail now: {reason}"
+PAUSED_NO_REASON = "paused by the operator, try again later"
+DNSBL_LISTED = "554 5.7.1 Service unavailable; client [{ip}] blocked using {zones}"
+RATE_LIMITED = "451 4.7.1 Too much mail, try again later"
+MAILBOX_FLOODED = "452 4.2.2 Mailbox receiving too much mail, try again later"
+ERRORS_BLOCKED = "421 4.7.0 Too many errors from your address, try again later"
+RULE_REJECT = "550 5.7.1 Message refused by policy"
+DANGEROUS_CONTENT = "554 5.7.1 Message refused: {reason}"
+SPAM_REJECT = "554 5.7.1 Message refused as spam (score {score:g})"
+
 # aiosmtpd's own texts for limits we also hold, reworded to DESIGN.md's.
 AIOSMTPD_REPLIES = {
     b"500 Command line too long": LINE_TOO_LONG.encode(),

@@ -37,8 +37,12 @@ from .config import Settings
 from .connections import Connections
 from .heartbeat import Heartbeat, check_health
 from .prepare import Preparer
+from .ratelimit import RateLimits
 from .refresh import ListsKeeper
+from .reputation import Reputation
 from .resolver import Resolver
+from .scanner import Scanner
+from .screen import Screen
 from .smtp import Handler, session_factory
 from .sources import ListsState
 from .spool import Spool
@@ -98,6 +102,26 @@ def check_spool(spool: Spool) -> None:
             "acknowledged mail could not be kept through an outage or a restart. "
             "Create it, writable by this user (the systemd unit uses /var/spool/tempmail-smtp)"
         ) from None
+
+
+def make_scanner(settings: Settings) -> Scanner | None:
+    if not settings.spam_scanner or settings.spam_checks == "off":
+        return None
+    return Scanner(
+        settings.spam_scanner,
+        settings.spam_timeout,
+        settings.spam_junk_score,
+        settings.spam_reject_score,
+        settings.spam_checks,
+    )
+
+
+def make_reputation(settings: Settings) -> Reputation | None:
+    zones = (*settings.dnsbl_zones, *settings.dnswl_zones)
+    if settings.dnsbl_checks == "off" or not zones:
+        return None
+    resolver = Resolver(settings.dns_resolver, timeout=settings.dnsbl_timeout)
+    return Reputation(resolver, zones, settings.dnsbl_timeout, settings.dnsbl_threshold)
 
 
 class Service:
@@ -171,7 +195,12 @@ class Service:
                 settings.auth_timeout,
             )
             authenticate = authenticator.check
-        self.preparer = Preparer(authenticate, settings.parse_timeout)
+        self.lists = ListsState(settings)
+        self.scanner = make_scanner(settings)
+        screen = Screen(
+            self.lists.get, settings.rules_checks, settings.content_checks, self.scanner
+        )
+        self.preparer = Preparer(authenticate, settings.parse_timeout, screen)
         self.writer = BatchWriter(
             self.pool,
             self.spool,
@@ -180,7 +209,6 @@ class Service:
             queue_size=settings.queue_size,
             queue_bytes=QUEUE_BYTES,
         )
-        self.lists = ListsState(settings)
         self.schema_ready = asyncio.Event()
         self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
         self.connections = Connections(
@@ -189,7 +217,14 @@ class Service:
             settings.max_receiving_bytes,
             settings.max_message_size,
         )
-        self.handler = Handler(settings, self.lists.get, self.preparer, self.writer)
+        self.handler = Handler(
+            settings,
+            self.lists.get,
+            self.preparer,
+            self.writer,
+            make_reputation(settings),
+            RateLimits(settings) if settings.rate_limits != "off" else None,
+        )
         if settings.tls_cert and settings.tls_key:
             self.certificates = CertificateHolder(settings.tls_cert, settings.tls_key)
 
@@ -299,6 +334,9 @@ class Service:
             self.preparer.close()
         if hasattr(self, "http"):
             await self.http.aclose()
+        scanner = getattr(self, "scanner", None)
+        if scanner is not None:
+            await scanner.close()
         if self.pool is not None:
             try:
                 await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT)

@@ -26,8 +26,10 @@ from aiosmtpd.smtp import SMTP
 from . import metrics, replies
 from .config import Settings
 from .connections import Connections, Hold, client_key
+from .model import Finding
 
 if TYPE_CHECKING:
+    from .reputation import Result
     from .smtp import Handler
 
 CHUNK = 64 * 1024
@@ -78,6 +80,10 @@ class Session(SMTP):
         self._refused_rcpts = 0  # refused recipients of this transaction, none accepted yet
         self._in_rcpt = False  # a RCPT command is being answered
         self._deadline: asyncio.TimerHandle | None = None
+        # Inbound defence: the client's reputation lookups (started once its
+        # address is known) and what this transaction's checks found.
+        self.reputation: asyncio.Future[Result] | None = None
+        self.findings: list[Finding] = []
 
     @classmethod
     def factory(
@@ -143,6 +149,8 @@ class Session(SMTP):
                     self._refusal = UNTRUSTED_PROXY
             elif self._refusal is None:
                 self._refusal = self._count_client(self._ip)
+                if self._refusal is None:
+                    self.event_handler.client_connected(self)
             self._deadline = self.loop.call_later(
                 self._settings.session_timeout,
                 self._close_with,
@@ -151,6 +159,8 @@ class Session(SMTP):
             )
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.reputation is not None:
+            self.reputation.cancel()  # a finished task ignores it
         self._connections.release(self, self._counted_key, self._hold)
         if self._deadline is not None:
             self._deadline.cancel()
@@ -178,6 +188,7 @@ class Session(SMTP):
         if refusal is not None:
             self._close_with(refusal, refusal)
             return False
+        self.event_handler.client_connected(self)
         return True
 
     def note_refusal(self, reason: str, detail: str = "") -> None:
@@ -198,6 +209,10 @@ class Session(SMTP):
             return
         if self._refusal is not None:
             self._close_with(self._refusal, self._refusal)
+            return
+        refused = await self.event_handler.greeting_refusal(self)  # paused, blocked
+        if refused is not None:
+            self._close_with(*refused)
             return
         await super()._handle_client()
 
@@ -230,6 +245,7 @@ class Session(SMTP):
         self._refused_rcpts = 0
         self._release_hold()
         super()._set_post_data_state()
+        self.findings = []
         self._connections.transaction_ended()
 
     # Replies -----------------------------------------------------------------
@@ -243,11 +259,18 @@ class Session(SMTP):
             # refusals are noted where they are decided, with their domain.
             self.note_refusal(status.decode("utf-8", "replace"))
         await super().push(status)
-        if status[:1] == b"5" and self._failure_cuts():
+        if status[:3] == b"421":  # RFC 5321 4.2.2: the service closes the channel
+            self._close_with(None, None)
+            return
+        if status[:1] != b"5":
+            return
+        if self._count_failure() and await self.event_handler.failed_command(self):
+            self._close_with(replies.ERRORS_BLOCKED, "blocked for errors")
+        elif self._too_many_failures():
             self._close_with(replies.TOO_MANY_ERRORS, "too many errors")
 
-    def _failure_cuts(self) -> bool:
-        """Count a failed command; True if the session is to be cut for it.
+    def _count_failure(self) -> bool:
+        """Count a failed command; True if it counts as one.
 
         Failed commands since the last delivered message (as Postfix's
         smtpd_hard_error_limit) reach MAX_ERRORS: a client that keeps failing
@@ -258,17 +281,22 @@ class Session(SMTP):
         count as one failed command (so transactions of nothing but refused
         recipients still reach MAX_ERRORS), and one transaction is cut at
         max(MAX_RECIPIENTS, MAX_ERRORS) of them: a list that long with none
-        of ours is a flood.
+        of ours is a flood. What counts here also counts towards the error
+        block of the rate limits (RATE_BLOCK_SECONDS).
         """
-        settings = self._settings
         if not (self._in_rcpt and self.in_transaction):
             self._errors += 1
-            return self._errors >= settings.max_errors
+            return True
         assert self.envelope is not None
         if self.envelope.rcpt_tos:
             return False
         self._refused_rcpts += 1
-        self._errors += self._refused_rcpts == 1
+        first = self._refused_rcpts == 1
+        self._errors += first
+        return first
+
+    def _too_many_failures(self) -> bool:
+        settings = self._settings
         flood = max(settings.max_recipients, settings.max_errors)
         return self._errors >= settings.max_errors or self._refused_rcpts >= flood
 

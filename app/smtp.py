@@ -23,10 +23,10 @@ from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session as SMTPSession
 
-from . import metrics, replies
+from . import metrics, pause, replies, rules
 from .config import Settings
 from .connections import Connections
-from .model import Envelope
+from .model import Envelope, Finding, Prepared
 from .policy import (
     Lists,
     Verdict,
@@ -38,8 +38,12 @@ from .policy import (
     normalize_domain,
 )
 from .prepare import Preparer
+from .ratelimit import RateLimits
+from .reputation import Reputation
+from .reputation import finding as reputation_finding
 from .session import Session
 from .store import BatchWriter, QueueFull, StoreFull
+from .verdicts import ENFORCE, OFF
 
 log = logging.getLogger("app.smtp")
 # aiosmtpd logs every command at INFO and every limit hit at WARNING
@@ -90,13 +94,24 @@ class Handler:
         lists: Callable[[], Lists],
         preparer: Preparer,
         writer: BatchWriter,
+        reputation: Reputation | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self._settings = settings
         self._lists = lists
         self._preparer = preparer
         self._writer = writer
-        # Only with AUTH_CHECKS=enforce does the reply wait for the checks.
-        self._enforce = settings.auth_checks == "enforce"
+        self._reputation = reputation
+        self._rate_limits = rate_limits
+        self._rules = settings.rules_checks
+        # Only enforcing checks of the end of DATA make the reply wait for
+        # them; for the rules, only while a reject rule can be decided there.
+        self._enforce = settings.auth_checks == ENFORCE
+        self._wait_for_verdicts = self._enforce or ENFORCE in (
+            settings.content_checks,
+            settings.spam_checks if settings.spam_scanner else OFF,
+        )
+        self._rules_seen: tuple[tuple[rules.Rule, ...], bool] = ((), False)
         self._postmaster = f"postmaster@{normalize_domain(settings.smtp_hostname) or 'localhost'}"
 
     async def handle_PROXY(
@@ -142,13 +157,25 @@ class Handler:
         problem = sender and address_problem(sender)
         if problem:
             return replies.ADDRESS_TOO_LONG if problem == "too long" else replies.BAD_SENDER_SYNTAX
-        verdict = check_sender(self._lists(), sender)
+        lists = self._lists()
+        if lists.paused is not None:  # 421: the session closes (Session.push)
+            return pause.reply(lists.paused)
+        verdict = check_sender(lists, sender)
         if verdict is not Verdict.OK:
             server.note_refusal(verdict.value, sender.rpartition("@")[2] or NULL_SENDER)
             return VERDICT_REPLIES[verdict]
+        refusal = self._rule_refusal(server, sender)
+        if refusal is not None:
+            return refusal
         declared = next((m for m in map(SIZE_PARAMETER.match, mail_options) if m), None)
         if declared and not server.hold(int(declared.group(1)), declared=True):
             return replies.BUSY_RECEIVING
+        if self._rate_limits is not None:
+            refusal, found = await self._rate_limits.at_mail(server.peer_ip, sender)
+            if refusal is not None:
+                server.note_refusal("rate limit at MAIL", sender.rpartition("@")[2] or NULL_SENDER)
+                return refusal
+            server.findings += [found] if found else []
         # The null sender is kept as "<>": aiosmtpd reads an empty sender as
         # "no MAIL yet" and would refuse RCPT (and allow a second MAIL).
         envelope.mail_from = address if sender else NULL_SENDER
@@ -179,9 +206,106 @@ class Handler:
                 server.note_refusal(verdict.value, address.rpartition("@")[2].lower()[:255])
                 return VERDICT_REPLIES[verdict]
             recipient = normalize_address(address)
-        if recipient not in envelope.rcpt_tos:  # one copy per mailbox
-            envelope.rcpt_tos.append(recipient)
+        if recipient in envelope.rcpt_tos:  # one copy per mailbox
+            return replies.RECIPIENT_OK
+        refusal = await self._screen_recipient(server, envelope, recipient)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(recipient)
         return replies.RECIPIENT_OK
+
+    # Inbound defence ---------------------------------------------------------
+
+    def client_connected(self, server: Session) -> None:
+        """The client's address is known: its reputation lookups start now."""
+        if self._reputation is not None:
+            server.reputation = self._reputation.start(server.peer_ip)
+
+    async def greeting_refusal(self, server: Session) -> tuple[str, str] | None:
+        """(reply, reason) refusing a new connection: receiving is paused, or
+        the client is blocked for too many errors."""
+        paused = self._lists().paused
+        if paused is not None:
+            return pause.reply(paused), "paused"
+        if self._rate_limits is not None and await self._rate_limits.blocked(server.peer_ip):
+            return replies.ERRORS_BLOCKED, "blocked for errors"
+        return None
+
+    async def failed_command(self, server: Session) -> bool:
+        """Count a failed command; True if the client is now blocked."""
+        limits = self._rate_limits
+        return limits is not None and await limits.failed_command(server.peer_ip)
+
+    def _rule_refusal(
+        self, server: Session, sender: str, recipient: str | None = None
+    ) -> str | None:
+        """A reject rule decided by the client, sender (and recipient): its reply.
+        Other actions, and record mode, are applied at the end of DATA."""
+        ruleset = self._lists().rules if self._rules == ENFORCE else ()
+        if not ruleset:
+            return None
+        step = rules.RCPT if recipient else rules.MAIL
+        facts = rules.Facts(
+            client=server.peer_ip,
+            sender=sender,
+            recipients=(recipient,) if recipient else None,
+            step=step,
+        )
+        match = rules.evaluate(ruleset, facts)
+        if not isinstance(match, rules.Match) or match.rule.action != "reject":
+            return None
+        detail = recipient or sender.rpartition("@")[2] or NULL_SENDER  # as bans: the domain
+        server.note_refusal(f"rule {match.rule.id}", detail)
+        return match.rule.reply
+
+    async def _screen_recipient(
+        self, server: Session, envelope: SMTPEnvelope, recipient: str
+    ) -> str | None:
+        """The refusal of an otherwise accepted recipient: DNSBL (enforce), a
+        rule, the rate limits (counted only for recipients that pass the rest)."""
+        if server.reputation is not None and self._reputation is not None:
+            result = await server.reputation  # done by DNSBL_TIMEOUT after the connect
+            listed = result.score >= self._reputation.threshold
+            if listed and self._settings.dnsbl_checks == ENFORCE:
+                server.note_refusal("dnsbl", recipient)
+                zones = ", ".join(result.blocklists())
+                return replies.DNSBL_LISTED.format(ip=server.peer_ip, zones=zones)
+        sender = "" if envelope.mail_from == NULL_SENDER else envelope.mail_from or ""
+        refusal = self._rule_refusal(server, sender, recipient)
+        if refusal is None and self._rate_limits is not None:
+            refusal, found = await self._rate_limits.at_rcpt(recipient)
+            if refusal is not None:
+                server.note_refusal("rate limit at RCPT", recipient)
+            server.findings += [found] if found else []
+        return refusal
+
+    def _rules_refuse_at_data(self) -> bool:
+        """True while an enforced reject rule can be decided at the end of DATA."""
+        if self._rules != ENFORCE:
+            return False
+        ruleset = self._lists().rules
+        if ruleset is not self._rules_seen[0]:  # a new snapshot: judge it once
+            self._rules_seen = (ruleset, rules.refuses_at_data(ruleset))
+        return self._rules_seen[1]
+
+    def _refusal_of(self, server: Session, done: Prepared) -> str | None:
+        """The reply refusing a prepared message: DMARC reject, or an enforcing check."""
+        auth = done.auth
+        if self._enforce and auth is not None and auth.dmarc_reject:
+            server.note_refusal("550 dmarc reject", auth.dmarc_domain or "")
+            return replies.DMARC_REJECT.format(domain=auth.dmarc_domain)
+        if done.refusal is not None:
+            server.note_refusal(f"{done.refusal[:9]} at end of DATA")
+        return done.refusal
+
+    def _session_findings(self, server: Session) -> tuple[Finding, ...]:
+        """What the dialogue found: rate limits (record), the client's reputation."""
+        findings = list(server.findings)
+        task = server.reputation
+        if task is not None and task.done() and not task.cancelled() and self._reputation:
+            found = reputation_finding(task.result(), self._reputation.threshold)
+            findings += [found] if found else []
+        return tuple(findings)
 
     async def handle_DATA(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope
@@ -196,6 +320,7 @@ class Handler:
             remote_ip=server.peer_ip or None,
             helo=session.host_name,
             tls=session.ssl is not None,
+            findings=self._session_findings(server),
         )
         trace = received_header(
             message.helo,
@@ -209,11 +334,10 @@ class Handler:
         message = dataclasses.replace(message, raw=bytes(content), trace_length=len(trace))
         del content[:]
         prepared = self._preparer.start(message)
-        if self._enforce:
-            auth = (await prepared).auth  # bounded by AUTH_TIMEOUT
-            if auth is not None and auth.dmarc_reject:
-                server.note_refusal("550 dmarc reject", auth.dmarc_domain or "")
-                return replies.DMARC_REJECT.format(domain=auth.dmarc_domain)
+        if self._wait_for_verdicts or self._rules_refuse_at_data():
+            refusal = self._refusal_of(server, await prepared)  # AUTH_ and SPAM_TIMEOUT bound it
+            if refusal is not None:
+                return refusal
         await self._writer.wait_for_room(BACKPRESSURE_WAIT)
         try:
             committed = self._writer.submit(message, prepared, wait=self._settings.durable)

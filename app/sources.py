@@ -24,7 +24,10 @@ from typing import Any, Protocol
 
 from . import db, metrics
 from .config import Settings
+from .pause import TABLE as PAUSE_TABLE
+from .pause import build_pause
 from .policy import Lists, build_bans, build_domains, build_private
+from .rules import build_rules
 
 log = logging.getLogger("app.sources")
 
@@ -36,6 +39,7 @@ ORDER_KEYS = {
     "domains": ("id", "domain"),
     "bans": ("id", "value"),
     "private_email": ("id", "email"),
+    "rules": ("id",),
 }
 UNDEFINED_COLUMN = "42703"
 UNDEFINED_TABLE = ("42P01", "PGRST205")  # PostgreSQL's, and PostgREST 12's schema cache
@@ -106,6 +110,8 @@ class SupabaseSource:
         self._shapes = {t: Shape(db.LIST_COLUMNS[t], ORDER_KEYS[t][0]) for t in ORDER_KEYS}
 
     async def fetch(self, table: str) -> Loaded:
+        if table == PAUSE_TABLE and self._pool is not None:  # the CLI's switch, on every host
+            return Loaded(await db.fetch_list(self._pool, table), "postgres")
         if table != "private_email" or self._pool is None:
             return Loaded(await self.read(table), "supabase")
         try:
@@ -200,6 +206,14 @@ async def refresh_once(state: ListsState, source: Source, table: str) -> None:
     elif table == "bans":
         bans, problems = build_bans(rows)
         state.current = dataclasses.replace(state.current, bans=bans)
+    elif table == "rules":
+        rules, problems = build_rules(rows)
+        state.current = dataclasses.replace(state.current, rules=rules)
+    elif table == PAUSE_TABLE:
+        paused = build_pause(rows)
+        if paused != state.current.paused:
+            log.warning("[lists] %s", f"paused: {paused}" if paused else "receiving again")
+        state.current = dataclasses.replace(state.current, paused=paused)
     else:
         state.current = dataclasses.replace(state.current, private=build_private(rows))
     for problem in problems[:20]:

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .model import AuthResult, Envelope
+from .model import AuthResult, Envelope, Finding
 
 log = logging.getLogger("app.spool")
 
@@ -54,6 +54,7 @@ def _encode(envelope: Envelope, reason: str | None) -> bytes:
         "tls": envelope.tls,
         "trace_length": envelope.trace_length,
         "auth": dataclasses.asdict(envelope.auth) if envelope.auth else None,
+        "findings": [dataclasses.asdict(f) for f in envelope.findings],
         "reason": reason,
     }
     return MAGIC + json.dumps(header).encode() + b"\n" + envelope.raw
@@ -77,6 +78,7 @@ def _decode(data: bytes) -> tuple[Envelope, str | None]:
         tls=bool(header.get("tls")),
         trace_length=int(header.get("trace_length", 0)),
         auth=AuthResult(**auth) if auth else None,
+        findings=tuple(Finding(**f) for f in header.get("findings", ())),
     )
     return envelope, header.get("reason")
 

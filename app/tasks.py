@@ -16,6 +16,22 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("app.tasks")
 
 
+class Throttle:
+    """`due()` is True at most once per `seconds`: for a log line that could
+    otherwise repeat with every message (a storage or a scanner that is down)."""
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        self._seconds = seconds
+        self._last = -seconds
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self._seconds:
+            return False
+        self._last = now
+        return True
+
+
 async def run_every(
     name: str,
     interval: float,

@@ -179,6 +179,10 @@ async def start_service(
         "LOG_LEVEL": "warning",
         "SPOOL_DIR": tempfile.mkdtemp(prefix="bench-spool-"),
         **({} if defaults else LOAD_LIMITS),
+        # One client flooding one mailbox is what a bench does (and what
+        # RATE_PER_NETWORK and RATE_PER_MAILBOX refuse): the defence rows
+        # (bench/defence.py) turn the limits on with their own values.
+        "RATE_LIMITS": "off",
         "DNS_RESOLVER": bench_dns()[0].address,
         **{k.upper(): v for k, v in settings.items()},
     }

@@ -63,6 +63,8 @@ BEGIN
         raw_id        uuid,
         tls           boolean,
         header_to     text[],
+        verdicts      jsonb,
+        junk          boolean,
         PRIMARY KEY (id, received_at)
     ) PARTITION BY RANGE (received_at);
     CREATE TABLE emails_default PARTITION OF emails DEFAULT;

@@ -197,6 +197,8 @@ def test_hostile_message_runs_nothing(stack, browser):
             "addEventListener('message', (e) => __calls.push(['message', String(e.data)]))"
         )
         send(stack.smtp.port, [address], raw)
+        # Its form and script links make it junk (README "Defence"): read it there.
+        driver.find_element(By.ID, "junk-view").click()
         wait(driver, lambda d: len(rows(d)) == 1)
         [row] = rows(driver)
         # The page's own HTML escapes: the payloads are text, not elements.
@@ -388,13 +390,14 @@ def test_keyboard_reader_buttons(stack, browser):
     wait(driver, lambda d: len(rows(d)) == 3)
     ids = [r.get_attribute("data-id") for r in rows(driver)]
     assert subjects(driver) == ["plain one", "html one", "invoice"]  # newest first
-    # Tab order: the brand, Copy, then the rows; Enter opens; arrows move.
+    # Tab order: the brand, Copy, the Junk view's button, then the rows; Enter
+    # opens; arrows move.
     keys = ActionChains(driver)
     order = []
-    for _ in range(5):
+    for _ in range(6):
         keys.send_keys(Keys.TAB).perform()
         order.append(focused(driver))
-    assert order == ["A", "copy", *ids], order
+    assert order == ["A", "copy", "junk-view", *ids], order
     driver.switch_to.active_element.send_keys(Keys.ARROW_UP, Keys.ARROW_UP)
     assert focused(driver) == ids[0]
     driver.switch_to.active_element.send_keys(Keys.ENTER)

@@ -29,11 +29,14 @@ DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Timeo
 Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 # What a message shows as its tags (Mailpit's Tags, `tag:` in search, GET
-# /tags, /info). The one place to change for a tag made from another column;
-# the defence work's junk mark, for one, becomes the tag `junk` with:
-#   "(coalesce(e.tags, '{}'::text[]) || CASE WHEN e.junk THEN '{junk}'::text[] ELSE '{}' END)"
-# (PUT, rename and DELETE of tags change only e.tags).
-TAGS = "coalesce(e.tags, '{}'::text[])"
+# /tags, /info): its own tags, and `junk` when the defence marked it junk
+# (emails.junk). PUT, rename and DELETE of tags change only e.tags: the junk
+# mark is the checks' verdict, not a tag a reader can take off.
+TAGS = (
+    "(coalesce(e.tags, '{}'::text[]) || CASE WHEN e.junk AND NOT "
+    "coalesce(lower('junk') = ANY(SELECT lower(t) FROM unnest(e.tags) t), false) "
+    "THEN '{junk}'::text[] ELSE '{}'::text[] END)"
+)
 SEEN = "('\\Seen' = ANY(coalesce(e.flags, '{}')))"
 
 # Columns of a list row: `preview` is enough text for the intro/snippet, so a
@@ -45,7 +48,8 @@ LIST_COLUMNS = f"""
         ELSE 0 END AS attachment_count,
     CASE WHEN e.body <> '' THEN left(e.body, 600) ELSE left(coalesce(e.html, ''), 6000) END
         AS preview,
-    (e.body = '') AS preview_is_html, {TAGS} AS tags
+    (e.body = '') AS preview_is_html, {TAGS} AS tags,
+    e.junk, e.verdicts -> 'reasons' AS junk_reasons
 """
 FULL_COLUMNS = LIST_COLUMNS + ", e.body, e.html"
 ORDER = "ORDER BY e.received_at DESC NULLS LAST, e.created_at DESC, e.id"

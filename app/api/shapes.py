@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import functools
+import json
 import math
 import re
 import uuid
@@ -168,6 +169,9 @@ def _message_common(row: Row, base: str, account_id: str | None, ld: bool) -> di
         "seen": is_seen(row),
         "isDeleted": False,
         "hasAttachments": attachment_count(row) > 0,
+        # Ours (README "Defence"): stored as junk by the inbound checks, and why.
+        "junk": bool(row.get("junk")),
+        "junkReasons": junk_reasons(row),
         "size": int(row.get("size") or 0),
         "downloadUrl": f"{base}/messages/{ident}/download",
         "sourceUrl": f"{base}/sources/{ident}",
@@ -311,3 +315,11 @@ def violations(problems: Iterable[tuple[str, str]]) -> dict[str, Any]:
         "status": 422,
         "violations": items,
     }
+
+
+def junk_reasons(row: Row) -> list[str]:
+    """Why the inbound checks stored a message as junk (README "Defence")."""
+    reasons = row.get("junk_reasons")
+    if isinstance(reasons, str):  # jsonb arrives as its JSON text
+        reasons = json.loads(reasons)
+    return [str(r) for r in reasons] if row.get("junk") and isinstance(reasons, list) else []

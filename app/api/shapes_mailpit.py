@@ -22,6 +22,7 @@ from .shapes import (
     arrived,
     attachment_count,
     is_seen,
+    junk_reasons,
     pair,
     preview_text,
     recipients,
@@ -50,8 +51,20 @@ def _contacts(texts: Iterable[str]) -> list[dict[str, str]]:
     return [c for c in map(contact, texts) if c is not None]
 
 
+def with_junk(shape: dict[str, Any], row: Row) -> dict[str, Any]:
+    """A Mailpit shape, plus our `JunkReasons` on junk mail only (other mail
+    keeps Mailpit's exact shape; junk also shows as the tag `junk`)."""
+    if row.get("junk"):
+        shape["JunkReasons"] = junk_reasons(row)
+    return shape
+
+
 def summary(row: Row) -> dict[str, Any]:
     """A MessageSummary (the members of messages and search)."""
+    return with_junk(_summary(row), row)
+
+
+def _summary(row: Row) -> dict[str, Any]:
     return {
         "ID": str(row["id"]),
         "MessageID": (row.get("message_id") or "").strip().strip("<>"),
@@ -154,7 +167,7 @@ def message(row: Row, parsed: mime.Parsed | None, inline_urls: Mapping[str, str]
         return (head.get(name) or [""])[0]
 
     unsubscribe = first("List-Unsubscribe")
-    return {
+    full = {
         "ID": base["ID"],
         "MessageID": base["MessageID"],
         # Mailpit's Message had Read until v1.15 (clients of that time need it):
@@ -183,6 +196,7 @@ def message(row: Row, parsed: mime.Parsed | None, inline_urls: Mapping[str, str]
         "Inline": [attachment(p) for p in inline_parts(parts)],
         "Attachments": [attachment(p) for p in listed(parts, mime.ATTACHMENTS)],
     }
+    return with_junk(full, row)
 
 
 def cid_map(parts: Sequence[mime.Part], url: str | None) -> dict[str, str]:

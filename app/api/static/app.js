@@ -171,12 +171,15 @@
   const fromList = (m) => ({
     id: m.ID, name: m.From ? m.From.Name : '', from: m.From ? m.From.Address : '',
     subject: m.Subject, intro: m.Snippet, date: m.Created, attachments: m.Attachments > 0,
-    read: m.Read,
+    read: m.Read, reasons: m.JunkReasons || [],
   });
   const fromEvent = (m) => ({
     id: m.id, name: m.from.name, from: m.from.address, subject: m.subject, intro: m.intro,
-    date: m.createdAt, attachments: m.hasAttachments, read: m.seen,
+    date: m.createdAt, attachments: m.hasAttachments, read: m.seen, junk: Boolean(m.junk),
+    reasons: m.junkReasons || [],
   });
+  // Junk (README "Defence") is never in the main list: each view asks for its own.
+  const junkText = (reasons) => 'Junk: ' + (reasons.join('; ') || 'marked by the checks');
 
   function inbox() {
     const address = decodeURIComponent(location.pathname.slice('/inbox/'.length))
@@ -192,6 +195,8 @@
     let marks = 0; // read/unread changes made here, numbered
     const markedAt = new Map(); // id -> the number of its last change
     const live = { source: null, timer: 0, retry: 0, seq: 0, log: [] };
+    let junkView = false; // the Junk view: mail the inbound checks stored as junk
+    const listPath = () => '/api/v1/search?query=' + (junkView ? 'tag:junk' : '-tag:junk');
 
     $('address').textContent = address;
     $('empty-address').textContent = address;
@@ -233,7 +238,7 @@
           shortTime(when)),
         el('span', { class: 'subject' }, m.subject || '(no subject)'),
         el('span', { class: 'mark' }, m.attachments ? clipIcon() : null),
-        el('span', { class: 'intro' }, m.intro || ''),
+        el('span', { class: 'intro' }, m.reasons.length ? junkText(m.reasons) : m.intro || ''),
       );
     }
 
@@ -268,7 +273,7 @@
     async function refresh() {
       const mark = live.seq;
       const marked = marks;
-      const response = await api('/api/v1/messages?limit=' + Math.max(PAGE, order.length));
+      const response = await api(listPath() + '&limit=' + Math.max(PAGE, order.length));
       const body = await response.json();
       const fresh = body.messages.map(fromList);
       const listed = new Set(fresh.map((m) => m.id));
@@ -283,18 +288,18 @@
         if (known && (markedAt.get(m.id) || 0) > marked) m.read = known.data.read;
         upsert(m);
       }
-      total = body.total + late.length;
+      total = body.messages_count + late.length;
       render();
     }
 
     async function more() {
-      const response = await api('/api/v1/messages?start=' + order.length + '&limit=' + PAGE);
+      const response = await api(listPath() + '&start=' + order.length + '&limit=' + PAGE);
       const body = await response.json();
       for (const m of body.messages.map(fromList)) {
         if (!rows.has(m.id)) order.push(m.id);
         upsert(m);
       }
-      total = body.total;
+      total = body.messages_count;
       render();
     }
 
@@ -303,6 +308,7 @@
       try { data = JSON.parse(event.data); } catch (error) { return; }
       if (!data || data['@type'] !== 'Message' || !data.id) return;
       const m = fromEvent(data);
+      if (m.junk !== junkView) return; // it belongs to the other view
       if (!rows.has(m.id)) {
         order.unshift(m.id);
         total += 1;
@@ -442,6 +448,8 @@
       $('m-from').textContent = person(m.From) || m.ReturnPath || '(no sender)';
       $('m-to').textContent = (m.To || []).map(person).join(', ') || address;
       $('m-date').textContent = new Date(m.Date).toLocaleString();
+      $('m-junk').textContent = (m.Tags || []).includes('junk') ? junkText(m.JunkReasons || []) : '';
+      $('m-junk').hidden = !(m.Tags || []).includes('junk');
       const files = [...(m.Attachments || []), ...(m.Inline || [])];
       $('m-attachments').replaceChildren(...files.map((file) => fileItem(id, file)));
       $('m-attachments').hidden = files.length === 0;
@@ -486,6 +494,16 @@
 
     $('back').addEventListener('click', () => { location.hash = ''; });
     $('more').addEventListener('click', () => more().catch(report));
+    $('junk-view').addEventListener('click', () => { // the other view: its own list
+      junkView = !junkView;
+      $('list-name').textContent = junkView ? 'Junk' : 'Inbox';
+      $('junk-view').textContent = junkView ? 'Inbox' : 'Junk';
+      order = [];
+      rows.clear();
+      total = 0;
+      render();
+      refresh().catch(report);
+    });
     $('messages').addEventListener('click', (event) => {
       const link = event.target.closest('a.row');
       if (link && location.hash === '#' + link.dataset.id) { // already the hash: open again
