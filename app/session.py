@@ -270,7 +270,8 @@ class Session(SMTP):
             self._close_with(replies.TOO_MANY_ERRORS, "too many errors")
 
     def _count_failure(self) -> bool:
-        """Count a failed command; True if it counts as one.
+        """Count a failed command; False for a refused recipient of a
+        transaction that has one of ours (it never counts).
 
         Failed commands since the last delivered message (as Postfix's
         smtpd_hard_error_limit) reach MAX_ERRORS: a client that keeps failing
@@ -281,8 +282,10 @@ class Session(SMTP):
         count as one failed command (so transactions of nothing but refused
         recipients still reach MAX_ERRORS), and one transaction is cut at
         max(MAX_RECIPIENTS, MAX_ERRORS) of them: a list that long with none
-        of ours is a flood. What counts here also counts towards the error
-        block of the rate limits (RATE_BLOCK_SECONDS).
+        of ours is a flood. The error block of the rate limits
+        (RATE_ERRORS_PER_IP) counts every failure this does not forgive in
+        advance: each refused recipient of a transaction until it has one of
+        ours (a counter cannot be taken back later).
         """
         if not (self._in_rcpt and self.in_transaction):
             self._errors += 1
@@ -291,9 +294,8 @@ class Session(SMTP):
         if self.envelope.rcpt_tos:
             return False
         self._refused_rcpts += 1
-        first = self._refused_rcpts == 1
-        self._errors += first
-        return first
+        self._errors += self._refused_rcpts == 1
+        return True
 
     def _too_many_failures(self) -> bool:
         settings = self._settings

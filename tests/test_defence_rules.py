@@ -6,8 +6,6 @@ load; a regex that would backtrack runs in linear time; `rules test`."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from .defence_helpers import message, send, stored
@@ -104,13 +102,14 @@ def test_broken_rules_are_refused_or_skipped_and_lose_no_mail(make_server, datab
     cli(database_url, "rules", "list")  # any CLI change announces; reload now:
     add(database_url, "--action", "junk", "--header", "X-Never", "never")
     server.wait_for_log(r"\[lists\] rule 1: skipped: subject_regex '\(\?<=x\)y' is not a valid")
-    # A subject that makes a backtracking engine run for ages: RE2 is linear.
-    started = time.monotonic()
-    _, code, reply = send(server.port, data=message(subject="a" * 20000 + "!"))
-    assert code == 250 and time.monotonic() - started < 10
+    # A subject that makes a backtracking engine run for ages (the client's
+    # 30 s timeout would end the test): RE2 is linear. Under the parser's
+    # 16 KiB cap on a decoded header, so the "!" is in what the rule reads.
+    _, code, reply = send(server.port, data=message(subject="a" * 10000 + "!"))
+    assert code == 250
     row = stored(database_url, reply)
     assert row["junk"] is False, row  # "(a+)+$" does not match "...!"
-    _, code, reply = send(server.port, data=message(subject="a" * 20000))
+    _, code, reply = send(server.port, data=message(subject="a" * 10000))
     assert stored(database_url, reply)["verdicts"]["rule"]["id"] == 2
 
 

@@ -80,7 +80,7 @@ def test_spooled_messages_keep_their_dialogue_findings(tmp_path):
     envelope = Envelope(**{**envelope.__dict__, "findings": (found,)})
     spool = Spool(tmp_path)
     spool.check_writable()
-    spool.save_pending(envelope)
+    spool.save_pending([envelope])
     [(_, replayed)] = list(spool.pending())
     assert replayed.findings == (found,)
 
