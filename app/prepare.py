@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import signal
 from collections.abc import Awaitable, Callable
 
 from .model import AuthResult, Envelope, ParsedMail, Prepared
@@ -64,7 +65,12 @@ class Preparer:
         """Parse in the parser process (started on first use); a thread if it broke."""
         if self._parser_pool is None:
             self._parser_pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                # A Ctrl-C in the terminal reaches the whole process group: the
+                # parser must not die of it while the service drains through it.
+                initializer=signal.signal,
+                initargs=(signal.SIGINT, signal.SIG_IGN),
             )
         try:
             return await asyncio.get_running_loop().run_in_executor(self._parser_pool, parse, raw)

@@ -48,10 +48,10 @@ async def create_pool(url: str, max_size: int) -> asyncpg.Pool:
     return pool
 
 
-async def install(pool: asyncpg.Pool) -> int:
-    """Install or upgrade the schema (ours are migrations 010 and 011); the version."""
-    async with pool.acquire() as conn:
-        return await db_schema.install_schema(conn)
+async def install(conn: asyncpg.Connection) -> int:
+    """Install or upgrade the schema (ours are migrations 010 and 011); the version.
+    No DDL when it is current: a role without DDL privileges starts fine."""
+    return await db_schema.install_schema(conn)
 
 
 @dataclasses.dataclass(frozen=True)
