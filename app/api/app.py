@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import resource
 import socket
@@ -178,7 +177,6 @@ def build(settings: Settings, url: str) -> Starlette:
             private=private,
             secret=access.load_secret(settings.api_secret, settings.data_dir),
             shape=await queries.schema(pool),
-            started=datetime.datetime.now(datetime.UTC),
         )
         tasks = [
             asyncio.create_task(hub.run(), name="api-listen"),

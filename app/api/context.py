@@ -8,7 +8,6 @@ route of its own.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import time
 import unicodedata
@@ -54,7 +53,6 @@ class State:
     private: PrivateAddresses
     secret: str
     shape: queries.Schema
-    started: datetime.datetime
     passwords: access.PasswordChecker = dataclasses.field(default_factory=access.PasswordChecker)
     _domains: tuple[float, list[dict[str, Any]], DomainList] | None = None
 
