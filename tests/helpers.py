@@ -126,8 +126,8 @@ class AppProcess:
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "app", "--env-file", "/dev/null", self.command]
 
-    def launch(self) -> None:
-        self.process = subprocess.Popen(
+    def spawn(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
             self.argv(),
             cwd=ROOT,
             env=self.env,
@@ -137,6 +137,9 @@ class AppProcess:
             errors="replace",
             start_new_session=True,  # its own session: kill() reaches its children too
         )
+
+    def launch(self) -> None:
+        self.process = self.spawn()
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
 
