@@ -1,4 +1,6 @@
 # Sourced by scripts/serve and scripts/test: make .venv and install the project once.
+# With INSTALL_EXTRAS=test (scripts/test) the test tools too; scripts/serve
+# installs what the service needs only.
 #
 # Safe to interrupt (Ctrl-C, a closed terminal): a venv counts as made only
 # once .venv/.made is written, after `python -m venv` (pip included) has
@@ -17,12 +19,14 @@ if [ ! -d .venv ]; then
     "$PYTHON" -m venv .venv
     touch .venv/.made
 fi
-stamp=.venv/.installed-$(sha1sum <pyproject.toml | cut -c1-12)
-if [ ! -f "$stamp" ]; then
+version=$(sha1sum <pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$version${INSTALL_EXTRAS:+-$INSTALL_EXTRAS}
+# The test tools' install holds the service's too.
+if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$version-test" ]; then
     touch .venv/.installing
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[test]"
-    rm -f .venv/.installed-*
+    .venv/bin/python -m pip install -q -e ".${INSTALL_EXTRAS:+[$INSTALL_EXTRAS]}"
+    find .venv -maxdepth 1 -name ".installed-*" ! -name ".installed-$version*" -delete
     touch "$stamp"
     rm .venv/.installing
 fi
