@@ -297,9 +297,10 @@ def cmd_check(settings: config.Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_checks(settings, args.env_file))
 
 
-# Commands that run until stopped log at LOG_LEVEL; the others print their
-# answer, and their log only says what went wrong (WARNING and up).
-LONG_RUNNING = ("serve", "api", "run")
+# Commands that run until stopped log at LOG_LEVEL, and init-db (its log says
+# what it changed); the others print their answer, and their log only says
+# what went wrong (WARNING and up).
+LOGGING = ("serve", "api", "run", "init-db")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    quiet = args.command not in LONG_RUNNING and settings.log_level != "DEBUG"
+    quiet = args.command not in LOGGING and settings.log_level != "DEBUG"
     setup_logging("WARNING" if quiet else settings.log_level)
     try:
         return int(args.run(settings, args))

@@ -151,10 +151,14 @@ class Service:
         check_spool(self.spool)
         raise_fd_limit()
         self.url = url = await asyncio.to_thread(embedded.database_url, settings, True)
-        try:  # a URL that cannot work is one line now, not retries for ever
-            await db_connect.reach(url)
-        except db_connect.Unusable as error:
-            raise StartupError(f"[db] {error}") from None
+        # A URL that cannot work is one line now, not retries for ever. Not in
+        # a worker: its supervisor proved the URL, and a worker restarted during
+        # an outage must come up to replay its spool once the database is back.
+        if self.worker is None:
+            try:
+                await db_connect.reach(url)
+            except db_connect.Unusable as error:
+                raise StartupError(f"[db] {error}") from None
         self.pool = await db.create_pool(url)
         authenticate = None
         if settings.auth_checks != "off":

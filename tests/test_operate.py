@@ -42,7 +42,7 @@ def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
         assert secret not in result.stdout, secret
     assert re.search(r"DATABASE_URL=postgresql://\*\*\*@.*\?password=\*\*\*", result.stdout)
     assert "HEARTBEAT_URL=https://hc-ping.example/***?key=***" in result.stdout
-    assert "settings read from the environment only" in result.stdout
+    assert "settings read from the environment, then /dev/null" in result.stdout
     assert "ok:    database reachable at 127.0.0.1:" in result.stdout
     assert f"ok:    schema version {LATEST} (this release: {LATEST})" in result.stdout
     assert re.search(
