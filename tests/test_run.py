@@ -119,6 +119,19 @@ def stored_subjects(env: dict[str, str]) -> list[str]:
     return result.stdout.split()
 
 
+def tempmail(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """The console script run to its end: (status, standard output, standard error)."""
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "tempmail"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
 def test_a_restart_says_a_handful_of_lines_and_commands_only_their_answer(tmp_path, runs):
     env = stack_environment(tmp_path)
     first = Run(env)
@@ -127,15 +140,7 @@ def test_a_restart_says_a_handful_of_lines_and_commands_only_their_answer(tmp_pa
     assert first.stop() == 0
     assert postgres_of(env["DATA_DIR"]) == []
     # A command with nothing running: starts the embedded PostgreSQL, answers, stops it.
-    added = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "tempmail"), "domains", "add", "example.com"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (added.returncode, added.stdout, added.stderr) == (0, "added example.com\n", "")
+    assert tempmail(env, "domains", "add", "example.com") == (0, "added example.com\n", "")
     assert postgres_of(env["DATA_DIR"]) == []
 
     again = Run(env)
@@ -151,15 +156,7 @@ def test_a_restart_says_a_handful_of_lines_and_commands_only_their_answer(tmp_pa
     ), again.lines[-1]
     assert sum("DATABASE_URL is unset" in line for line in again.lines) == 1
     # A command while it runs: only its answer, and the server stays up for the others.
-    listed = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "tempmail"), "domains", "list"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "example.com\n", "")
+    assert tempmail(env, "domains", "list") == (0, "example.com\n", "")
     assert postgres_of(env["DATA_DIR"])
     assert again.stop() == 0
 
