@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,8 @@ def test_the_readme_first_try_works_as_pasted_in_a_fresh_clone(home, quiet_dns):
         start_new_session=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # No Python warning on the way (setuptools' about packaging, platformdirs'...).
+    assert not re.findall(r"\w+Warning\b", result.stdout + result.stderr), result.stderr
     listed = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
     [message] = listed["messages"]
     assert message["To"] == [{"Name": "", "Address": "someone@example.com"}]

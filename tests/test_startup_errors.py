@@ -234,6 +234,7 @@ def test_a_misspelt_setting_is_named_with_the_closest_one(database_url, tmp_path
         "did you mean SMTP_RECEIVE_PORT?",
     ], result.stdout
     assert f"settings read from the environment, then {env_file}" in result.stdout
+    assert f"ok:    SPOOL_DIR {tmp_path / 'spool'} is writable\n" in result.stdout
     assert result.returncode == 0, result.stdout  # a warning, not a failure
 
     server = Run({**stack_environment(tmp_path), "DATABASE_URL": database_url, "SMTP_PORT": "2526"})
