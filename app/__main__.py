@@ -18,9 +18,23 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import __version__, config, db, db_catalog, db_schema, embedded, policy, retention
+from . import (
+    __version__,
+    config,
+    config_warnings,
+    db,
+    db_catalog,
+    db_connect,
+    db_grants,
+    db_schema,
+    embedded,
+    policy,
+    retention,
+    runner,
+)
 
 log = logging.getLogger("app")
+ENV_FILE_HELP = "settings file (default: ./.env; one named here must exist)"
 
 
 def setup_logging(level: str) -> None:
@@ -31,7 +45,7 @@ def setup_logging(level: str) -> None:
 
 async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
     url = embedded.database_url(settings)
-    conn = await db.connect(url)
+    conn = await db_connect.connect(url)
     try:
         await db_schema.install_schema(conn)
         return await fn(conn)
@@ -44,8 +58,9 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
 
     if workers.worker_index() is None:  # once: the supervisor or the only process
         log.info("[config] settings read from %s", config.describe_sources(args.env_file))
-        for warning in config.warnings(env_file=args.env_file):
-            log.warning("[config] %s", warning)
+        lines = config_warnings.warnings(env_file=args.env_file)
+        for line in lines + config_warnings.unknown_names(env_file=args.env_file):
+            log.warning("[config] %s", line)
 
     if settings.workers > 1 and workers.worker_index() is None:
         return workers.Supervisor(settings, sys.argv[1:]).run()
@@ -66,6 +81,10 @@ def cmd_api(settings: config.Settings, args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
+    return runner.main(settings, args)
+
+
 def read_password(stream: Any = None) -> str:
     """The first line of standard input (a prompt without echo on a terminal)."""
     stream = stream or sys.stdin
@@ -82,6 +101,23 @@ ACCOUNT_CHANGES = {
     "revoke-tokens": "revoked every token of {address}; the password stays",
     "remove": "removed the account of {address} (its mail is kept)",
 }
+
+
+async def receives_mail_for(settings: config.Settings, conn: Any, address: str) -> bool:
+    """Whether serve accepts mail for `address`: its whitelist, read where serve reads it."""
+    if not settings.use_domain_whitelist:
+        return True
+    if settings.lists_source == "supabase":
+        from .sources import SupabaseSource
+
+        assert settings.supabase_url and settings.supabase_key
+        source = SupabaseSource(settings.supabase_url, settings.supabase_key)
+        rows = (await source.fetch("domains")).rows
+    else:
+        rows = [dict(row) for row in await db.list_domains(conn)]
+    domains, _ = policy.build_domains(rows)
+    domain = policy.normalize_domain(address.rpartition("@")[2])
+    return domain is not None and domains.matches(domain)
 
 
 def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -115,6 +151,13 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
                 print(f"error: {address} already has an account", file=sys.stderr)
                 return 1
             print(f"added {address} (account {row['id']})")
+            if not await receives_mail_for(settings, conn, address):
+                domain = address.rpartition("@")[2]
+                print(
+                    f"warning: mail to {address} is refused: {domain} is not a domain of this "
+                    f"server (add it: tempmail domains add {domain})",
+                    file=sys.stderr,
+                )
         elif args.action == "list":
             for row in await queries.all_accounts(conn):
                 created = row["created_at"].isoformat(timespec="seconds")
@@ -137,9 +180,27 @@ def cmd_init_db(settings: config.Settings, args: argparse.Namespace) -> int:
         )
         for _, text in await db_catalog.report(conn):
             print("  " + text)
-        return 0
+        return await grant_api_role(settings, conn)
 
     return asyncio.run(with_connection(settings, done))
+
+
+async def grant_api_role(settings: config.Settings, conn: Any) -> int:
+    """With API_DATABASE_URL set (another role): grant that role what the API needs."""
+    role = db_grants.role_of(settings.api_database_url or "")
+    if role is None or role == await conn.fetchval("SELECT current_user"):
+        return 0
+    try:
+        await db_grants.grant(conn, role)
+    except db.asyncpg.PostgresError as error:
+        print(
+            f"error: cannot grant the API's role {role} (API_DATABASE_URL) its privileges: "
+            f"{error}; run init-db as the tables' owner",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"API_DATABASE_URL's role {role}: granted what the API needs (no DDL)")
+    return 0
 
 
 def cmd_retention(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -247,24 +308,40 @@ def cmd_check(settings: config.Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_checks(settings, args.env_file))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--env-file", default=".env", help="settings file (default: ./.env)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the SMTP service").set_defaults(run=cmd_serve)
-    commands.add_parser("api", help="run the HTTP API (read side)").set_defaults(run=cmd_api)
-    commands.add_parser("init-db", help="install or upgrade the schema").set_defaults(
-        run=cmd_init_db
-    )
-    commands.add_parser("check", help="validate settings, database, sources, spool").set_defaults(
-        run=cmd_check
-    )
+# Commands that run until stopped log at LOG_LEVEL, and init-db (its log says
+# what it changed); the others print their answer, and their log only says
+# what went wrong (WARNING and up).
+LOGGING = ("serve", "api", "run", "init-db")
 
-    expire = commands.add_parser(
-        "retention", help="expire mail older than RETENTION_HOURS now (private mail is kept)"
+
+def build_parser() -> argparse.ArgumentParser:
+    # --env-file is accepted before and after the command (tempmail check --env-file x).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", default=argparse.SUPPRESS, help=ENV_FILE_HELP)
+    parser = argparse.ArgumentParser(prog="tempmail", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--env-file", default=None, help=ENV_FILE_HELP)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, run: Callable[..., int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    def actions(sub: argparse.ArgumentParser) -> Callable[[str], argparse.ArgumentParser]:
+        chosen = sub.add_subparsers(dest="action", required=True)
+        return lambda name: chosen.add_parser(name, parents=[common])
+
+    command("serve", cmd_serve, "run the SMTP service")
+    command("api", cmd_api, "run the HTTP API (read side)")
+    runner.add_arguments(command("run", cmd_run, runner.HELP))
+    command("init-db", cmd_init_db, "install or upgrade the schema")
+    command("check", cmd_check, "validate settings, database, sources, spool")
+    expire = command(
+        "retention",
+        cmd_retention,
+        "expire mail older than RETENTION_HOURS now (private mail is kept)",
     )
-    expire.set_defaults(run=cmd_retention)
     expire.add_argument(
         "--include-existing",
         action="store_true",
@@ -272,59 +349,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     expire.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
-    domains = commands.add_parser("domains", help="manage the domain whitelist")
-    domains.set_defaults(run=cmd_domains)
-    domain_actions = domains.add_subparsers(dest="action", required=True)
+    domain_action = actions(command("domains", cmd_domains, "manage the domain whitelist"))
     for action in ("add", "remove"):
-        domain_actions.add_parser(action).add_argument(
-            "domain", help="example.com or *.example.com"
-        )
-    domain_actions.add_parser("list")
+        domain_action(action).add_argument("domain", help="example.com or *.example.com")
+    domain_action("list")
 
-    bans = commands.add_parser("bans", help="manage sender bans")
-    bans.set_defaults(run=cmd_bans)
-    ban_actions = bans.add_subparsers(dest="action", required=True)
+    ban_action = actions(command("bans", cmd_bans, "manage sender bans"))
     for action in ("add", "remove"):
-        sub = ban_actions.add_parser(action)
+        sub = ban_action(action)
         sub.add_argument("scope", choices=("email", "domain"))
         sub.add_argument("value")
         if action == "add":
             sub.add_argument("--match", choices=("exact", "contains"), default="exact")
-    ban_actions.add_parser("list")
+    ban_action("list")
 
-    accounts = commands.add_parser(
-        "accounts", help="manage API accounts (the password is read from standard input)"
+    account_action = actions(
+        command("accounts", cmd_accounts, "manage API accounts (password on standard input)")
     )
-    accounts.set_defaults(run=cmd_accounts)
-    account_actions = accounts.add_subparsers(dest="action", required=True)
     for action in ("add", "passwd", "revoke-tokens", "remove"):
-        account_actions.add_parser(action).add_argument("address")
-    account_actions.add_parser("list")
+        account_action(action).add_argument("address")
+    account_action("list")
 
     from . import cli_defence
 
     cli_defence.add_parsers(
-        commands, cli_defence.cmd_rules, cli_defence.cmd_pause, cli_defence.cmd_resume
+        command, actions, cli_defence.cmd_rules, cli_defence.cmd_pause, cli_defence.cmd_resume
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.env_file is not None and not config.has_file(args.env_file):
+        print(f"error: --env-file {args.env_file}: no such file", file=sys.stderr)
+        return 2
+    args.env_file_named, args.env_file = args.env_file, args.env_file or ".env"
     try:
         settings = config.load(env_file=args.env_file)
     except config.ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    quiet = args.command not in LOGGING and settings.log_level != "DEBUG"
+    setup_logging("WARNING" if quiet else settings.log_level)
     try:
         return int(args.run(settings, args))
+    except db_connect.Unusable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except db_schema.SchemaRefused as error:
         print(f"error: init-db refused: {error}", file=sys.stderr)
         return 1
     except (OSError, db.asyncpg.PostgresError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        embedded.release()  # the last user of the embedded PostgreSQL stops it
 
 
 if __name__ == "__main__":

@@ -1,16 +1,29 @@
-"""`python -m app check`: settings, database, mail tables, list source and spool, one line each."""
+"""`python -m app check`: settings, database, the API's role, mail tables, list
+source, certificate and spool, one line each."""
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
-from . import config, db, db_catalog, db_errors, db_schema, embedded
+from . import (
+    config,
+    config_warnings,
+    db,
+    db_catalog,
+    db_connect,
+    db_errors,
+    db_grants,
+    db_schema,
+    embedded,
+)
 from .config import Settings
 from .sources import PRIVATE_ORDER, make_source
 from .spool import Spool
 from .tls import certificate_expiry
 
 CERT_WARN_DAYS = 14
+Report = Callable[[bool, str], None]
 
 
 async def takes_mail(pool: db.Pool) -> tuple[bool, str]:
@@ -24,7 +37,8 @@ async def takes_mail(pool: db.Pool) -> tuple[bool, str]:
 
 
 async def run_checks(settings: Settings, env_file: str | None = None) -> int:
-    """Print one `ok:`/`error:` line per check; return 1 if any failed."""
+    """Print one `ok:`/`error:` line per check (`warn:` for what does not fail
+    it); return 1 if any failed."""
     failed = False
 
     def report(ok: bool, text: str) -> None:
@@ -35,19 +49,31 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
     print(f"       settings read from {config.describe_sources(env_file)}:")
     for key, value in settings.masked().items():
         print(f"       {key}={value}")
-    for warning in config.warnings(env_file=env_file):
+    for warning in config_warnings.warnings(env_file=env_file):
         report(False, warning)
+    for line in config_warnings.unknown_names(env_file=env_file):
+        print("warn:  " + line)
+    await check_database(settings, report)
+    if settings.api_database_url:
+        await check_api_role(settings.api_database_url, report)
+    if settings.tls_cert:
+        check_certificate(settings.tls_cert, report)
+    check_spool(settings.spool_dir, report)
+    return 1 if failed else 0
+
+
+async def check_database(settings: Settings, report: Report) -> None:
     url = embedded.database_url(settings)
     if settings.database_url is None:
         report(True, f"embedded PostgreSQL (DATABASE_URL unset): psql '{url}'")
     try:
-        pool = await db.create_pool(url)
-        await db.ping(pool)
-        report(True, "database reachable")
-    except Exception as error:
-        report(False, f"database unreachable: {error!r}")
-        pool = None
-    if pool is not None:
+        await db_connect.reach(url)
+    except db_connect.Unusable as error:
+        report(False, str(error))
+        return
+    report(True, f"database reachable at {db_connect.address(url)}")
+    pool = await db.create_pool(url)
+    try:
         try:
             async with pool.acquire() as conn:
                 version = await db_schema.schema_version(conn)
@@ -56,7 +82,7 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
                 report(
                     current,
                     f"schema version {version} (this release: {latest}"
-                    + ("" if current else "; run `python -m app init-db`")
+                    + ("" if current else "; run `tempmail init-db`")
                     + ")",
                 )
                 for ok, text in await db_catalog.report(conn):
@@ -64,39 +90,71 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
         except Exception as error:
             report(False, f"mail tables unreadable: {error!r}")
         report(*await takes_mail(pool))
-    if pool is not None:
-        source = make_source(settings, pool)
-        for table in ("domains", "bans", "private_email"):
-            try:
-                loaded = await source.fetch(table)
-                order = (
-                    f" ({PRIVATE_ORDER})"
-                    if table == "private_email" and source.name == "supabase"
-                    else ""
-                )
-                report(True, f"{loaded.origin} {table}: {len(loaded.rows)} rows{order}")
-            except Exception as error:
-                report(False, f"{source.name} {table} unreadable: {error!r}")
+        await check_lists(settings, pool, report)
+    finally:
         await pool.close()
-    if settings.tls_cert:
+
+
+async def check_lists(settings: Settings, pool: db.Pool, report: Report) -> None:
+    source = make_source(settings, pool)
+    for table in ("domains", "bans", "private_email"):
         try:
-            expires = certificate_expiry(settings.tls_cert)
-            left = expires - datetime.datetime.now(datetime.UTC)
-            report(
-                left.days >= CERT_WARN_DAYS,
-                f"TLS certificate {settings.tls_cert} expires {expires:%Y-%m-%d} "
-                f"({left.days} days)",
-            )
-        except (OSError, ValueError) as error:
-            report(False, f"TLS certificate {settings.tls_cert} unreadable: {error}")
-    spool, *workers = Spool.family(settings.spool_dir)  # workers: WORKERS>1's worker-N/
+            loaded = await source.fetch(table)
+            supabase_private = table == "private_email" and source.name == "supabase"
+            order = f" ({PRIVATE_ORDER})" if supabase_private else ""
+            report(True, f"{loaded.origin} {table}: {len(loaded.rows)} rows{order}")
+        except Exception as error:
+            report(False, f"{source.name} {table} unreadable: {error!r}")
+
+
+async def check_api_role(url: str, report: Report) -> None:
+    """API_DATABASE_URL reaches the database and its role holds the API's grants."""
+    try:
+        conn = await db_connect.connect(url, "API_DATABASE_URL")
+    except db_connect.Unusable as error:
+        report(False, str(error))
+        return
+    try:
+        lacking = await db_grants.missing(conn)
+    except db.asyncpg.PostgresError as error:
+        report(False, f"API_DATABASE_URL: cannot read its privileges: {error}")
+        return
+    finally:
+        await conn.close()
+    role = db_grants.role_of(url)
+    if lacking:
+        report(
+            False,
+            f"API_DATABASE_URL: role {role} lacks {', '.join(lacking)}: "
+            "run `tempmail init-db` (it grants them)",
+        )
+    else:
+        report(True, f"API_DATABASE_URL: role {role} holds what the API needs")
+
+
+def check_certificate(path: str, report: Report) -> None:
+    try:
+        expires = certificate_expiry(path)
+    except (OSError, ValueError) as error:
+        report(False, f"TLS certificate {path} unreadable: {error}")
+        return
+    left = expires - datetime.datetime.now(datetime.UTC)
+    report(
+        left.days >= CERT_WARN_DAYS,
+        f"TLS certificate {path} expires {expires:%Y-%m-%d} ({left.days} days)",
+    )
+
+
+def check_spool(directory: str, report: Report) -> None:
+    spool, *workers = Spool.family(directory)  # workers: WORKERS>1's worker-N/
     for each in (spool, *workers):
+        where = each.directory.resolve()
         try:
             each.check_writable()
             if each is spool:
-                report(True, f"spool {each.directory} writable")
+                report(True, f"SPOOL_DIR {where} is writable")
         except OSError as error:
-            report(False, f"spool {each.directory} not writable: {error.strerror or error}")
+            report(False, f"SPOOL_DIR {where} is not writable: {error.strerror or error}")
         pending, dead = each.counts()
         if each is spool or pending or dead:
             report(
@@ -105,4 +163,3 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
             report(dead == 0, f"dead letters: {dead} in {each.dead_dir}")
         for path, reason in each.dead()[:10]:
             print(f"       {path.name}: {reason}")
-    return 1 if failed else 0

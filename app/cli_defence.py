@@ -24,12 +24,13 @@ RULE_OPTIONS = (
 )
 
 
-def add_parsers(commands: Any, run_rules: Any, run_pause: Any, run_resume: Any) -> None:
-    """The `rules`, `pause` and `resume` subcommands."""
-    rules_cmd = commands.add_parser("rules", help="manage the rules table (README: Defence)")
-    rules_cmd.set_defaults(run=run_rules)
-    actions = rules_cmd.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="add a rule (checked first)")
+def add_parsers(
+    command: Any, actions: Any, run_rules: Any, run_pause: Any, run_resume: Any
+) -> None:
+    """The `rules`, `pause` and `resume` subcommands, made with __main__'s
+    `command` and `actions` (so they take the common options too)."""
+    rule_action = actions(command("rules", run_rules, "manage the rules table (README: Defence)"))
+    add = rule_action("add")
     add.add_argument("--action", dest="rule_action", choices=rules.ACTIONS, required=True)
     add.add_argument("--priority", type=int, default=100, help="lower first (default 100)")
     for flag, dest, text in RULE_OPTIONS:
@@ -38,17 +39,16 @@ def add_parsers(commands: Any, run_rules: Any, run_pause: Any, run_resume: Any) 
     add.add_argument("--size-min", type=int, help="bytes, inclusive")
     add.add_argument("--size-max", type=int, help="bytes, inclusive")
     add.add_argument("--has-attachments", choices=("yes", "no"))
-    actions.add_parser("list")
-    actions.add_parser("remove").add_argument("id", type=int)
-    test = actions.add_parser("test", help="which rule matches a message, and why")
+    rule_action("list")
+    rule_action("remove").add_argument("id", type=int)
+    test = rule_action("test")
     test.add_argument("file", help="the message (.eml)")
     test.add_argument("--client", required=True, help="the client's address")
     test.add_argument("--sender", help="envelope sender (default: the From address)")
     test.add_argument("--to", action="append", help="envelope recipient (default: To, Cc)")
-    stop = commands.add_parser("pause", help="stop receiving on every host (421 4.3.2)")
+    stop = command("pause", run_pause, "stop receiving on every host (421 4.3.2)")
     stop.add_argument("--reason", default="", help="said in the 421 reply")
-    stop.set_defaults(run=run_pause)
-    commands.add_parser("resume", help="receive again").set_defaults(run=run_resume)
+    command("resume", run_resume, "receive again")
 
 
 def rule_values(args: argparse.Namespace) -> dict[str, Any]:

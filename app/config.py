@@ -92,6 +92,14 @@ def _optional(text: str) -> str | None:
     return text.strip() or None
 
 
+@_allowed("a URL postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or empty")
+def _database_url(text: str) -> str | None:
+    url = text.strip()
+    if url and urlsplit(url).scheme not in ("postgresql", "postgres"):  # urlsplit may raise too
+        raise ValueError
+    return url or None
+
+
 @_allowed("a port from 1 to 65535, or empty for off")
 def _optional_port(text: str) -> int | None:
     return _int(1, 65535)(text) if text.strip() else None
@@ -206,7 +214,8 @@ def setting(default: str, parse: Parser, doc: str, *aliases: str, in_example: bo
 class Settings:
     # fmt: off
     database_url: str | None = setting(
-        "", _optional, "PostgreSQL URL; empty starts the embedded PostgreSQL under DATA_DIR")
+        "", _database_url,
+        "PostgreSQL URL; empty starts the embedded PostgreSQL under DATA_DIR")
     smtp_receive_port: int = setting("25", _int(0, 65535), "TCP port the SMTP listener binds")
     smtp_bind: str = setting("0.0.0.0", _text, "address the SMTP listener binds")
     smtp_hostname: str = setting(
@@ -363,6 +372,10 @@ class Settings:
         "5", _float(0.1, 120), "seconds the scanner may take; then the verdict is unchecked")
     pause_refresh: float = setting(
         "10", _float(0.05, 86400), "seconds between reads of the pause switch (NOTIFY is at once)")
+    api_database_url: str | None = setting(
+        "", _database_url,
+        "PostgreSQL URL of the API, for a role without DDL (README: Install on a server); "
+        "empty: DATABASE_URL")
     api_port: int = setting("8025", _int(0, 65535), "TCP port of the HTTP API and inbox page")
     api_bind: str = setting("127.0.0.1", _text, "address the HTTP API binds")
     api_access: str = setting(
@@ -403,7 +416,7 @@ class Settings:
 
 
 SECRETS = frozenset({"SUPABASE_KEY", "API_SECRET"})
-URLS_WITH_SECRETS = frozenset({"DATABASE_URL", "HEARTBEAT_URL"})
+URLS_WITH_SECRETS = frozenset({"DATABASE_URL", "API_DATABASE_URL", "HEARTBEAT_URL"})
 # Query parameters of a URL that carry credentials (libpq's, and common tokens).
 SECRET_PARAMETERS = frozenset({"password", "token", "key", "secret", "apikey", "api_key"})
 
@@ -429,6 +442,13 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
+def _safe_mask(url: str) -> str:
+    try:
+        return mask_url(url)
+    except ValueError:  # not even a URL: it may still hold a password
+        return "***"
+
+
 @dataclasses.dataclass(frozen=True)
 class Key:
     """One setting as the environment sees it (derived from a Settings field)."""
@@ -446,17 +466,8 @@ KEYS: tuple[Key, ...] = tuple(
     Key(field=f.name, env=f.name.upper(), **f.metadata) for f in dataclasses.fields(Settings)
 )
 
-# Settings of the Cybertemp server we do not implement: named at start-up.
-UNSUPPORTED = {
-    "ENCRYPTION_MASTER_KEY_V1": (
-        "message bodies are stored unencrypted (encrypted = false); "
-        "Cybertemp's body encryption is not implemented"
-    ),
-    "TOKIO_WORKER_THREADS": "use WORKERS for processes; there are no worker threads to size",
-}
 
-
-def _translate(name: str, value: str) -> str | None:
+def translate_alias(name: str, value: str) -> str | None:
     """An alias's value in our setting's terms; None if it has no equivalent."""
     if name == "RUST_LOG":
         return RUST_LEVELS.get(value.strip().lower())
@@ -473,25 +484,31 @@ def _raw_value(
             value = source.get(name)
             if value is None:
                 continue
-            translated = _translate(name, value)
+            translated = translate_alias(name, value)
             if translated is not None:
                 return name, translated
     return key.env, key.default
 
 
-def _sources(
+def read_sources(
     env: Mapping[str, str] | None, env_file: str | Path | None
 ) -> tuple[Mapping[str, str], dict[str, str | None]]:
+    """The environment (default os.environ) and the values of `env_file`."""
     env = os.environ if env is None else env
     dotenv: dict[str, str | None] = {}
-    if env_file is not None and Path(env_file).is_file():
+    if has_file(env_file):
         dotenv = dotenv_values(env_file)
     return env, dotenv
 
 
+def has_file(env_file: str | Path | None) -> bool:
+    """`env_file` names something to read (a file, or /dev/null for nothing)."""
+    return env_file is not None and Path(env_file).exists() and not Path(env_file).is_dir()
+
+
 def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
     """Build Settings from `env` (default os.environ) over the `.env` file."""
-    env, dotenv = _sources(env, env_file)
+    env, dotenv = read_sources(env, env_file)
     values: dict[str, Any] = {}
     for key in KEYS:
         name, raw = _raw_value(key, env, dotenv)
@@ -499,7 +516,8 @@ def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".e
             values[key.field] = key.parse(raw)
         except ValueError:
             allowed = key.parse.allowed  # type: ignore[attr-defined]
-            raise ConfigError(f"{name}={raw!r} is not valid: expected {allowed}") from None
+            shown = _safe_mask(raw) if key.env in URLS_WITH_SECRETS else raw
+            raise ConfigError(f"{name}={shown!r} is not valid: expected {allowed}") from None
     if not values["smtp_hostname"]:
         values["smtp_hostname"] = socket.gethostname()
     if not values["lists_source"]:
@@ -521,29 +539,9 @@ def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".e
     return Settings(**values)
 
 
-def warnings(
-    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
-) -> list[str]:
-    """One line per setting we were given but do not act on."""
-    env, dotenv = _sources(env, env_file)
-    lines = []
-    for name, consequence in UNSUPPORTED.items():
-        if env.get(name) or dotenv.get(name):
-            lines.append(f"{name} is set but not supported: {consequence}")
-    for source in (env, dotenv):
-        rust_log = source.get("RUST_LOG")
-        if rust_log and _translate("RUST_LOG", rust_log) is None:
-            lines.append(
-                f"RUST_LOG={rust_log!r} is not a plain level (trace, debug, info, warn, error): "
-                "ignored; set LOG_LEVEL"
-            )
-            break
-    return lines
-
-
 def describe_sources(env_file: str | Path | None) -> str:
     """Where settings were read from, for start-up and `check`."""
-    if env_file is not None and Path(env_file).is_file():
+    if env_file is not None and has_file(env_file):
         return f"the environment, then {Path(env_file).resolve()}"
     return f"the environment only ({env_file or 'no .env file'} not found)"
 

@@ -28,7 +28,8 @@ from . import db
 
 log = logging.getLogger("app.schema")
 
-SCHEMA = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
+# app/sql links to sql/ in a checkout; a wheel holds the files themselves.
+SCHEMA = (Path(__file__).resolve().parent / "sql").resolve() / "schema.sql"
 MIGRATIONS = SCHEMA.parent / "migrations"
 # One advisory lock key so several workers installing at once take turns.
 SCHEMA_LOCK = 0x7E3D_A11

@@ -285,7 +285,7 @@ async def make_ahead_of(
     if ranges and (default is None or await fence(pool, default, future.lower)):
         named = [(partition_name(table, lower), lower, upper) for lower, upper in ranges]
         for name in await db_expiry.split_future(pool, table, default, future.name, named):
-            log.info("[retention] created partition %s", name)
+            log.debug("[retention] created partition %s", name)
 
 
 async def create_ranges(
@@ -297,7 +297,7 @@ async def create_ranges(
     for lower, upper in ranges:
         name = partition_name(table, lower)
         if await db_expiry.create_partition(pool, table, name, lower, upper, default):
-            log.info("[retention] created partition %s", name)
+            log.debug("[retention] created partition %s", name)
 
 
 async def install_future(
@@ -325,7 +325,7 @@ async def install_future(
         await db_expiry.drop_fences(pool, default, [name])
         log.info("[retention] %s: no future partition yet (busy): next run", table)
         return False
-    log.info(
+    log.debug(
         "[retention] %s: partition %s holds mail past the ranges made; %s is fenced below %s",
         table,
         future_name(table),

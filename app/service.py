@@ -2,12 +2,14 @@
 
 `Service.serve()` runs in named phases, as uvicorn's server does:
   build  check the spool is writable (else refuse to start, one line), find
-         the database (embedded PostgreSQL if DATABASE_URL is unset), make
-         the pool, the prepare stage, the writer, the lists, the handler;
+         the database (embedded PostgreSQL if DATABASE_URL is unset) and
+         connect once (a URL that cannot work: one line, exit), make the
+         pool, the prepare stage, the writer, the lists, the handler;
   start  start the writer; install the schema and load the lists, waiting
          up to LISTS_WAIT so the first messages after a (re)start are not
          refused; then listen, and start the side tasks (list refresh and
          LISTEN, spool replay, retention, heartbeat, certificates, metrics);
+         tell whoever started us that we listen (listening.ready);
   run    until SIGTERM/SIGINT; SIGHUP reloads (lists now, the certificate);
   drain  bounded by DRAIN_TIMEOUT: close the listener, say 421 to idle
          sessions, let sessions inside a transaction finish (half the time),
@@ -22,7 +24,6 @@ and the process exits.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import resource
 import signal
@@ -31,7 +32,7 @@ from collections.abc import Awaitable
 
 import httpx
 
-from . import db, db_schema, embedded, metrics, retention
+from . import db, db_connect, db_schema, embedded, listening, metrics, retention
 from .auth import Authenticator
 from .config import Settings
 from .connections import Connections
@@ -70,19 +71,6 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-def bind_failure(settings: Settings, error: OSError) -> str:
-    where = f"{settings.smtp_bind}:{settings.smtp_receive_port}"
-    if error.errno == errno.EACCES:
-        return (
-            f"cannot listen on {where}: permission denied. Ports below 1024 need root or "
-            "CAP_NET_BIND_SERVICE (the unit in deploy/systemd grants it), "
-            "or set SMTP_RECEIVE_PORT to a port above 1023"
-        )
-    if error.errno == errno.EADDRINUSE:
-        return f"cannot listen on {where}: the address is already in use"
-    return f"cannot listen on {where}: {error.strerror or error}"
 
 
 def _report_failure(task: asyncio.Task[object]) -> None:
@@ -166,7 +154,8 @@ class Service:
 
     def handle_stop(self, signum: int) -> None:
         if self.stopping.is_set():
-            log.warning("[service] second %s: spooling what is queued and exiting", signum)
+            name = signal.Signals(signum).name
+            log.warning("[service] second %s: spooling what is queued and exiting", name)
             self.forced.set()
         self.stopping.set()
 
@@ -185,7 +174,15 @@ class Service:
         settings = self.settings
         check_spool(self.spool)
         raise_fd_limit()
-        self.url = url = await asyncio.to_thread(embedded.database_url, settings)
+        self.url = url = await asyncio.to_thread(embedded.database_url, settings, True)
+        # A URL that cannot work is one line now, not retries for ever. Not in
+        # a worker: its supervisor proved the URL, and a worker restarted during
+        # an outage must come up to replay its spool once the database is back.
+        if self.worker is None:
+            try:
+                await db_connect.reach(url)
+            except db_connect.Unusable as error:
+                raise StartupError(f"[db] {error}") from None
         self.pool = await db.create_pool(url)
         authenticate = None
         if settings.auth_checks != "off":
@@ -260,7 +257,10 @@ class Service:
                 backlog=1024,
             )
         except OSError as error:
-            raise StartupError(f"[smtp] {bind_failure(settings, error)}") from None
+            problem = listening.problem(
+                "SMTP_RECEIVE_PORT", settings.smtp_bind, settings.smtp_receive_port, error
+            )
+            raise StartupError(f"[smtp] {problem}") from None
         port = self.server.sockets[0].getsockname()[1]
         log.info(
             "[smtp] listening on %s:%d as %s, ACK_MODE=%s",
@@ -269,6 +269,7 @@ class Service:
             settings.smtp_hostname,
             settings.ack_mode,
         )
+        listening.ready(f"SMTP on {settings.smtp_bind}:{port}")
         self.start_side_tasks()
 
     def start_side_tasks(self) -> None:

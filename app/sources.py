@@ -200,7 +200,7 @@ async def refresh_once(state: ListsState, source: Source, table: str) -> None:
         if not domains and state.current.whitelist_enabled and first:
             log.warning(
                 "[lists] the domain whitelist is empty: every recipient gets 550. "
-                "Add one with `python -m app domains add example.com`, "
+                "Add one with `.venv/bin/tempmail domains add example.com`, "
                 "or set USE_DOMAIN_WHITELIST=false to accept every domain"
             )
     elif table == "bans":

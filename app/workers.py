@@ -4,11 +4,14 @@ Each worker binds the port with SO_REUSEPORT (the kernel spreads
 connections), has its own pool and writer, and drains on SIGTERM. The
 supervisor starts the embedded PostgreSQL once (if DATABASE_URL is unset),
 restarts a worker that dies (backing off if it keeps dying), and forwards
-SIGTERM/SIGINT to all workers and waits for them to drain.
+each SIGTERM/SIGINT to all workers (as SIGTERM: the first drains, a second
+hurries) and waits for them to drain. Workers run in process groups of
+their own, so a Ctrl-C in the terminal reaches the supervisor only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -17,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from . import embedded
+from . import db_connect, embedded
 from .config import Settings
 
 log = logging.getLogger("app.workers")
@@ -44,7 +47,11 @@ class Supervisor:
         env = {**os.environ, WORKER_ENV: str(index)}
         if self.settings.database_url is None:
             env["DATABASE_URL"] = self.database_url
-        self.workers[index] = subprocess.Popen([sys.executable, "-m", "app", *self.argv], env=env)
+        # A process group of its own: a Ctrl-C in the terminal reaches only the
+        # supervisor, which asks each worker once per signal (drain, then hurry).
+        self.workers[index] = subprocess.Popen(
+            [sys.executable, "-m", "app", *self.argv], env=env, process_group=0
+        )
         self.started_at[index] = time.monotonic()
         log.info("[workers] worker %d started (pid %d)", index, self.workers[index].pid)
 
@@ -62,7 +69,12 @@ class Supervisor:
                 process.send_signal(signum)
 
     def run(self) -> int:
-        self.database_url = embedded.database_url(self.settings)
+        self.database_url = embedded.database_url(self.settings, announce=True)
+        try:  # workers that cannot connect would only be restarted again and again
+            asyncio.run(db_connect.reach(self.database_url))
+        except db_connect.Unusable as error:
+            log.error("[db] %s", error)
+            return 1
         if self.settings.metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # One directory per run: stale files of an earlier run would count twice.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tempmail-metrics-")

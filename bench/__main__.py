@@ -187,7 +187,7 @@ async def start_service(
         **{k.upper(): v for k, v in settings.items()},
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", module, "--env-file", "/nonexistent", "serve"], cwd=ROOT, env=env
+        [sys.executable, "-m", module, "--env-file", "/dev/null", "serve"], cwd=ROOT, env=env
     )
     await wait_ready(port, process)
     mode = ack_mode or "default"

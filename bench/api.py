@@ -93,7 +93,7 @@ async def start_api(kind: str, database_url: str) -> Api:
     port = free_port()
     module = "app" if kind == "starlette" else "bench.api_aiohttp"
     command = [sys.executable, "-m", module] + (
-        ["--env-file", "/nonexistent", "api"] if kind == "starlette" else []
+        ["--env-file", "/dev/null", "api"] if kind == "starlette" else []
     )
     env = {
         "PATH": os.environ.get("PATH", ""),

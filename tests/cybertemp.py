@@ -171,7 +171,7 @@ def clean_env(**settings: str) -> dict[str, str]:
 def app(*args: str, timeout: float = 120, **settings: str) -> subprocess.CompletedProcess[str]:
     """`python -m app ARGS` with only `settings` (and PATH/HOME) in its environment."""
     return subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
+        [sys.executable, "-m", "app", "--env-file", "/dev/null", *args],
         cwd=ROOT,
         env=clean_env(**settings),
         capture_output=True,

@@ -81,7 +81,7 @@ def app_command(
     """`python -m app ARGS` run to its end, from a clean environment plus `env`,
     with `stdin` as its standard input."""
     return subprocess.run(
-        [sys.executable, "-m", "app", "--env-file", "/nonexistent", *args],
+        [sys.executable, "-m", "app", "--env-file", "/dev/null", *args],
         cwd=ROOT,
         env={**clean_environment(), **env},
         input=stdin,
@@ -97,9 +97,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def session_pids(session: int) -> list[int]:
+    """The live processes of session `session` (one started with start_new_session);
+    zombies, ended and waiting for their parent to reap them, are not counted."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
 class AppProcess:
-    """`python -m app <command>` in a subprocess of its own process group, its
-    output collected line by line."""
+    """`python -m app <command>` in a session of its own, its output collected
+    line by line."""
 
     command = "serve"
 
@@ -108,17 +123,23 @@ class AppProcess:
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
 
-    def launch(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--env-file", "/nonexistent", self.command],
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "app", "--env-file", "/dev/null", self.command]
+
+    def spawn(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(),
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            start_new_session=True,  # its own process group: kill() reaches the workers too
+            start_new_session=True,  # its own session: kill() reaches its children too
         )
+
+    def launch(self) -> None:
+        self.process = self.spawn()
         self._collector = threading.Thread(target=self._collect, daemon=True)
         self._collector.start()
 
@@ -157,11 +178,13 @@ class AppProcess:
         return code
 
     def kill(self) -> None:
+        """SIGKILL to every process of its session (children run in groups of their own)."""
         assert self.process is not None
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for pid in session_pids(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.process.wait()
         self.close()
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from .api_helpers import mail, send
-from .helpers import ROOT, clean_environment, free_port, install_schema
+from .helpers import ROOT, clean_environment, free_port, install_schema, session_pids
 
 
 def test_scripts_serve_runs_smtp_and_api_and_stops_both(database_url, tmp_path):
@@ -32,7 +32,7 @@ def test_scripts_serve_runs_smtp_and_api_and_stops_both(database_url, tmp_path):
         "AUTH_CHECKS": "off",
     }
     script = subprocess.Popen(
-        [str(ROOT / "scripts" / "serve"), "--env-file", "/nonexistent"],
+        [str(ROOT / "scripts" / "serve"), "--env-file", "/dev/null"],
         cwd=tmp_path,  # the script finds its checkout by itself
         env=env,
         stdout=subprocess.DEVNULL,
@@ -62,9 +62,9 @@ def test_scripts_serve_runs_smtp_and_api_and_stops_both(database_url, tmp_path):
             with pytest.raises(ProcessLookupError):
                 os.kill(int(pid), 0)
     finally:
-        if script.poll() is None:
-            os.killpg(script.pid, signal.SIGKILL)
-            script.wait()
+        for pid in session_pids(script.pid):  # serve and api run in groups of their own
+            os.kill(pid, signal.SIGKILL)
+        script.wait()
 
 
 UNIT = ROOT / "deploy" / "systemd" / "tempmail-api.service"

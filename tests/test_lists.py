@@ -160,7 +160,7 @@ def test_supabase_tables_as_cybertemp_documents_them(make_server):
         server.wait_for_log(r"private_email loaded from postgres: 1 rows")
         assert not domain_requests(fake, "private_email")
         check = subprocess.run(
-            [sys.executable, "-m", "app", "--env-file", "/nonexistent", "check"],
+            [sys.executable, "-m", "app", "--env-file", "/dev/null", "check"],
             cwd=ROOT,
             env={
                 **clean_environment(),

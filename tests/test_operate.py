@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from app import __version__, config, db_schema
+from app import config, db_schema
 
 from .helpers import ROOT, app_command, eventually, query
 from .probes import ProbeThread
@@ -42,8 +42,8 @@ def test_check_reports_settings_schema_and_certificate(database_url, tmp_path):
         assert secret not in result.stdout, secret
     assert re.search(r"DATABASE_URL=postgresql://\*\*\*@.*\?password=\*\*\*", result.stdout)
     assert "HEARTBEAT_URL=https://hc-ping.example/***?key=***" in result.stdout
-    assert "settings read from the environment only" in result.stdout
-    assert "ok:    database reachable" in result.stdout
+    assert "settings read from the environment, then /dev/null" in result.stdout
+    assert "ok:    database reachable at 127.0.0.1:" in result.stdout
     assert f"ok:    schema version {LATEST} (this release: {LATEST})" in result.stdout
     assert re.search(
         r"error: TLS certificate .* expires \d{4}-\d\d-\d\d \(\d days\)", result.stdout
@@ -56,12 +56,8 @@ def test_check_fails_on_unreachable_database(tmp_path):
     result = app_command(
         "check", DATABASE_URL="postgresql://postgres@127.0.0.1:1/x", SPOOL_DIR=str(tmp_path)
     )
-    assert result.returncode == 1 and "error: database unreachable" in result.stdout
-
-
-def test_version():
-    result = app_command("--version")
-    assert result.stdout.strip() == f"python -m app {__version__}"
+    assert result.returncode == 1
+    assert "error: DATABASE_URL=postgresql://***@127.0.0.1:1/x: cannot connect" in result.stdout
 
 
 UNIT = ROOT / "deploy" / "systemd" / "tempmail-smtp.service"

@@ -101,7 +101,7 @@ def test_unwritable_spool_refuses_to_start_with_one_line(tmp_path):
     assert len(errors) == 1 and f"SPOOL_DIR='{spool}' is not writable" in errors[0], serve.stderr
     check = app_command("check", **env)
     assert check.returncode == 1
-    assert re.search(r"error: spool .*a-file/spool not writable", check.stdout), check.stdout
+    assert re.search(r"error: SPOOL_DIR .*a-file/spool is not writable", check.stdout), check.stdout
 
 
 def test_spool_that_fails_keeps_the_mail_and_refuses_new_mail(make_server, database_url, tmp_path):

@@ -2,15 +2,20 @@
 limits, start and stop.
 
 `python -m app api` runs `serve(settings)`: uvicorn (httptools) on uvloop,
-on API_BIND:API_PORT. Start-up: database URL (the embedded PostgreSQL if
-DATABASE_URL is unset), a small pool of its own, the schema (migrations
-010 to 012 make `accounts`), the private_email list (private.py; start-up
-waits for its first load), the token secret, the LISTEN hub, the MIME
-worker processes (mimework.py, started in the background). The
+on API_BIND:API_PORT. Start-up, each failure one line and exit 1: bind the
+port (before anything else: a port in use is said at once, naming
+API_PORT), the database URL (API_DATABASE_URL, else DATABASE_URL, else the
+embedded PostgreSQL), one connection that proves it and installs the schema
+if it is not current (migrations 010 to 012 make `accounts`; a role
+without DDL needs `init-db` run first). Then, in the lifespan: a small
+pool of its own, the private_email list (private.py; start-up waits for its
+first load), the token secret, the LISTEN hub (waited for, up to
+HUB_WAIT), the MIME worker processes (mimework.py, started in the
+background). Only once uvicorn listens does it say where it serves. The
 long-lived tasks of this process are the hub and the private_email
 refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
 requests and streams UVICORN_GRACE seconds, cancel the tasks, stop the
-worker processes, close the pool.
+worker processes, close the pool, release the embedded PostgreSQL.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
 (mailpit.py), the Mercure hub at /.well-known/mercure (mercure.py), and
@@ -27,16 +32,19 @@ import contextlib
 import datetime
 import logging
 import resource
+import socket
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import embedded
+from .. import db_connect, embedded, listening
 from ..config import Settings
 from . import access, mailpit, mailtm, mercure, page, queries, shapes
 from .context import State, json_response
@@ -48,6 +56,7 @@ log = logging.getLogger("app.api")
 
 POOL_SIZE = 4
 UVICORN_GRACE = 3
+HUB_WAIT = 10.0  # seconds start-up waits for the LISTEN connection before going on
 MAX_BODY = 64 * 1024  # bytes of a request body (JSON of a few fields)
 TOO_LARGE = "Request body too large"
 NUL_IN_URL = "NUL character in the URL"
@@ -182,12 +191,10 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return answer
 
 
-def build(settings: Settings) -> Starlette:
+def build(settings: Settings, url: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        url = embedded.database_url(settings)
         pool = await queries.create_pool(url, POOL_SIZE)
-        await queries.install(pool)
         hub = Hub(url, pool)
         private = PrivateAddresses(settings, pool)
         await private.load()
@@ -207,12 +214,8 @@ def build(settings: Settings) -> Starlette:
             asyncio.create_task(hub.run(), name="api-listen"),
             asyncio.create_task(private.keep_fresh(hub.access_changed), name="api-private"),
         ]
-        log.info(
-            "[api] inbox page and API on http://%s:%d/ (access %s)",
-            settings.api_bind,
-            settings.api_port,
-            settings.api_access,
-        )
+        with contextlib.suppress(TimeoutError):  # "ready" includes live push, if it comes
+            await asyncio.wait_for(hub.connected.wait(), HUB_WAIT)
         try:
             yield
         finally:
@@ -223,6 +226,8 @@ def build(settings: Settings) -> Starlette:
                     await task
             await mime_work.close()
             await asyncio.wait_for(pool.close(), 5)
+            # Here, not at exit: uvicorn ends the process with the stop signal it caught.
+            embedded.release()
 
     app = Starlette(
         routes=[
@@ -244,16 +249,71 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, saying where it serves once it listens (never before)."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            where = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+            log.info("[api] inbox page and API on %s (access %s)", where, self.settings.api_access)
+            listening.ready(f"inbox page and API on {where}")
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """API_BIND:API_PORT bound (uvicorn listens on it once the app has started)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def prepare_database(url: str, setting: str) -> None:
+    """Prove the URL works and the schema is current (installing it if allowed)."""
+    conn = await db_connect.connect(url, setting)
+    try:
+        await queries.install(conn)
+    except asyncpg.InsufficientPrivilegeError:
+        raise db_connect.Unusable(
+            f"{setting}: the schema is older than this release and its role may not change "
+            "it: run `tempmail init-db` with DATABASE_URL (the tables' owner) first"
+        ) from None
+    finally:
+        await conn.close()
+
+
 def serve(settings: Settings) -> int:
-    import uvicorn
     import uvloop
 
     raise_fd_limit()
+    try:
+        sock = listen_socket(settings.api_bind, settings.api_port)
+    except OSError as error:
+        problem = listening.problem("API_PORT", settings.api_bind, settings.api_port, error)
+        log.error("[api] %s", problem)
+        return 1
+    setting = "API_DATABASE_URL" if settings.api_database_url else "DATABASE_URL"
+    url = settings.api_database_url or embedded.database_url(settings, announce=True)
+    try:
+        asyncio.run(prepare_database(url, setting))
+    except db_connect.Unusable as error:
+        log.error("[api] %s", error)
+        sock.close()
+        return 1
+    debug = settings.log_level == "DEBUG"
     proxies = [str(network) for network in settings.api_trusted_proxies]
     config = uvicorn.Config(
-        build(settings),
-        host=settings.api_bind,
-        port=settings.api_port,
+        build(settings, url),
         http="httptools",
         loop="none",
         lifespan="on",
@@ -264,9 +324,10 @@ def serve(settings: Settings) -> int:
         forwarded_allow_ips=proxies,
         access_log=False,
         server_header=False,
-        log_level=settings.log_level.lower(),
+        log_config=None,  # our logging, as every process of ours
+        log_level=logging.DEBUG if debug else logging.WARNING,  # its start-up lines say nothing
         timeout_graceful_shutdown=UVICORN_GRACE,
     )
-    server = uvicorn.Server(config)
-    uvloop.run(server.serve())
+    server = Server(config, settings)
+    uvloop.run(server.serve(sockets=[sock]))
     return 0 if server.started else 1

@@ -55,7 +55,7 @@ class State:
     private: PrivateAddresses
     secret: str
     shape: queries.Schema
-    started: datetime.datetime
+    started: datetime.datetime  # Mailpit's /info Uptime
     mime: MimeWork
     passwords: access.PasswordChecker = dataclasses.field(default_factory=access.PasswordChecker)
     _domains: tuple[float, list[dict[str, Any]], DomainList] | None = None

@@ -107,10 +107,9 @@ async def list_domains(request: Request) -> Response:
         return page
     rows, _ = await state(request).domains()
     active = [r for r in _exact(rows) if r.get("active") is not False]
-    now = state(request).started
     chosen = active[(page - 1) * shapes.PER_PAGE : page * shapes.PER_PAGE]
     ld = wants_ld(request)
-    members = [shapes.domain(r, ld, now) for r in chosen]
+    members = [shapes.domain(r, ld) for r in chosen]
     body = shapes.collection(members, len(active), page, "/domains", "Domain", ld)
     return json_response(body, ld=ld)
 
@@ -121,7 +120,7 @@ async def get_domain(request: Request) -> Response:
     for row in _exact(rows):
         if shapes.domain_id(row) == wanted:
             ld = wants_ld(request)
-            return json_response(shapes.domain(row, ld, state(request).started), ld=ld)
+            return json_response(shapes.domain(row, ld), ld=ld)
     return not_found(request)
 
 

@@ -5,7 +5,8 @@ Plain HTML, CSS and one small script, read from the package once and
 served as they are: no build step, no template, no third-party request.
 The pages hold no mail data; the script fetches it from the API's own
 routes (Mailpit's per-address ones, the Mercure hub's /addresses/ topic,
-POST /token for a claimed address) and shows it with DOM text nodes.
+POST /token for a claimed address, and ours, /addresses/{address}: is mail
+to it received here at all?) and shows it with DOM text nodes.
 
 Every file goes out under a Content-Security-Policy that allows only this
 origin's script and style (no inline script), frames only this origin
@@ -23,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .context import SAFE_HEADERS, json_response
+from ..policy import address_problem, normalize_address
+from .context import SAFE_HEADERS, json_response, state
 from .shapes import error
 
 PAGE_CSP = (
@@ -94,8 +96,23 @@ async def static(request: Request) -> Response:
     return serve(request, request.path_params["name"])
 
 
+async def address_status(request: Request) -> Response:
+    """Whether this server receives mail for an address (the whitelist, as serve
+    reads it from `domains`): the page says mail to it is refused instead of
+    waiting for it. `{"address", "domain", "served"}`."""
+    ctx = state(request)
+    address = normalize_address(request.path_params["address"])
+    if address_problem(address):
+        return json_response(error(404, "Not Found"), 404, ld=True)
+    domain = address.rpartition("@")[2]
+    _, served_domains = await ctx.domains()
+    served = not ctx.settings.use_domain_whitelist or served_domains.matches(domain)
+    return json_response({"address": address, "domain": domain, "served": served})
+
+
 routes = [
     Route("/", home, methods=["GET"]),
     Route("/inbox/{address}", inbox, methods=["GET"]),
     Route("/static/{name}", static, methods=["GET"]),
+    Route("/addresses/{address}", address_status, methods=["GET"]),
 ]

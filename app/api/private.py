@@ -48,7 +48,7 @@ class PrivateAddresses:
         before = self._addresses
         self._addresses = addresses
         if before is None:
-            log.info("[api] %s: %d addresses (from %s)", TABLE, len(addresses), loaded.origin)
+            log.debug("[api] %s: %d addresses (from %s)", TABLE, len(addresses), loaded.origin)
             return frozenset()
         return addresses ^ before
 

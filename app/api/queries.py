@@ -63,10 +63,10 @@ async def create_pool(url: str, max_size: int) -> asyncpg.Pool:
     return pool
 
 
-async def install(pool: asyncpg.Pool) -> int:
-    """Install or upgrade the schema (ours are migrations 010 to 012); the version."""
-    async with pool.acquire() as conn:
-        return await db_schema.install_schema(conn)
+async def install(conn: asyncpg.Connection) -> int:
+    """Install or upgrade the schema (ours are migrations 010 to 012); the version.
+    No DDL when it is current: a role without DDL privileges starts fine."""
+    return await db_schema.install_schema(conn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,23 +75,35 @@ class Schema:
 
     domains_active: bool
     domains_id: bool
+    domains_created_at: bool  # a time (migration 060 adds it where there is none)
+
+
+TIMES = ("timestamp with time zone", "timestamp without time zone", "date")
+# When migration 060 ran: a domain older than it shows this (the latest it can have been added).
+UPGRADE_TIME = "(SELECT applied_at FROM schema_migrations WHERE version = 60)"
 
 
 async def schema(pool: asyncpg.Pool) -> Schema:
     rows = await pool.fetch(
-        "SELECT column_name FROM information_schema.columns "
+        "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = 'domains' AND table_schema = current_schema()"
     )
-    names = {r[0] for r in rows}
-    return Schema(domains_active="active" in names, domains_id="id" in names)
+    types = {r[0]: r[1] for r in rows}
+    return Schema(
+        domains_active="active" in types,
+        domains_id="id" in types,
+        domains_created_at=types.get("created_at") in TIMES,
+    )
 
 
 async def domains(pool: asyncpg.Pool, shape: Schema) -> list[dict[str, Any]]:
-    """Every domains row as {domain, active, id (text or None)}, in domain order."""
+    """Every domains row as {domain, active, id (text or None), created_at}, in domain order."""
     active = "active" if shape.domains_active else "true"
     row_id = "id::text" if shape.domains_id else "NULL::text"
+    created = "created_at::timestamptz" if shape.domains_created_at else "NULL::timestamptz"
     rows = await pool.fetch(
-        f"SELECT domain, {active} AS active, {row_id} AS id FROM domains ORDER BY domain"
+        f"SELECT domain, {active} AS active, {row_id} AS id, "
+        f"coalesce({created}, {UPGRADE_TIME}, now()) AS created_at FROM domains ORDER BY domain"
     )
     return [dict(r) for r in rows]
 

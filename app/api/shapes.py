@@ -126,9 +126,9 @@ def domain_id(row: Row) -> str:
     return str(row["id"]) if row.get("id") else str(uuid.uuid5(uuid.NAMESPACE_DNS, row["domain"]))
 
 
-def domain(row: Row, ld: bool, now: datetime.datetime) -> dict[str, Any]:
+def domain(row: Row, ld: bool) -> dict[str, Any]:
     ident = domain_id(row)
-    stamp = iso(row.get("created_at") or now)
+    stamp = iso(row["created_at"])
     return {
         **ld_keys(ld, "Domain", f"/domains/{ident}", "Domain"),
         "id": ident,

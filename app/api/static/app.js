@@ -197,6 +197,7 @@
     const live = { source: null, timer: 0, retry: 0, seq: 0, log: [] };
     let junkView = false; // the Junk view: mail the inbound checks stored as junk
     const listPath = () => '/api/v1/search?query=' + (junkView ? 'tag:junk' : '-tag:junk');
+    let refused = false; // mail to this address's domain is not received here
 
     $('address').textContent = address;
     $('empty-address').textContent = address;
@@ -265,7 +266,7 @@
       const unread = order.filter((id) => !rows.get(id).data.read).length;
       $('count').textContent = unread ? unread + ' unread' : '';
       document.title = (unread ? '(' + unread + ') ' : '') + address;
-      $('empty').hidden = order.length > 0 || !$('login').hidden;
+      $('empty').hidden = order.length > 0 || !$('login').hidden || refused;
       $('more').hidden = order.length >= total;
     }
 
@@ -348,7 +349,20 @@
       live.source = null;
     }
 
+    // Mail to a domain this server does not receive is refused: say so, not "waiting".
+    async function checkServed() {
+      const response = await request('/addresses/' + encodeURIComponent(address));
+      if (!response.ok) return;
+      const status = await response.json();
+      refused = status.served === false;
+      $('refused-address').textContent = address;
+      $('refused-domain').textContent = status.domain;
+      $('refused').hidden = !refused;
+      render();
+    }
+
     async function start() {
+      checkServed().catch(() => {}); // unknown: the list's own errors are reported
       try {
         await refresh();
       } catch (error) {
