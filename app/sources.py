@@ -218,7 +218,9 @@ async def refresh_once(state: ListsState, source: Source, table: str) -> None:
         state.current = dataclasses.replace(state.current, private=build_private(rows))
     for problem in problems[:20]:
         log.warning("[lists] %s", problem)
-    if state.origins.get(table) != loaded.origin:
+    # The defence tables are optional: an empty one is not news at start-up.
+    quiet = not rows and table in ("rules", PAUSE_TABLE)
+    if state.origins.get(table) != loaded.origin and not quiet:
         where = (
             f" ({PRIVATE_ORDER})" if table == "private_email" and source.name == "supabase" else ""
         )

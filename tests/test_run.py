@@ -240,6 +240,10 @@ def test_an_unreachable_database_stops_both_at_once(tmp_path, runs):
     assert session_pids(run.process.pid) == []
 
 
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
 def test_background_returns_once_ready_and_stop_ends_everything(tmp_path, runs):
     env = stack_environment(tmp_path, USE_DOMAIN_WHITELIST="false")
     serve = [str(ROOT / "scripts" / "serve"), "--env-file", "/dev/null"]
@@ -253,7 +257,9 @@ def test_background_returns_once_ready_and_stop_ends_everything(tmp_path, runs):
         started.stdout,
     ), started.stdout
     pid = int((Path(env["DATA_DIR"]) / "run.pid").read_text())
-    assert len(session_pids(os.getsid(pid))) == 3  # run, serve, api
+    # run, and its two children serve and api (their parser pools are theirs).
+    assert os.getsid(pid) == pid
+    assert sorted(parent_of(each) for each in session_pids(pid)).count(pid) == 2
     again = subprocess.run(
         [*serve, "--background"], env=env, capture_output=True, text=True, timeout=60
     )
