@@ -7,8 +7,9 @@ Counted at the earliest SMTP step that has the key:
 - RCPT: the recipient's domain (RATE_PER_RECIPIENT_DOMAIN) and mailbox
   (RATE_PER_MAILBOX: flood protection, past it `452 4.2.2`);
 - every failed command (a 5xx reply): the client's address
-  (RATE_ERRORS_PER_IP); past it the address is blocked for
-  RATE_BLOCK_SECONDS: `421` at connect, and the session is closed.
+  (RATE_ERRORS_PER_IP); past it the address (an IPv6 client: its /64, as
+  for the connection limits) is blocked for RATE_BLOCK_SECONDS: `421` at
+  connect, and the session is closed.
 
 Counters live in memory (one process) or in Redis (`RATE_LIMIT_STORAGE=
 redis://...`: every host and worker shares them). Fixed windows: cheap and
@@ -32,6 +33,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
 from . import metrics, replies
+from .connections import client_key
 from .model import Finding
 from .policy import client_address
 from .tasks import Throttle
@@ -131,9 +133,10 @@ class RateLimits:
         item = self._limits["rate_errors_per_ip"]
         if self.mode != ENFORCE or item is None or not ip:
             return False
-        if await self._safely(self._limiter.hit(item, "errors", ip), True):
+        client = client_key(ip)
+        if await self._safely(self._limiter.hit(item, "errors", client), True):
             return False
-        await self._safely(self._limiter.hit(self._block, "blocked", ip), True)
+        await self._safely(self._limiter.hit(self._block, "blocked", client), True)
         metrics.RATE_LIMITED.labels("RATE_ERRORS_PER_IP").inc()
         return True
 
@@ -141,7 +144,8 @@ class RateLimits:
         """True while `ip` is blocked for too many errors."""
         if self.mode != ENFORCE or self._limits["rate_errors_per_ip"] is None or not ip:
             return False
-        return not await self._safely(self._limiter.test(self._block, "blocked", ip), True)
+        blocked = self._limiter.test(self._block, "blocked", client_key(ip))
+        return not await self._safely(blocked, True)
 
     async def _safely(self, call: Awaitable[bool], default: bool) -> bool:
         """`call`'s answer, or `default` if the storage fails or is slow."""

@@ -117,8 +117,13 @@ class Handler:
     async def handle_PROXY(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, proxy: ProxyData
     ) -> bool:
-        # aiosmtpd closes the connection when the header is missing or invalid.
-        return bool(proxy.valid) and server.accept_proxy(proxy)
+        # aiosmtpd closes the connection when the header is missing or invalid,
+        # or when the client so named is refused (paused, blocked for errors).
+        return (
+            bool(proxy.valid)
+            and server.accept_proxy(proxy)
+            and not await server.refused_at_greeting()
+        )
 
     async def handle_HELO(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, hostname: str
