@@ -17,7 +17,8 @@ the same in both storages; a client can reach twice a limit across a
 window boundary, which the defaults (far above any real MTA) allow for.
 With RATE_LIMITS=record nothing is refused: a message over a limit is
 stored as junk. A storage that fails (Redis down or slow) refuses nothing:
-the failure is logged once a minute and counted.
+the failure is logged once a minute and counted, and the storage is left
+alone for STORAGE_BACKOFF seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import limits
@@ -42,6 +44,7 @@ from .verdicts import ENFORCE, OFF
 log = logging.getLogger("app.ratelimit")
 
 STORAGE_TIMEOUT = 0.5  # seconds one counter update may take before it is skipped
+STORAGE_BACKOFF = 5.0  # seconds a failed storage is left alone (nothing counted) before a retry
 NETWORK_PREFIX = {4: 24, 6: 64}
 # The limits checked at each step: (setting, reply when over it).
 AT_MAIL = (
@@ -101,6 +104,7 @@ class RateLimits:
         }
         self._block = limits.RateLimitItemPerSecond(1, max(1, int(settings.rate_block_seconds)))
         self._failures_told = Throttle()
+        self._storage_back_at = 0.0  # time.monotonic() before which the storage is not asked
 
     async def at_mail(self, ip: str, sender: str) -> tuple[str | None, Finding | None]:
         """(refusal, finding) for a MAIL from `ip` with `sender` ("" for <>)."""
@@ -118,7 +122,7 @@ class RateLimits:
             return None, None
         for (name, reply), key in zip(checks, keys, strict=True):
             item = self._limits[name]
-            if item is None or await self._safely(self._limiter.hit(item, name, key), True):
+            if item is None or await self._safely(self._limiter.hit, item, name, key):
                 continue
             setting = name.upper()
             metrics.RATE_LIMITED.labels(setting).inc()
@@ -134,9 +138,9 @@ class RateLimits:
         if self.mode != ENFORCE or item is None or not ip:
             return False
         client = client_key(ip)
-        if await self._safely(self._limiter.hit(item, "errors", client), True):
+        if await self._safely(self._limiter.hit, item, "errors", client):
             return False
-        await self._safely(self._limiter.hit(self._block, "blocked", client), True)
+        await self._safely(self._limiter.hit, self._block, "blocked", client)
         metrics.RATE_LIMITED.labels("RATE_ERRORS_PER_IP").inc()
         return True
 
@@ -144,15 +148,20 @@ class RateLimits:
         """True while `ip` is blocked for too many errors."""
         if self.mode != ENFORCE or self._limits["rate_errors_per_ip"] is None or not ip:
             return False
-        blocked = self._limiter.test(self._block, "blocked", client_key(ip))
-        return not await self._safely(blocked, True)
+        return not await self._safely(self._limiter.test, self._block, "blocked", client_key(ip))
 
-    async def _safely(self, call: Awaitable[bool], default: bool) -> bool:
-        """`call`'s answer, or `default` if the storage fails or is slow."""
+    async def _safely(self, call: Callable[..., Awaitable[bool]], *args: Any) -> bool:
+        """`call(*args)`'s answer, or True (under the limit) if the storage fails
+        or is slow; then it is left alone for STORAGE_BACKOFF seconds, so a dead
+        or hung Redis costs a session at most STORAGE_TIMEOUT now and then, not
+        on every counter."""
+        if time.monotonic() < self._storage_back_at:
+            return True
         try:
             async with asyncio.timeout(STORAGE_TIMEOUT):
-                return await call
+                return await call(*args)
         except Exception as error:
+            self._storage_back_at = time.monotonic() + STORAGE_BACKOFF
             metrics.RATE_STORAGE_ERRORS.inc()
             if self._failures_told.due():
                 log.warning(
@@ -160,4 +169,4 @@ class RateLimits:
                     self.storage_name,
                     error,
                 )
-            return default
+            return True
