@@ -4,8 +4,9 @@
   ours), not by the name the sender chose: executables (PE, ELF, Mach-O),
   scripts (`#!`), Office documents with macros (OLE2 VBA streams, OOXML
   `vbaProject.bin`), HTML and SVG (they run script when opened), and zip
-  archives holding any of these (one level down). A dangerous file name
-  (`.exe`, `.js`, `invoice.pdf.scr`) counts too: scripts have no signature.
+  archives holding any of these (also in a zip in a zip: ARCHIVE_DEPTH).
+  A dangerous file name (`.exe`, `.js`, `invoice.pdf.scr`) counts too:
+  scripts have no signature.
 - Suspicious links: visible text naming one domain while the link goes to
   another (`paypal.com` -> `paypal.com.evil.test`), links to a bare IP
   address, and punycode host names that imitate Latin letters (mixed
@@ -42,6 +43,9 @@ ARCHIVE_ENTRIES = 1000  # names read from one zip archive
 HEAD_BYTES = 8192  # decoded bytes of an attachment its signature is read from
 HEAD_CHARS = HEAD_BYTES * 4 // 3  # base64 characters that decode to them
 ARCHIVE_BYTES = 16 * 1024 * 1024  # a zip archive larger than this is judged by name
+ARCHIVE_DEPTH = 3  # zip archives opened one inside another (a zip in a zip: 2)
+NESTED_BYTES = 2 * 1024 * 1024  # decoded bytes of a zip inside a zip read to list its names
+NESTED_ARCHIVES = 8  # zips inside one attachment's zip opened (a zip bomb's fan-out)
 LINKS_KEPT = 20  # suspicious links listed in the verdict
 # Links (anchors, and URL host names) judged per message: each costs Python
 # work, and 20,000 of them in a 1 MiB message held the event loop for 2.4 s.
@@ -100,25 +104,40 @@ def kind_of(data: bytes) -> str | None:
     return None
 
 
-def archive_kind(data: bytes) -> str | None:
-    """A zip (or OOXML) archive's danger: macros, or a dangerous file inside."""
+def archive_kind(data: bytes, depth: int = 1, room: list[int] | None = None) -> str | None:
+    """A zip (or OOXML) archive's danger: macros, or a dangerous file inside,
+    also inside a zip inside it (ARCHIVE_DEPTH levels; at most NESTED_ARCHIVES
+    inner zips, NESTED_BYTES each: `room` counts them down)."""
+    room = [NESTED_ARCHIVES] if room is None else room
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = [info.filename for info in archive.infolist()[:ARCHIVE_ENTRIES]]
-            if any(name.lower().endswith("vbaproject.bin") for name in names):
+            entries = [i for i in archive.infolist()[:ARCHIVE_ENTRIES] if not i.is_dir()]
+            if any(i.filename.lower().endswith("vbaproject.bin") for i in entries):
                 return "Office document with macros"
-            for name in names:
-                if name_kind(name):
-                    return f"archive holding {name_kind(name)} ({name[:100]})"
-            for info in archive.infolist()[:ARCHIVE_ENTRIES]:
-                if info.file_size <= 16 * 1024 * 1024 and not info.is_dir():
-                    with archive.open(info) as member:
-                        inner = kind_of(member.read(8192)) if not name_kind(info.filename) else None
-                    if inner and not inner.startswith("archive"):
-                        return f"archive holding {inner} ({info.filename[:100]})"
+            for info in entries:
+                if name_kind(info.filename):
+                    return f"archive holding {name_kind(info.filename)} ({info.filename[:100]})"
+            for info in entries:
+                inner = _member_kind(archive, info, depth, room)
+                if inner:
+                    return f"archive holding {inner} ({info.filename[:100]})"
     except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, NotImplementedError, EOFError):
         return None  # not an archive we can read (encrypted, broken): judged by name only
     return None
+
+
+def _member_kind(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, depth: int, room: list[int]
+) -> str | None:
+    """The danger of one file in an archive, by its bytes; a zip in it is opened."""
+    with archive.open(info) as member:
+        head = member.read(HEAD_BYTES)
+        if not head.startswith(b"PK\x03\x04"):
+            return kind_of(head)
+        if depth >= ARCHIVE_DEPTH or room[0] <= 0:
+            return None
+        room[0] -= 1
+        return archive_kind(head + member.read(NESTED_BYTES - HEAD_BYTES), depth + 1, room)
 
 
 def name_kind(name: str) -> str | None:
