@@ -1,7 +1,11 @@
 """Rate limits stage: messages per minute, as Postfix's anvil counts them,
 on the `limits` library's counters.
 
-Counted at the earliest SMTP step that has the key:
+Checked at the earliest SMTP step that has the key, and counted when a
+message is accepted (`delivered`): what a client names without sending a
+message costs nobody else (counted at MAIL and RCPT, a few MAIL commands
+a minute locked a sender domain, a mailbox or, from enough IPv6 /64s, all
+mail out):
 - MAIL: all mail (RATE_GLOBAL), the client's network (an IPv4 /24 or an
   IPv6 /64: RATE_PER_NETWORK), the sender's domain (RATE_PER_SENDER_DOMAIN);
 - RCPT: the recipient's domain (RATE_PER_RECIPIENT_DOMAIN) and mailbox
@@ -25,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import limits
@@ -78,6 +83,16 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+def mail_keys(ip: str, sender: str) -> tuple[str, ...]:
+    """The counters' keys at MAIL (AT_MAIL's order)."""
+    return ("all", network_of(ip), sender.rpartition("@")[2].lower() or "<>")
+
+
+def rcpt_keys(recipient: str) -> tuple[str, ...]:
+    """The counters' keys of one recipient (AT_RCPT's order)."""
+    return (recipient.rpartition("@")[2], recipient)
+
+
 def storage_uri(setting: str) -> tuple[str, dict[str, Any]]:
     """The `limits` async storage URI and options for RATE_LIMIT_STORAGE."""
     if setting.startswith(("redis://", "rediss://", "unix://")):
@@ -108,21 +123,31 @@ class RateLimits:
 
     async def at_mail(self, ip: str, sender: str) -> tuple[str | None, Finding | None]:
         """(refusal, finding) for a MAIL from `ip` with `sender` ("" for <>)."""
-        keys = ("all", network_of(ip), sender.rpartition("@")[2].lower() or "<>")
-        return await self._count(AT_MAIL, keys)
+        return await self._check(AT_MAIL, mail_keys(ip, sender))
 
     async def at_rcpt(self, recipient: str) -> tuple[str | None, Finding | None]:
         """(refusal, finding) for an accepted recipient (normalised)."""
-        return await self._count(AT_RCPT, (recipient.rpartition("@")[2], recipient))
+        return await self._check(AT_RCPT, rcpt_keys(recipient))
 
-    async def _count(
+    async def delivered(self, ip: str, sender: str, recipients: Iterable[str]) -> None:
+        """Count a message accepted from `ip`: once at MAIL's keys, once per recipient."""
+        if self.mode == OFF:
+            return
+        counted = [zip(AT_MAIL, mail_keys(ip, sender), strict=True)]
+        counted += [zip(AT_RCPT, rcpt_keys(r), strict=True) for r in recipients]
+        for (name, _), key in itertools.chain.from_iterable(counted):
+            item = self._limits[name]
+            if item is not None:
+                await self._safely(self._limiter.hit, item, name, key)
+
+    async def _check(
         self, checks: tuple[tuple[str, str], ...], keys: tuple[str, ...]
     ) -> tuple[str | None, Finding | None]:
         if self.mode == OFF:
             return None, None
         for (name, reply), key in zip(checks, keys, strict=True):
             item = self._limits[name]
-            if item is None or await self._safely(self._limiter.hit, item, name, key):
+            if item is None or await self._safely(self._limiter.test, item, name, key):
                 continue
             setting = name.upper()
             metrics.RATE_LIMITED.labels(setting).inc()

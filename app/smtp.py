@@ -359,6 +359,8 @@ class Handler:
                 # or revokes it if its write went through after all.
                 log.warning("[smtp] commit wait timed out for %s", message.id)
                 return replies.STORE_FULL if self._writer.store_full else replies.QUEUE_FULL
+        if self._rate_limits is not None:  # checked at MAIL and RCPT, counted now
+            await self._rate_limits.delivered(server.peer_ip, message.mail_from, message.recipients)
         metrics.ACCEPTED.inc()
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         log.info(
