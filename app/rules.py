@@ -36,6 +36,7 @@ from typing import Any
 import re2
 
 from .model import Finding
+from .policy import client_address
 
 ACTIONS = ("reject", "junk", "accept")
 MATCH_LIMIT = 16 * 1024  # characters of a header value or subject a regex sees (the parser's cap)
@@ -207,10 +208,7 @@ class Match:
 
 @functools.lru_cache(maxsize=4096)  # clients come back; parsing costs more than the test
 def _address(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(client)
-    except ValueError:
-        return None
+    return client_address(client)  # an IPv4-mapped IPv6 address as IPv4
 
 
 def _in_network(client: str, network: Any) -> bool:
