@@ -138,6 +138,8 @@ class BatchWriter:
         self._waiting.append(item)
         self._queued_bytes += len(item.envelope.raw)
         self._arrived.set()
+        # Ready now: wakes a writer whose batch is all still being prepared.
+        item.prepared.add_done_callback(lambda _: self._arrived.set())
         self._idle.clear()
         metrics.QUEUE_DEPTH.set(len(self._waiting))
         if len(self._waiting) >= self._high_water:
@@ -270,6 +272,9 @@ class BatchWriter:
                 self._take(self._in_flight)  # newer mail may be ready sooner: take it too
                 batch = list(self._in_flight)
                 continue
+            if self._take_prepared():  # the batch is full of mail still being prepared
+                batch = list(self._in_flight)
+                continue
             self._arrived.clear()
             arrival = asyncio.ensure_future(self._arrived.wait())
             waiting: list[asyncio.Future[Any]] = [item.prepared for item in batch]
@@ -289,6 +294,16 @@ class BatchWriter:
             self._waiting.extendleft(reversed(later))
             self._in_flight = list(ready)
         return ready
+
+    def _take_prepared(self) -> bool:
+        """Move the prepared mail waiting behind a batch of BATCH_MAX messages
+        still being prepared into the batch (up to BATCH_MAX more): it would
+        otherwise wait for one of them, and, put back behind them, again."""
+        prepared = [item for item in self._waiting if item.prepared.done()][: self._batch_max]
+        for item in prepared:
+            self._waiting.remove(item)
+        self._in_flight.extend(prepared)
+        return bool(prepared)
 
     def _take(self, batch: list[Item]) -> None:
         """Move waiting mail into `batch`, up to BATCH_MAX messages and
