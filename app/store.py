@@ -354,6 +354,8 @@ class BatchWriter:
                 kind = db_errors.classify(error)
                 if kind == db_errors.REFUSED:
                     return error
+                if batch and db_errors.timed_out(error) and await self._writes_in_time():
+                    return error  # the database writes, not this batch: maybe one row's fault
                 self._unavailable(error, kind)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -375,6 +377,16 @@ class BatchWriter:
         revoke = list(self._safe.revokes)
         await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
         return revoke
+
+    async def _writes_in_time(self) -> bool:
+        """Does the database take a write of a message's size now? Then a batch
+        that ran out of time is refused like any other (app/refusals.py finds
+        the row, if it is one), not retried for ever."""
+        try:
+            await db.probe_write(self._pool)
+        except Exception:
+            return False
+        return True
 
     def _unavailable(self, error: Exception, kind: str) -> None:
         """A write failed for a reason that is not the mail's: say so once."""
