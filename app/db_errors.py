@@ -1,6 +1,7 @@
 """What a failed write to PostgreSQL calls for (`classify`), and how to name it.
 
-Connection losses, timeouts and server-side trouble are worth retrying, a
+Connection losses, timeouts (unless the database writes meanwhile: store.py)
+and server-side trouble are worth retrying, a
 full disk too (new mail is refused meanwhile); anything else is a refusal,
 which may be about one row or every row (the writer tells which:
 app/refusals.py).
