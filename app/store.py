@@ -366,6 +366,7 @@ class BatchWriter:
             self._available(bool(batch))
             self._safe.revoked(revoked)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+            await self._stamp_private(batch)
             self._committed(batch)
             return None
 
@@ -377,6 +378,18 @@ class BatchWriter:
         revoke = list(self._safe.revokes)
         await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
         return revoke
+
+    async def _stamp_private(self, batch: list[Item]) -> None:
+        """Best effort, after the commit, before its 250s: private_email's
+        stamp (db.STAMP_PRIVATE). Skipped while the table is locked; the next
+        message to the address stamps it."""
+        owners = [owner for item in batch for owner in item.envelope.recipients]
+        if not owners:
+            return
+        try:
+            await db.stamp_private(self._pool, owners)
+        except Exception as error:
+            log.info("[store] private_email not stamped this time: %r", error)
 
     async def _writes_in_time(self) -> bool:
         """Does the database take a write of a message's size now? Then a batch
