@@ -21,6 +21,7 @@ from typing import Any
 import mailparser
 import mailparser.utils
 
+from . import mimeparams  # noqa: F401  (linear MIME parameter splitting)
 from .content import head_of
 from .model import NO_SUBJECT, Attachment, ParsedMail
 
