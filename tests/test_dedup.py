@@ -124,3 +124,74 @@ def test_keys_follow_sender_recipient_message_id_and_bytes():
     ]
     folded = b"Message-Id:\r\n <k1@sender.test>\r\nSubject: s\r\n\r\nb\r\n"
     assert db_dedup.message_id(folded) == b"<k1@sender.test>"
+
+
+# The first batch after this is armed sleeps past DURABLE_TIMEOUT: its sender
+# gets 451 while the write commits, and the writer revokes it afterwards.
+SLOW_ONCE = """
+CREATE TABLE slow_once (armed boolean);
+CREATE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM slow_once;
+    IF FOUND THEN PERFORM pg_sleep(2); END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slow_once AFTER INSERT ON raw_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION slow_once();
+INSERT INTO slow_once VALUES (true);
+"""
+
+
+SLEEPING = (
+    "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()"
+)
+
+
+def send_reply(port: int, raw: bytes) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("a@sender.test")
+        client.rcpt("box@example.com")
+        return int(client.data(raw)[0])
+
+
+def test_revoked_message_gives_its_key_back(make_server, database_url):
+    server = make_server(durable_timeout="1")
+    script(database_url, SLOW_ONCE)
+    raw = message(uuid.uuid4().hex)
+    assert send_reply(server.port, raw) == 451
+    server.wait_for_log(r"commit wait timed out")
+    eventually(lambda: not query(database_url, "SELECT 1 FROM slow_once"))  # taken
+    # Committed after the 451 (it sleeps until then), then revoked: gone, its key too.
+    eventually(lambda: not query(database_url, SLEEPING), timeout=30)
+    eventually(lambda: not query(database_url, "SELECT 1 FROM mail_dedup"), timeout=30)
+    assert rows(database_url) == []
+    send(server.port, raw)  # the sender's retry is not a copy of anything stored
+    assert rows(database_url) == ["one"]
+
+
+def test_copy_dropped_before_the_revoke_keeps_the_first(make_server, database_url):
+    first, second = make_server(durable_timeout="1"), make_server()
+    script(database_url, SLOW_ONCE)
+    raw = message(uuid.uuid4().hex)
+    assert send_reply(first.port, raw) == 451
+    # The retry reaches the second host while the first write still sleeps:
+    # it waits for that transaction, finds its key taken, and stores nothing.
+    send(second.port, raw)
+    first.wait_for_log(r"1 messages are not revoked: a resend of theirs was dropped as a copy")
+    assert rows(database_url) == ["one"]
+
+
+def script(url: str, sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
