@@ -83,8 +83,12 @@ class Topology:
         self.receivers: list[Receiver] = []
         self.mtas: list[Postfix] = []
         ip("link", "add", self.bridge, "type", "bridge")
-        ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-        ip("link", "set", self.bridge, "up")
+        try:
+            ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+            ip("link", "set", self.bridge, "up")
+        except RuntimeError:
+            self.close()
+            raise
 
     def address(self, index: int) -> str:
         return str(self.subnet[10 + index])
@@ -162,6 +166,7 @@ class Topology:
     def close(self) -> None:
         """Kill what runs in the namespaces, remove them, the bridge, the rest."""
         for postfix in self.mtas:
+            (self.workdir / f"{postfix.netns}.maillog").write_text(postfix.log)  # to read after
             postfix.close()
         for receiver in self.receivers:
             if receiver.process is not None and receiver.process.poll() is None:
