@@ -227,9 +227,9 @@ async def insert_batch(
     revoke: Sequence[uuid.UUID] = (),
     dedup_window: float = 0,
 ) -> None:
-    """Insert `batch` and delete the messages in `revoke`, in one statement.
+    """Insert `batch` and delete the messages in `revoke`, in one transaction.
 
-    One statement is one implicit transaction and one round trip. `revoke`
+    Without resend keys it is one statement: one implicit transaction, one round trip. `revoke`
     holds messages whose sender was told 451 after a write that may have
     committed: the sender will send again, so a copy of ours must not stay.
     With `dedup_window` (or revokes), resends are found first, in the same
