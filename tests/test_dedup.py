@@ -195,3 +195,23 @@ def script(url: str, sql: str) -> None:
             await conn.close()
 
     asyncio.run(go())
+
+
+def test_copies_in_one_batch_keep_the_first_and_rows_go_one_by_one():
+    from app.model import Prepared
+    from app.parse import EMPTY
+
+    raw = message("batch")
+    first = Prepared(envelope(raw, ("a@example.com", "b@example.com")), EMPTY, None)
+    copy = Prepared(envelope(raw, ("b@example.com", "c@example.com")), EMPTY, None)
+    wanted = db_dedup.claims([first, copy])
+    assert sorted(wanted.values()) == sorted([first.envelope.id] * 2 + [copy.envelope.id])
+    kept, dropped = db_dedup.kept([first, copy], set(wanted))  # every claim won
+    assert dropped == 1  # b@ is the first message's
+    assert [p.envelope.recipients for p in kept] == [
+        ("a@example.com", "b@example.com"),
+        ("c@example.com",),
+    ]
+    assert kept[1].envelope.row_ids == copy.envelope.row_ids[1:]
+    kept, dropped = db_dedup.kept([first, copy], set())  # another host has them all
+    assert (kept, dropped) == ([], 4)
