@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from . import verdicts
+from . import db_dedup, verdicts
 from .db_errors import REFUSED, classify
 from .model import Prepared
 from .policy import address_spellings
@@ -234,18 +234,27 @@ async def stamp_private(pool: asyncpg.Pool, owners: Sequence[str]) -> None:
 
 
 async def insert_batch(
-    pool: asyncpg.Pool, batch: Sequence[Prepared], revoke: Sequence[uuid.UUID] = ()
+    pool: asyncpg.Pool,
+    batch: Sequence[Prepared],
+    revoke: Sequence[uuid.UUID] = (),
+    dedup_window: float = 0,
 ) -> None:
-    """Insert `batch` and delete the messages in `revoke`, in one statement.
+    """Insert `batch` and delete the messages in `revoke`, in one transaction.
 
-    One statement is one implicit transaction and one round trip. `revoke`
+    Without resend keys it is one statement: one implicit transaction, one round trip. `revoke`
     holds messages whose sender was told 451 after a write that may have
     committed: the sender will send again, so a copy of ours must not stay.
+    With `dedup_window` (or revokes), resends are found first, in the same
+    transaction (app/db_dedup.py).
     """
     async with pool.acquire() as conn:
         try:
-            statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
-            await conn.execute(statement, *batch_args(batch, revoke))
+            if revoke or (dedup_window > 0 and db_dedup.claims(batch)):
+                async with conn.transaction():
+                    batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window)
+                    await _insert(conn, batch, revoke)
+            else:
+                await _insert(conn, batch, revoke)
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
             # A connection that was lost is released already: terminating it
@@ -253,6 +262,13 @@ async def insert_batch(
             with contextlib.suppress(asyncpg.InterfaceError):
                 conn.terminate()
             raise
+
+
+async def _insert(
+    conn: asyncpg.Connection, batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]
+) -> None:
+    statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
+    await conn.execute(statement, *batch_args(batch, revoke))
 
 
 PROBE_BYTES = 64 * 1024  # a message's size, for probe_write

@@ -67,6 +67,7 @@ class BatchWriter:
         batch_delay: float,
         queue_size: int,
         queue_bytes: int,
+        dedup_window: float = 0,
     ) -> None:
         self._pool = pool
         self._spool = spool
@@ -74,6 +75,7 @@ class BatchWriter:
         self._batch_delay = batch_delay
         self._queue_size = queue_size
         self._queue_bytes_max = queue_bytes
+        self._dedup_window = dedup_window  # resends found in the write (app/db_dedup.py)
         self._waiting: collections.deque[Item] = collections.deque()
         self._arrived = asyncio.Event()
         self._in_flight: list[Item] = []  # taken from _waiting, not yet safe
@@ -376,7 +378,8 @@ class BatchWriter:
             await db.probe_write(self._pool)  # only a real write tells if there is room
             return []
         revoke = list(self._safe.revokes)
-        await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
+        prepared = [prepared_of(item) for item in batch]
+        await db.insert_batch(self._pool, prepared, revoke, self._dedup_window)
         return revoke
 
     async def _stamp_private(self, batch: list[Item]) -> None:
