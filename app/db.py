@@ -222,18 +222,28 @@ def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[l
 
 
 async def insert_batch(
-    pool: asyncpg.Pool, batch: Sequence[Prepared], revoke: Sequence[uuid.UUID] = ()
+    pool: asyncpg.Pool,
+    batch: Sequence[Prepared],
+    revoke: Sequence[uuid.UUID] = (),
+    beside: tuple[str, list[Any]] | None = None,
 ) -> None:
     """Insert `batch` and delete the messages in `revoke`, in one statement.
 
     One statement is one implicit transaction and one round trip. `revoke`
     holds messages whose sender was told 451 after a write that may have
     committed: the sender will send again, so a copy of ours must not stay.
+    `beside` (statement, arguments) runs in the same transaction, after it:
+    the webhook events of the batch (app/webhooks_outbox.py).
     """
     async with pool.acquire() as conn:
         try:
             statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
-            await conn.execute(statement, *batch_args(batch, revoke))
+            if beside is None:
+                await conn.execute(statement, *batch_args(batch, revoke))
+            else:
+                async with conn.transaction():
+                    await conn.execute(statement, *batch_args(batch, revoke))
+                    await conn.execute(beside[0], *beside[1])
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
             # A connection that was lost is released already: terminating it

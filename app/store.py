@@ -40,6 +40,7 @@ from .queued import Item, WriterStats, prepared_of
 from .refusals import Refusals
 from .safekeeping import Safekeeping
 from .spool import Spool
+from .webhooks_outbox import Outbox
 
 log = logging.getLogger("app.store")
 
@@ -91,6 +92,7 @@ class BatchWriter:
         self.store_full: str | None = None  # the database is out of disk space: why
         self.running = False  # the writer loop is alive
         self.stats = WriterStats()
+        self.outbox = Outbox()  # webhook events, written with their mail
         self._safe = Safekeeping(spool, self._release, self.stats)
         self._refusals = Refusals(pool, self._commit, self._safe.save_dead, self._without_abandoned)
 
@@ -358,7 +360,11 @@ class BatchWriter:
             await db.probe_write(self._pool)  # only a real write tells if there is room
             return []
         revoke = list(self._safe.revokes)
-        await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
+        prepared = [prepared_of(item) for item in batch]
+        events = self.outbox.statement(prepared)
+        await db.insert_batch(self._pool, prepared, revoke, events)
+        if events is not None:
+            self.outbox.committed()
         return revoke
 
     def _unavailable(self, error: Exception, kind: str) -> None:
