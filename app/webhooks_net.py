@@ -31,15 +31,19 @@ class Refused(ValueError):
 
 
 def address_problem(address: IPAddress) -> str | None:
-    """Why webhooks may not reach `address` (pure); None if it is global."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        return address_problem(mapped)
-    for kind in ("loopback", "private", "link_local", "unspecified", "multicast", "reserved"):
+    """Why webhooks may not reach `address` (pure); None if it is global. An
+    IPv6 address that carries an IPv4 one (mapped, 6to4, Teredo) is judged
+    by that one too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        teredo = address.teredo
+        for inner in (address.ipv4_mapped, address.sixtofour, teredo and teredo[1]):
+            if inner and (problem := address_problem(inner)) is not None:
+                return f"{address}, which carries {problem}"
+    for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
-            return f"{address} is a {kind.replace('_', '-')} address"
+            return f"{address} ({kind.replace('_', '-')})"
     if not address.is_global:
-        return f"{address} is not a global address"
+        return f"{address} (not global)"
     return None
 
 
