@@ -360,11 +360,7 @@ class BatchWriter:
             await db.probe_write(self._pool)  # only a real write tells if there is room
             return []
         revoke = list(self._safe.revokes)
-        prepared = [prepared_of(item) for item in batch]
-        events = self.outbox.statement(prepared)
-        await db.insert_batch(self._pool, prepared, revoke, events)
-        if events is not None:
-            self.outbox.committed()
+        await self.outbox.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
         return revoke
 
     def _unavailable(self, error: Exception, kind: str) -> None:

@@ -1,8 +1,8 @@
 """Webhooks, the writer's side: which stored rows become events, and their payloads.
 
-The batch writer asks `Outbox.statement(batch)` for the outbox insert of a
-batch and runs it in the transaction that stores the mail, so an event
-exists exactly when its message does. It answers from a snapshot of the
+The batch writer writes through `Outbox.insert_batch`, which adds the
+outbox insert of the batch to the transaction that stores the mail, so an
+event exists exactly when its message does. It answers from a snapshot of the
 addresses that have an endpoint (refreshed by the sender every
 WEBHOOK_POLL seconds): with no endpoint, nothing is built and the batch is
 the one statement it always was. The insert joins the endpoints table
@@ -17,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import codes
+from . import codes, db, db_errors
 from .db_webhooks import INSERT_OUTBOX, MESSAGE_RECEIVED
 from .model import Prepared
 
@@ -112,7 +113,29 @@ class Outbox:
                     bodies.append(payload(prepared, row_id, owner, found))
         return (INSERT_OUTBOX, [ids, owners, bodies]) if ids else None
 
-    def committed(self) -> None:
-        """A batch with events committed: the sender looks at once."""
+    async def insert_batch(
+        self, pool: db.Pool, batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]
+    ) -> None:
+        """db.insert_batch, with the batch's events in its transaction. Should
+        PostgreSQL refuse the batch with them but take it without them (a
+        broken outbox table), the mail is written and those events are lost,
+        said loudly: mail matters more than its notification."""
+        events = self.statement(batch)
+        if events is None:
+            await db.insert_batch(pool, batch, revoke)
+            return
+        try:
+            await db.insert_batch(pool, batch, revoke, events)
+        except Exception as error:
+            if db_errors.classify(error) != db_errors.REFUSED:
+                raise
+            await db.insert_batch(pool, batch, revoke)  # raises if the mail is refused
+            log.error(
+                "[webhooks] the outbox refused the events of %d rows (%s): their mail is "
+                "stored, those events are not",
+                len(events[1][0]),
+                db_errors.describe(error),
+            )
+            return
         if self.wake is not None:
-            self.wake()
+            self.wake()  # the sender looks at once

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from .api_helpers import mail, send
-from .helpers import eventually, free_port
+from .helpers import eventually, free_port, query
 from .webhook_helpers import FAST, add_hook, email_ids, endpoint, hooks_list, outbox
 from .webhook_receiver import Receiver
 
@@ -23,7 +25,8 @@ def test_delivers_a_signed_event(make_server, database_url):
     receiver = Receiver()
     try:
         hook, receiver.secret = add_hook(database_url, receiver.url)
-        server = make_server(**FAST)
+        metrics_port = free_port()
+        server = make_server(**FAST, metrics_port=str(metrics_port))
         server.wait_for_log(r"\[webhooks\] subscribed")
         before = time.time()
         send(server.port, [ADDRESS], mail(ADDRESS, "Your code", "Your code is 482913."))
@@ -43,6 +46,9 @@ def test_delivers_a_signed_event(make_server, database_url):
         assert outbox(database_url) == []
         listed = hooks_list(database_url)
         assert f"{hook}\tok\t*\t{receiver.url}" in listed and "delivered=1" in listed
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert "tempmail_webhook_delivered_total 1.0" in metrics
+        assert "tempmail_webhook_pending" in metrics
     finally:
         receiver.stop()
 
@@ -144,3 +150,22 @@ def test_per_address_endpoint_gets_only_its_mail(make_server, database_url):
     finally:
         for receiver in (mine, other, everyone):
             receiver.stop()
+
+
+def test_broken_outbox_never_costs_mail(make_server, database_url):
+    """Should the outbox refuse a batch's events, the mail is stored without them."""
+    receiver = Receiver()
+    try:
+        add_hook(database_url, receiver.url)
+        server = make_server(**FAST)
+        server.wait_for_log(r"\[webhooks\] subscribed")
+        query(
+            database_url,
+            "ALTER TABLE webhook_outbox ADD CONSTRAINT broken CHECK (false) NOT VALID",
+        )
+        send(server.port, [ADDRESS], mail(ADDRESS, "kept"))
+        eventually(lambda: len(email_ids(database_url, ADDRESS)) == 1)
+        server.wait_for_log(r"\[webhooks\] the outbox refused the events of 1 rows")
+        assert outbox(database_url) == [] and receiver.received == []
+    finally:
+        receiver.stop()
