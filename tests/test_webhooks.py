@@ -169,3 +169,24 @@ def test_broken_outbox_never_costs_mail(make_server, database_url):
         assert outbox(database_url) == [] and receiver.received == []
     finally:
         receiver.stop()
+
+
+def test_two_hosts_share_the_outbox_without_double_delivery(make_server, database_url):
+    """Two services on one database, one slow receiver: every event arrives
+    once, and never two of one endpoint at a time (the endpoint's row lock)."""
+    receiver = Receiver()
+    receiver.delay = 0.05
+    try:
+        _, receiver.secret = add_hook(database_url, receiver.url)
+        hosts = [make_server(**FAST), make_server(**FAST)]
+        for host in hosts:
+            host.wait_for_log(r"\[webhooks\] subscribed")
+        for n in range(20):
+            send(hosts[n % 2].port, [ADDRESS], mail(ADDRESS, f"m{n}"))
+        eventually(lambda: len(receiver.received) >= 20, timeout=60)
+        eventually(lambda: outbox(database_url) == [])
+        assert sorted(receiver.ids()) == sorted(set(receiver.ids()))  # no id twice
+        assert len(receiver.received) == 20 and all(r.valid for r in receiver.received)
+        assert receiver.most_inside == 1
+    finally:
+        receiver.stop()

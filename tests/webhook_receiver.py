@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -35,6 +36,10 @@ class Receiver:
         self.arrived = threading.Event()  # a request reached the handler
         self.release = threading.Event()
         self.release.set()
+        self.delay = 0.0  # seconds each answer takes: a slow receiver
+        self.inside = 0  # requests being answered now
+        self.most_inside = 0
+        self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,7 +48,13 @@ class Receiver:
                 body = self.rfile.read(length)
                 receiver.arrived.set()
                 receiver.release.wait(120)
+                with receiver._lock:
+                    receiver.inside += 1
+                    receiver.most_inside = max(receiver.most_inside, receiver.inside)
+                time.sleep(receiver.delay)  # the receiver's pace, not a wait of the test
                 receiver.record(dict(self.headers.items()), body)
+                with receiver._lock:
+                    receiver.inside -= 1
                 self.send_response(receiver.status)
                 if receiver.location:
                     self.send_header("Location", receiver.location)
