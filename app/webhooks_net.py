@@ -8,7 +8,8 @@ the request then goes to the address that was checked (the URL's host is
 replaced by it; Host and the TLS server name keep the name), so a second
 DNS answer cannot send it elsewhere. Redirects are not followed, the whole
 attempt has a deadline, and at most WEBHOOK_RESPONSE_BYTES of the reply are
-read. Numeric forms the resolver accepts (2130706433, 0x7f.1, 0177.0.0.1)
+read; an address that refuses the connection passes the attempt to the
+name's next one. Numeric forms the resolver accepts (2130706433, 0x7f.1, 0177.0.0.1)
 are judged by the address they resolve to.
 """
 
@@ -49,11 +50,11 @@ def address_problem(address: IPAddress) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where one attempt goes: the URL with the checked address as its host."""
+    """Where one attempt may go: the URL with each checked address as its host,
+    in the resolver's order (the next is tried when one cannot be reached)."""
 
-    url: str  # for the request: http://192.0.2.1:8080/path
+    urls: tuple[str, ...]  # for the request: http://192.0.2.1:8080/path, ...
     host: str  # the name in the URL, for Host and TLS (SNI, certificate)
-    address: IPAddress
 
 
 def split_url(url: str) -> tuple[str, str, int]:
@@ -91,11 +92,12 @@ async def resolve(url: str, allow_private: bool) -> Target:
                     f"{host} resolves to {problem}; webhooks go to public addresses only "
                     "(WEBHOOK_ALLOW_PRIVATE=true lifts this)"
                 )
-    chosen = addresses[0]
-    literal = f"[{chosen}]" if chosen.version == 6 else str(chosen)
     parts = urlsplit(url)
-    pinned = parts._replace(netloc=f"{literal}:{port}").geturl()
-    return Target(pinned, host, chosen)
+    pinned = []
+    for address in dict.fromkeys(addresses):
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        pinned.append(parts._replace(netloc=f"{literal}:{port}").geturl())
+    return Target(tuple(pinned), host)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,18 +133,25 @@ async def post(
     try:
         async with asyncio.timeout(timeout):
             target = await resolve(url, allow_private)
-            request = client.build_request(
-                "POST",
-                target.url,
-                content=body,
-                headers={**headers, "Host": host_header(url)},
-                extensions={"sni_hostname": target.host},
-            )
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                await _read_capped(response, cap)
-            finally:
-                await response.aclose()
+            for n, pinned in enumerate(target.urls, 1):
+                request = client.build_request(
+                    "POST",
+                    pinned,
+                    content=body,
+                    headers={**headers, "Host": host_header(url)},
+                    extensions={"sni_hostname": target.host},
+                )
+                try:
+                    response = await client.send(request, stream=True, follow_redirects=False)
+                except httpx.ConnectError:
+                    if n == len(target.urls):
+                        raise
+                    continue  # the name's next address
+                try:
+                    await _read_capped(response, cap)
+                finally:
+                    await response.aclose()
+                break
     except Refused as error:
         return Reply(0, f"refused: {error}")
     except TimeoutError:

@@ -78,19 +78,22 @@ class Outbox:
     """The snapshot of subscribed addresses, and the outbox rows of a batch."""
 
     def __init__(self) -> None:
-        self.subscribed = Subscribed()
+        # Until the endpoints are first read, every row is a candidate (the
+        # insert's join decides): mail of the first moments is not missed.
+        self.subscribed = Subscribed(everyone=True)
+        self._read = False
         self.wake: Callable[[], None] | None = None  # the sender's: after a commit with events
 
     def update(self, rows: Iterable[str | None]) -> None:
         """Swap in a new snapshot (the sender reads the endpoints table)."""
         new = Subscribed.of(rows)
-        if new != self.subscribed:
+        if new != self.subscribed or not self._read:
             log.info(
                 "[webhooks] subscribed: %s, %d addresses",
                 "every address" if new.everyone else "not every address",
                 len(new.addresses),
             )
-        self.subscribed = new
+        self.subscribed, self._read = new, True
 
     def statement(self, batch: Sequence[Prepared]) -> tuple[str, list[Any]] | None:
         """The outbox insert for the rows of `batch` someone subscribed to;

@@ -24,7 +24,9 @@ ADDRESS = "hooked@example.com"
 def test_delivers_a_signed_event(make_server, database_url):
     receiver = Receiver()
     try:
-        hook, receiver.secret = add_hook(database_url, receiver.url)
+        # A name (localhost: ::1 and 127.0.0.1; the receiver has only the latter).
+        url = f"http://localhost:{receiver.port}/hook"
+        hook, receiver.secret = add_hook(database_url, url)
         metrics_port = free_port()
         server = make_server(**FAST, metrics_port=str(metrics_port))
         server.wait_for_log(r"\[webhooks\] subscribed")
@@ -33,6 +35,7 @@ def test_delivers_a_signed_event(make_server, database_url):
         eventually(lambda: receiver.received)
         got = receiver.received[0]
         assert got.valid, got.headers
+        assert got.headers["host"] == f"localhost:{receiver.port}"  # the URL's, not the address
         assert abs(int(got.headers["webhook-timestamp"]) - before) < 300
         assert got.payload["type"] == "message.received"
         data = got.payload["data"]
@@ -45,7 +48,7 @@ def test_delivers_a_signed_event(make_server, database_url):
         eventually(lambda: endpoint(database_url, hook)["delivered"] == 1)
         assert outbox(database_url) == []
         listed = hooks_list(database_url)
-        assert f"{hook}\tok\t*\t{receiver.url}" in listed and "delivered=1" in listed
+        assert f"{hook}\tok\t*\t{url}" in listed and "delivered=1" in listed
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "tempmail_webhook_delivered_total 1.0" in metrics
         assert "tempmail_webhook_pending" in metrics
