@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_defence.add_parsers(
         command, actions, cli_defence.cmd_rules, cli_defence.cmd_pause, cli_defence.cmd_resume
     )
+    from . import cli_webhooks
+
+    cli_webhooks.add_parsers(command, actions)
     return parser
 
 

@@ -395,6 +395,28 @@ class Settings:
         "", _networks,
         "reverse proxies (addresses or CIDRs) whose X-Forwarded-For/-Proto the API believes; "
         "empty: none")
+    webhook_allow_private: bool = setting(
+        "false", _bool,
+        "let webhooks reach private, loopback, link-local and other non-global addresses")
+    webhook_max_age: float = setting(
+        "86400", _float(1, 30 * 86400), "seconds a webhook event is retried before it is dropped")
+    webhook_retry_first: float = setting(
+        "5", _float(0.01, 86400), "seconds before the first retry of a webhook; doubled each time")
+    webhook_retry_max: float = setting(
+        "3600", _float(0.01, 86400), "longest pause between two attempts of a webhook")
+    webhook_connect_timeout: float = setting(
+        "5", _float(0.1, 120), "seconds to connect to a webhook receiver")
+    webhook_timeout: float = setting(
+        "10", _float(0.1, 300), "seconds one webhook attempt may take in total")
+    webhook_response_bytes: int = setting(
+        "65536", _int(0, 1 << 30), "bytes of a receiver's reply read at most (the rest is cut)")
+    webhook_concurrency: int = setting(
+        "4", _int(1, 256), "webhook endpoints one process delivers to at once")
+    webhook_poll: float = setting(
+        "1", _float(0.05, 3600),
+        "seconds between looks at the webhook endpoints and the outbox (new mail: at once)")
+    webhook_max_per_address: int = setting(
+        "5", _int(0, 1000), "webhooks an account may add for its address through the API")
     log_level: str = setting("INFO", _log_level, "logging level", "RUST_LOG")
     # fmt: on
 

@@ -238,6 +238,7 @@ async def insert_batch(
     batch: Sequence[Prepared],
     revoke: Sequence[uuid.UUID] = (),
     dedup_window: float = 0,
+    beside: Callable[[Sequence[Prepared]], tuple[str, list[Any]] | None] | None = None,
 ) -> None:
     """Insert `batch` and delete the messages in `revoke`, in one transaction.
 
@@ -245,14 +246,21 @@ async def insert_batch(
     holds messages whose sender was told 451 after a write that may have
     committed: the sender will send again, so a copy of ours must not stay.
     With `dedup_window` (or revokes), resends are found first, in the same
-    transaction (app/db_dedup.py).
+    transaction (app/db_dedup.py). `beside` makes a statement of the rows
+    kept, run after them in the same transaction: the webhook events of the
+    batch (app/webhooks_outbox.py).
     """
     async with pool.acquire() as conn:
         try:
-            if revoke or (dedup_window > 0 and db_dedup.claims(batch)):
+            dedup = bool(revoke) or (dedup_window > 0 and db_dedup.claims(batch))
+            if dedup or beside is not None:
                 async with conn.transaction():
-                    batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window)
+                    if dedup:
+                        batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window)
                     await _insert(conn, batch, revoke)
+                    events = beside(batch) if beside is not None else None
+                    if events is not None:
+                        await conn.execute(events[0], *events[1])
             else:
                 await _insert(conn, batch, revoke)
         except BaseException:

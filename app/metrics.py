@@ -71,6 +71,18 @@ SPOOLED = Counter("tempmail_spooled_total", "messages spooled to disk at shutdow
 QUEUE_DEPTH = Gauge(
     "tempmail_queue_depth", "messages waiting to be written", multiprocess_mode="livesum"
 )
+WEBHOOK_DELIVERED = Counter("tempmail_webhook_delivered_total", "webhook events delivered (2xx)")
+WEBHOOK_FAILED = Counter(
+    "tempmail_webhook_failed_total", "webhook attempts that failed (each is retried or dropped)"
+)
+WEBHOOK_DROPPED = Counter(
+    "tempmail_webhook_dropped_total", "webhook events given up (WEBHOOK_MAX_AGE, 410 Gone)"
+)
+WEBHOOK_PENDING = Gauge(
+    "tempmail_webhook_pending",
+    "webhook events waiting in the outbox (all hosts)",
+    multiprocess_mode="max",
+)
 LIST_LOADED = Gauge(
     "tempmail_list_loaded_timestamp_seconds",
     "when a list was last loaded",

@@ -8,7 +8,8 @@
   start  start the writer; install the schema and load the lists, waiting
          up to LISTS_WAIT so the first messages after a (re)start are not
          refused; then listen, and start the side tasks (list refresh and
-         LISTEN, spool replay, retention, heartbeat, certificates, metrics);
+         LISTEN, spool replay, retention, heartbeat, certificates, metrics,
+         the webhook sender once the schema is in);
          tell whoever started us that we listen (listening.ready);
   run    until SIGTERM/SIGINT; SIGHUP reloads (lists now, the certificate);
   drain  bounded by DRAIN_TIMEOUT: close the listener, say 421 to idle
@@ -28,7 +29,7 @@ import logging
 import resource
 import signal
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -50,6 +51,7 @@ from .spool import Spool
 from .store import BatchWriter
 from .tasks import retry_until_done, run_every
 from .tls import CertificateHolder
+from .webhooks_sender import Sender
 
 log = logging.getLogger("app.service")
 
@@ -185,6 +187,8 @@ class Service:
             except db_connect.Unusable as error:
                 raise StartupError(f"[db] {error}") from None
         self.pool = await db.create_pool(url)
+        # Its own connections: a delivery holds one for up to WEBHOOK_TIMEOUT.
+        self.webhook_pool = await db.create_pool(url, settings.webhook_concurrency + 1)
         authenticate = None
         if settings.auth_checks != "off":
             authenticator = Authenticator(
@@ -299,6 +303,8 @@ class Service:
                 "dedup",
                 run_every("dedup", min(window, DEDUP_PRUNE), lambda: db_dedup.prune(pool, window)),
             )
+        sender = Sender(self.webhook_pool, settings, self.writer.outbox)
+        self.spawn("webhooks", self.after_schema(sender.run))
         self.http = httpx.AsyncClient(timeout=5)
         if settings.heartbeat_url:
             heartbeat = Heartbeat(settings.heartbeat_url, self.http, self.health)
@@ -346,11 +352,12 @@ class Service:
         scanner = getattr(self, "scanner", None)
         if scanner is not None:
             await scanner.close()
-        if self.pool is not None:
-            try:
-                await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT)
-            except TimeoutError:
-                self.pool.terminate()
+        for pool in (getattr(self, "webhook_pool", None), self.pool):
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
+                except TimeoutError:
+                    pool.terminate()
 
     # Helpers ------------------------------------------------------------------
 
@@ -369,6 +376,11 @@ class Service:
         waiting.cancel()
         forced.cancel()
         return finished
+
+    async def after_schema(self, work: Callable[[], Awaitable[object]]) -> None:
+        """Run `work` once the schema is installed (its tables exist)."""
+        await self.schema_ready.wait()
+        await work()
 
     async def watch_spool(self) -> None:
         self.writer.watch_spool()

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import db_connect, embedded, listening
 from ..config import Settings
-from . import access, mailpit, mailtm, mercure, page, queries, shapes
+from . import access, mailpit, mailtm, mercure, page, queries, shapes, webhooks
 from .context import State, json_response
 from .events import Hub
 from .mimework import MimeWork
@@ -232,6 +232,7 @@ def build(settings: Settings, url: str) -> Starlette:
     app = Starlette(
         routes=[
             *mailtm.routes,
+            *webhooks.routes,
             *mailpit.routes,
             *mercure.routes,
             *page.routes,
