@@ -10,6 +10,7 @@ run as root: then it is started with `-u postgres` (it reads its file first).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -89,8 +90,9 @@ class PgBouncer:
                 self.process.wait()
 
 
-@pytest.fixture
-def pgbouncer(tmp_path: Path) -> Iterator[PgBouncer]:
+@contextlib.contextmanager
+def running(tmp_path: Path) -> Iterator[PgBouncer]:
+    """A PgBouncer for one test, stopped however the test ends."""
     directory = tmp_path / "pgbouncer"
     directory.mkdir()
     directory.chmod(0o755)  # run as postgres, it reads nothing here after start
