@@ -19,6 +19,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from app import check, config, db_connect
+
 from .api_helpers import ApiServer, mail
 from .helpers import app_command, eventually, query, smtp_reply
 from .pgbouncer import PgBouncer, running
@@ -148,3 +150,43 @@ def test_domains_add_on_one_host_reaches_every_host(
         port = server.port
         eventually(lambda: smtp_reply(port, "a@sender.test", "x@new.test")[0] == 250, 60)  # noqa: B023
         print(f"{setup}: domains add seen by {name} after {time.monotonic() - start:.3f} s")
+
+
+@pytest.mark.parametrize(
+    ("url", "choice", "pooled"),
+    [
+        ("postgresql://u:p@aws-0-eu.pooler.supabase.com:6543/postgres", "auto", True),
+        ("postgresql://u:p@aws-0-eu.pooler.supabase.com:5432/postgres", "auto", False),
+        ("postgresql://u@db.example.com/postgres", "auto", False),
+        ("postgresql://u@127.0.0.1:6432/postgres", "auto", False),  # PgBouncer's: say so
+        ("postgresql://u@127.0.0.1:6432/postgres", "true", True),
+        ("postgresql://u@127.0.0.1:6543/postgres", "false", False),
+        ("postgresql://u@[::1:6543/postgres", "auto", False),  # unreadable: not guessed
+    ],
+)
+def test_which_urls_count_as_pooled(url, choice, pooled):
+    assert db_connect.looks_pooled(url, choice) is pooled
+
+
+def test_the_route_and_the_warning_of_check():
+    pooled_url = "postgresql://u:secret@pooler.example:6543/db"
+    direct_url = "postgresql://u:secret@primary.example:5432/db"
+    alone = config.load({"DATABASE_URL": pooled_url, "HOST_NAME": "mx1"}, env_file=None)
+    where = db_connect.route(alone, pooled_url)
+    assert where.pooled and not where.has_session and where.name == "tempmail mx1"
+    warning = db_connect.pooler_warning(alone)
+    assert warning and "DATABASE_DIRECT_URL is empty" in warning and "secret" not in warning
+    both = config.load(
+        {"DATABASE_URL": pooled_url, "DATABASE_DIRECT_URL": direct_url}, env_file=None
+    )
+    where = db_connect.route(both, pooled_url)
+    assert where.session_url == direct_url and where.has_session
+    assert db_connect.pooler_warning(both) is None
+    assert check.describe_route(where) == (
+        " (a transaction-mode pooler: no statement cache); sessions (LISTEN, locks) at "
+        "primary.example:5432"
+    )
+    direct = config.load({"DATABASE_URL": direct_url}, env_file=None)
+    assert db_connect.route(direct, direct_url).has_session
+    assert db_connect.pooler_warning(direct) is None
+    assert config.load({}, env_file=None).host_name  # the machine's name by default
