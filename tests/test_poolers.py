@@ -21,7 +21,7 @@ import pytest
 
 from app import check, config, db_connect
 
-from .api_helpers import ApiServer, mail
+from .api_helpers import ApiServer, account, mail, next_event, open_stream, send, sse_events
 from .helpers import app_command, eventually, query, smtp_reply
 from .pgbouncer import PgBouncer, running
 
@@ -109,6 +109,13 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(
                 httpx.get(f"{api.url}/mailpit/{BOX.format(n)}/api/v1/messages").json()["total"]
                 == EACH
             )
+        # Live events: the writer's NOTIFY commits through the pooler, the
+        # API hears it on its LISTEN over the direct URL.
+        with httpx.Client(base_url=api.url, timeout=30) as client:
+            live_id, token = account(client, "live@example.com")
+            with open_stream(client, f"/accounts/{live_id}", token) as response:
+                send(server.port, ["live@example.com"], mail("live@example.com", subject="live"))
+                assert next_event(sse_events(response))["data"]["subject"] == "live"
         no_statement_errors(api.log)
     finally:
         api.stop()
