@@ -77,9 +77,10 @@ def pooler_warning(settings: Settings) -> str | None:
     return (
         f"DATABASE_URL={mask_url(url)} is a transaction-mode pooler (DATABASE_POOLED="
         f"{settings.database_pooled}) and DATABASE_DIRECT_URL is empty: list changes are "
-        "seen only at the next *_REFRESH (no LISTEN), and init-db's index builds take a "
-        "session lock the pooler cannot keep; set DATABASE_DIRECT_URL to a session "
-        "connection to the primary (Supabase: the direct URL or the session pooler, port 5432)"
+        "seen only at the next *_REFRESH (no LISTEN), the API's live events need a session "
+        "too, and so does init-db when it builds an index on an existing table; set "
+        "DATABASE_DIRECT_URL to a session connection to the primary (Supabase: the direct "
+        "URL, or the session pooler on port 5432)"
     )
 
 

@@ -53,6 +53,21 @@ def no_statement_errors(log: str) -> None:
     assert "InvalidSQLStatementName" not in log and "DuplicatePreparedStatement" not in log, log
 
 
+def api_works(api: ApiServer, smtp_port: int) -> None:
+    """Lists and reads through the API, then a live event: the writer's NOTIFY
+    commits through the pooler, the API hears it on its LISTEN (direct URL)."""
+    listed = httpx.get(f"{api.url}/mailpit/{BOX.format('all')}/api/v1/messages", timeout=30)
+    assert listed.status_code == 200 and listed.json()["total"] == SENDERS * EACH
+    for n in range(SENDERS):  # one read per box, each a turn on PgBouncer's connections
+        box = httpx.get(f"{api.url}/mailpit/{BOX.format(n)}/api/v1/messages", timeout=30)
+        assert box.json()["total"] == EACH
+    with httpx.Client(base_url=api.url, timeout=30) as client:
+        live_id, token = account(client, "live@example.com")
+        with open_stream(client, f"/accounts/{live_id}", token) as response:
+            send(smtp_port, ["live@example.com"], mail("live@example.com", subject="live"))
+            assert next_event(sse_events(response))["data"]["subject"] == "live"
+
+
 def test_everything_works_through_pgbouncer_in_transaction_mode(
     database_url,
     pgbouncer,
@@ -102,20 +117,7 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(
     )
     try:
         api.start()
-        listed = httpx.get(f"{api.url}/mailpit/{BOX.format('all')}/api/v1/messages", timeout=30)
-        assert listed.status_code == 200 and listed.json()["total"] == SENDERS * EACH
-        for n in range(SENDERS):  # many reads at once, more than the server connections
-            assert (
-                httpx.get(f"{api.url}/mailpit/{BOX.format(n)}/api/v1/messages").json()["total"]
-                == EACH
-            )
-        # Live events: the writer's NOTIFY commits through the pooler, the
-        # API hears it on its LISTEN over the direct URL.
-        with httpx.Client(base_url=api.url, timeout=30) as client:
-            live_id, token = account(client, "live@example.com")
-            with open_stream(client, f"/accounts/{live_id}", token) as response:
-                send(server.port, ["live@example.com"], mail("live@example.com", subject="live"))
-                assert next_event(sse_events(response))["data"]["subject"] == "live"
+        api_works(api, server.port)
         no_statement_errors(api.log)
     finally:
         api.stop()

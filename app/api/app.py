@@ -197,6 +197,11 @@ def build(settings: Settings, url: str) -> Starlette:
         pooled = db_connect.looks_pooled(url, settings.database_pooled)
         pool = await queries.create_pool(url, POOL_SIZE, pooled)
         # LISTEN needs a session: DATABASE_DIRECT_URL when set (README: poolers).
+        if pooled and not settings.database_direct_url:
+            log.warning(
+                "[events] the database URL is a transaction-mode pooler and "
+                "DATABASE_DIRECT_URL is empty: live events may be missed"
+            )
         hub = Hub(settings.database_direct_url or url, pool)
         private = PrivateAddresses(settings, pool)
         await private.load()
