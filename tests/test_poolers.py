@@ -76,11 +76,16 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(
 ):
     pooled = pgbouncer.url(database_url)
     env = {"DATABASE_URL": pooled, "DATABASE_POOLED": "true", "SPOOL_DIR": str(tmp_path / "cli")}
-    for args in (("init-db",), ("domains", "add", "example.com")):
+    for args in (
+        ("init-db",),
+        ("domains", "add", "example.com"),
+        ("bans", "add", "email", "spam@sender.test"),
+    ):
         done = app_command(*args, **env)
         assert done.returncode == 0, done.stdout + done.stderr
         no_statement_errors(done.stdout + done.stderr)
     checked = app_command("check", **env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     no_statement_errors(checked.stdout + checked.stderr)
     assert "a transaction-mode pooler: no statement cache" in checked.stdout, checked.stdout
     assert "warn:  DATABASE_URL=" in checked.stdout, checked.stdout  # no DATABASE_DIRECT_URL
