@@ -2,16 +2,18 @@
 
 Debian's pgbouncer (1.18, installed by scripts/test), on a free port, with
 its own pgbouncer.ini under the test's directory: every database of the
-server behind it, as user postgres, no password (auth_type any), and fewer
-server connections than clients (pool size 3), so clients really take
-turns on server sessions as they do behind Supabase's pooler. It refuses to
-run as root: then it is started with `-u postgres` (it reads its file first).
+server behind it, as the test URL's user, no client authentication
+(auth_type any), and fewer server connections than clients (pool size 3),
+so clients really take turns on server sessions as they do behind
+Supabase's pooler. It refuses to run as root: then it is started with
+`-u postgres` (or another user that exists; it reads its file first).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -31,10 +33,13 @@ class PgBouncer:
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
         host, port = db_address(ADMIN_URL)
+        admin = urlsplit(ADMIN_URL)
+        self.user = admin.username or "postgres"
+        password = f" password={admin.password}" if admin.password else ""
         self.ini = directory / "pgbouncer.ini"
         self.ini.write_text(
             "[databases]\n"
-            f"* = host={host} port={port} user=postgres\n"
+            f"* = host={host} port={port} user={self.user}{password}\n"
             "[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\n"
@@ -47,7 +52,7 @@ class PgBouncer:
         )
         self.ini.chmod(0o644)
         self.log = directory / "pgbouncer.log"
-        user = ["-u", "postgres"] if os.geteuid() == 0 else []
+        user = ["-u", self.system_user()] if os.geteuid() == 0 else []
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [self.program(), *user, str(self.ini)], stdout=out, stderr=subprocess.STDOUT
@@ -62,6 +67,17 @@ class PgBouncer:
         if found is None:
             pytest.fail("pgbouncer is not installed (scripts/test installs it)")
         return found
+
+    @staticmethod
+    def system_user() -> str:
+        """Who PgBouncer runs as when we are root: a user that exists here."""
+        for name in ("postgres", "pgserver", "nobody"):
+            try:
+                pwd.getpwnam(name)
+                return name
+            except KeyError:
+                continue
+        pytest.fail("no user to run pgbouncer as (it refuses root)")
 
     def _wait_listening(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -78,7 +94,7 @@ class PgBouncer:
     def url(self, database_url: str) -> str:
         """`database_url` (a database of the test server) reached through this PgBouncer."""
         parts = urlsplit(database_url)
-        return urlunsplit(parts._replace(netloc=f"postgres@127.0.0.1:{self.port}"))
+        return urlunsplit(parts._replace(netloc=f"{self.user}@127.0.0.1:{self.port}"))
 
     def stop(self) -> None:
         if self.process.poll() is None:
