@@ -136,7 +136,8 @@ def waiting_on(database_url: str, table: str) -> list[str]:
     rows = query(
         database_url,
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.relation = to_regclass($1) AND NOT l.granted",
+        "WHERE l.relation = to_regclass($1) AND NOT l.granted "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         table,
     )
     return [r["application_name"] for r in rows]
@@ -223,6 +224,7 @@ def test_each_host_says_which_it_is(database_url, make_server, tmp_path):
     assert "this is host mx-east-1 (HOST_NAME)" in checked.stdout, checked.stdout
     rows = query(
         database_url,
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'tempmail mx-east-1'",
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'tempmail mx-east-1' "
+        "AND datname = current_database()",
     )
     assert rows[0]["n"] >= 1  # its connections name it too
