@@ -216,6 +216,16 @@ class Settings:
     database_url: str | None = setting(
         "", _database_url,
         "PostgreSQL URL; empty starts the embedded PostgreSQL under DATA_DIR")
+    database_direct_url: str | None = setting(
+        "", _database_url,
+        "session connection to the primary for LISTEN and advisory locks, when DATABASE_URL "
+        "is a transaction-mode pooler (README: Running on several hosts); empty: DATABASE_URL")
+    database_pooled: str = setting(
+        "auto", _choice("auto", "true", "false"),
+        "DATABASE_URL and API_DATABASE_URL go through a transaction-mode pooler (no statement "
+        "cache); auto: true for port 6543 (Supabase's transaction pooler)")
+    host_name: str = setting(
+        "", _text, "this host's name in logs, metrics and check; empty: the machine's host name")
     smtp_receive_port: int = setting("25", _int(0, 65535), "TCP port the SMTP listener binds")
     smtp_bind: str = setting("0.0.0.0", _text, "address the SMTP listener binds")
     smtp_hostname: str = setting(
@@ -442,7 +452,9 @@ class Settings:
 
 
 SECRETS = frozenset({"SUPABASE_KEY", "API_SECRET"})
-URLS_WITH_SECRETS = frozenset({"DATABASE_URL", "API_DATABASE_URL", "HEARTBEAT_URL"})
+URLS_WITH_SECRETS = frozenset(
+    {"DATABASE_URL", "DATABASE_DIRECT_URL", "API_DATABASE_URL", "HEARTBEAT_URL"}
+)
 # Query parameters of a URL that carry credentials (libpq's, and common tokens).
 SECRET_PARAMETERS = frozenset({"password", "token", "key", "secret", "apikey", "api_key"})
 
@@ -546,6 +558,8 @@ def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".e
             raise ConfigError(f"{name}={shown!r} is not valid: expected {allowed}") from None
     if not values["smtp_hostname"]:
         values["smtp_hostname"] = socket.gethostname()
+    if not values["host_name"]:
+        values["host_name"] = socket.gethostname()
     if not values["lists_source"]:
         values["lists_source"] = "supabase" if values["supabase_url"] else "postgres"
     if values["lists_source"] == "supabase" and not (

@@ -44,18 +44,38 @@ def folded(column: str) -> str:
     return f"lower(rtrim(btrim({column}, E' \\t\\n\\r\\f\\x0b'), '.'))"
 
 
-async def create_pool(url: str, max_size: int = 4) -> asyncpg.Pool:
+def connect_options(pooled: bool = False, name: str = "") -> dict[str, Any]:
+    """asyncpg's connection options. Behind a transaction-mode pooler
+    (`pooled`) no statement is cached: a named prepared statement lives in
+    one server session, and the pooler hands the next query to another.
+    asyncpg's unnamed statements stay: it sends Parse/Describe/Flush, then
+    Bind/Execute/Sync, one Sync per query, so the pooler keeps one server
+    for the whole query. `name` shows in pg_stat_activity.application_name."""
+    options: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
+    if name:
+        options["server_settings"] = {"application_name": name[:63]}
+    return options
+
+
+async def create_pool(
+    url: str, max_size: int = 4, pooled: bool = False, name: str = ""
+) -> asyncpg.Pool:
     # min_size=0: the pool can be made while the database is down; the
     # writer's retries then find it once it is back.
     pool = await asyncpg.create_pool(
-        url, min_size=0, max_size=max_size, command_timeout=60, timeout=5
+        url,
+        min_size=0,
+        max_size=max_size,
+        command_timeout=60,
+        timeout=5,
+        **connect_options(pooled, name),
     )
     assert pool is not None
     return pool
 
 
-async def connect(url: str) -> asyncpg.Connection:
-    return await asyncpg.connect(url, timeout=5)
+async def connect(url: str, pooled: bool = False, name: str = "") -> asyncpg.Connection:
+    return await asyncpg.connect(url, timeout=5, **connect_options(pooled, name))
 
 
 # `python -m app domains|bans` announces a change here (payload: the table).
@@ -64,10 +84,11 @@ LISTS_CHANNEL = "tempmail_lists"
 
 @contextlib.asynccontextmanager
 async def listening(
-    url: str, channel: str, on_payload: Callable[[str], None]
+    url: str, channel: str, on_payload: Callable[[str], None], name: str = ""
 ) -> AsyncIterator[asyncio.Event]:
-    """A connection LISTENing on `channel`; yields an event set when it drops."""
-    conn = await connect(url)
+    """A connection LISTENing on `channel`; yields an event set when it drops.
+    `url` must reach a session of its own (not a transaction-mode pooler)."""
+    conn = await connect(url, name=name)
     closed = asyncio.Event()
     conn.add_termination_listener(lambda _: closed.set())
     try:

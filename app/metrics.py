@@ -68,6 +68,12 @@ LOST = Counter(
     "tempmail_lost_total", "acknowledged messages that could be neither written nor spooled"
 )
 SPOOLED = Counter("tempmail_spooled_total", "messages spooled to disk at shutdown")
+HOST = Gauge(
+    "tempmail_host_info",
+    "1, labelled with this host's name (HOST_NAME)",
+    ["host"],
+    multiprocess_mode="max",
+)
 QUEUE_DEPTH = Gauge(
     "tempmail_queue_depth", "messages waiting to be written", multiprocess_mode="livesum"
 )

@@ -181,14 +181,17 @@ class Service:
         # A URL that cannot work is one line now, not retries for ever. Not in
         # a worker: its supervisor proved the URL, and a worker restarted during
         # an outage must come up to replay its spool once the database is back.
+        self.route = where = db_connect.route(settings, url)
         if self.worker is None:
             try:
-                await db_connect.reach(url)
+                await db_connect.reach_route(where)
             except db_connect.Unusable as error:
                 raise StartupError(f"[db] {error}") from None
-        self.pool = await db.create_pool(url)
+        self.pool = await db.create_pool(url, pooled=where.pooled, name=where.name)
         # Its own connections: a delivery holds one for up to WEBHOOK_TIMEOUT.
-        self.webhook_pool = await db.create_pool(url, settings.webhook_concurrency + 1)
+        self.webhook_pool = await db.create_pool(
+            url, settings.webhook_concurrency + 1, pooled=where.pooled, name=where.name
+        )
         authenticate = None
         if settings.auth_checks != "off":
             authenticator = Authenticator(
@@ -213,7 +216,7 @@ class Service:
             dedup_window=settings.dedup_window,
         )
         self.schema_ready = asyncio.Event()
-        self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
+        self.keeper = ListsKeeper(self.lists, settings, self.pool, where, self.schema_ready)
         self.connections = Connections(
             settings.max_connections,
             settings.max_connections_per_ip,
@@ -269,12 +272,14 @@ class Service:
             raise StartupError(f"[smtp] {problem}") from None
         port = self.server.sockets[0].getsockname()[1]
         log.info(
-            "[smtp] listening on %s:%d as %s, ACK_MODE=%s",
+            "[smtp] listening on %s:%d as %s, ACK_MODE=%s (host %s)",
             settings.smtp_bind,
             port,
             settings.smtp_hostname,
             settings.ack_mode,
+            settings.host_name,
         )
+        metrics.HOST.labels(settings.host_name).set(1)
         listening.ready(f"SMTP on {settings.smtp_bind}:{port}")
         self.start_side_tasks()
 
@@ -394,9 +399,15 @@ class Service:
         pool = self.pool
         assert pool is not None
 
+        where = self.route
+
         async def install(indexes: bool) -> None:
-            async with pool.acquire() as conn:
+            # Over a session: the index builds take a session advisory lock.
+            conn = await db_connect.connect_session(where)
+            try:
                 await db_schema.install_schema(conn, indexes=indexes)
+            finally:
+                await conn.close()
 
         await retry_until_done("db", lambda: install(False))
         try:

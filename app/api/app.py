@@ -194,8 +194,15 @@ async def not_found(request: Request, exc: Exception) -> Response:
 def build(settings: Settings, url: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await queries.create_pool(url, POOL_SIZE)
-        hub = Hub(url, pool)
+        pooled = db_connect.looks_pooled(url, settings.database_pooled)
+        pool = await queries.create_pool(url, POOL_SIZE, pooled)
+        # LISTEN needs a session: DATABASE_DIRECT_URL when set (README: poolers).
+        if pooled and not settings.database_direct_url:
+            log.warning(
+                "[events] the database URL is a transaction-mode pooler and "
+                "DATABASE_DIRECT_URL is empty: live events may be missed"
+            )
+        hub = Hub(settings.database_direct_url or url, pool)
         private = PrivateAddresses(settings, pool)
         await private.load()
         mime_work = MimeWork()
@@ -279,9 +286,9 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def prepare_database(url: str, setting: str) -> None:
+async def prepare_database(url: str, setting: str, pooled: str = "auto") -> None:
     """Prove the URL works and the schema is current (installing it if allowed)."""
-    conn = await db_connect.connect(url, setting)
+    conn = await db_connect.connect(url, setting, db_connect.looks_pooled(url, pooled))
     try:
         await queries.install(conn)
     except asyncpg.InsufficientPrivilegeError:
@@ -306,7 +313,7 @@ def serve(settings: Settings) -> int:
     setting = "API_DATABASE_URL" if settings.api_database_url else "DATABASE_URL"
     url = settings.api_database_url or embedded.database_url(settings, announce=True)
     try:
-        asyncio.run(prepare_database(url, setting))
+        asyncio.run(prepare_database(url, setting, settings.database_pooled))
     except db_connect.Unusable as error:
         log.error("[api] %s", error)
         sock.close()
