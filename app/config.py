@@ -216,6 +216,10 @@ class Settings:
     database_url: str | None = setting(
         "", _database_url,
         "PostgreSQL URL; empty starts the embedded PostgreSQL under DATA_DIR")
+    database_direct_url: str | None = setting(
+        "", _database_url,
+        "a direct session connection to the primary (LISTEN, advisory locks) when DATABASE_URL "
+        "goes through a pooler; empty: DATABASE_URL")
     smtp_receive_port: int = setting("25", _int(0, 65535), "TCP port the SMTP listener binds")
     smtp_bind: str = setting("0.0.0.0", _text, "address the SMTP listener binds")
     smtp_hostname: str = setting(
