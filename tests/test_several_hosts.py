@@ -104,7 +104,10 @@ def test_two_apis_behind_one_url_each_deliver_every_event(
     good on the other (the shared API_SECRET); reads through the one URL
     land on both and find every message."""
     smtp = make_server()
-    apis = [ApiServer(database_url, str(tmp_path / f"data{n}"), api_secret=SECRET) for n in (1, 2)]
+    apis = [
+        ApiServer(database_url, str(tmp_path / f"data{n}"), api_secret=SECRET, log_level="debug")
+        for n in (1, 2)
+    ]
     started.extend(apis)
     for api in apis:
         api.start()
@@ -121,6 +124,8 @@ def test_two_apis_behind_one_url_each_deliver_every_event(
             # Two more through nginx: round robin puts them on both APIs.
             responses += [stack.enter_context(open_stream(clients[2], topic, token)) for _ in "ab"]
             assert [r.status_code for r in responses] == [200] * 5
+            for api in apis:  # one direct, one through nginx
+                api.wait_for_log(r"stream subscribed \(2 open\)")
             streams = [sse_events(r) for r in responses]
             subjects = [f"several-{n}" for n in range(4)]
             for subject in subjects:
