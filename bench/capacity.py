@@ -64,6 +64,8 @@ class Row:
     list99: float = float("nan")
     read50: float = float("nan")
     read99: float = float("nan")
+    wal_kb: float = float("nan")  # WAL written per message (the whole cluster's: an upper bound)
+    table_kb: float = float("nan")  # tables, TOAST and indexes grown per message
     load: str = ""
 
 
@@ -161,6 +163,19 @@ async def insert_all(pool: asyncpg.Pool, prepared: list[object]) -> float:
     return time.perf_counter() - started
 
 
+async def wal_and_size(url: str) -> tuple[int, int]:
+    """The cluster's WAL position and the mail tables' bytes, now."""
+    from .scaling import STORAGE_SIZES
+
+    conn = await asyncpg.connect(url)
+    try:
+        wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+        sizes = await conn.fetch(STORAGE_SIZES)
+        return int(wal), sum(int(size) for _, size in sizes)
+    finally:
+        await conn.close()
+
+
 async def database_round(count: int, with_reads: bool) -> dict[str, float]:
     from app import db, retention
 
@@ -180,6 +195,7 @@ async def database_round(count: int, with_reads: bool) -> dict[str, float]:
             _, token = await make_account(url, "user0@example.com")
         stop, seen = asyncio.Event(), [0]
         sampler = asyncio.create_task(peak_connections(url, stop, seen))
+        wal_before, size_before = await wal_and_size(url)
         pg_before = procstat.total_cpu(procstat.postgres_pids())
         list_ms: list[float] = []
         read_ms: list[float] = []
@@ -195,11 +211,14 @@ async def database_round(count: int, with_reads: bool) -> dict[str, float]:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
         pg = procstat.cpu_delta(pg_before, procstat.postgres_pids())
+        wal_after, size_after = await wal_and_size(url)
         stop.set()
         await sampler
         await pool.close()
         inserted = count - BATCH
         result = {"rate": inserted / seconds, "pg": pg * 1000 / inserted}
+        result["wal"] = (wal_after - wal_before) / 1024 / inserted
+        result["table"] = (size_after - size_before) / 1024 / inserted
         result["connections"] = max(seen) - WRITERS  # the API's (the writers' excluded)
         result["list50"], result["list99"] = percentile(list_ms, 0.5), percentile(list_ms, 0.99)
         result["read50"], result["read99"] = percentile(read_ms, 0.5), percentile(read_ms, 0.99)
@@ -220,6 +239,8 @@ async def database(repeats: int, count: int) -> list[Row]:
         row.load = load
         row.rate = median([r["rate"] for r in rounds])
         row.pg_cpu_ms = median([r["pg"] for r in rounds])
+        row.wal_kb = median([r["wal"] for r in rounds])
+        row.table_kb = median([r["table"] for r in rounds])
         if with_reads:
             row.connections = max(r["connections"] for r in rounds)
             for key in ("list50", "list99", "read50", "read99"):
@@ -236,15 +257,16 @@ def table(rows: list[Row]) -> str:
     lines = [
         "| run | rounds | load before (1/5/15 min) | stored msg/s (median) | ours / null sink | "
         "CPU ms/msg ours | CPU ms/msg PostgreSQL | peak connections | list p50/p99 ms | "
-        "read p50/p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "read p50/p99 ms | WAL KB/msg | tables KB/msg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         reads = f"{f(r.list50)} / {f(r.list99)}" if r.list50 == r.list50 else ""
         read = f"{f(r.read50)} / {f(r.read99)}" if r.read50 == r.read50 else ""
         lines.append(
             f"| {r.run} | {r.rounds} | {r.load} | {f(r.rate, 0)} | {f(r.ratio)} | "
-            f"{f(r.cpu_ms)} | {f(r.pg_cpu_ms)} | {f(r.connections, 0)} | {reads} | {read} |"
+            f"{f(r.cpu_ms)} | {f(r.pg_cpu_ms)} | {f(r.connections, 0)} | {reads} | {read} | "
+            f"{f(r.wal_kb, 1)} | {f(r.table_kb, 1)} |"
         )
     return "\n".join(lines)
 
