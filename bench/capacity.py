@@ -44,6 +44,7 @@ from .api import make_account, reader_loop, start_api
 from .client import Pacer, percentile, stuffed, typical
 
 SIZES = {"1KB": (1024, 4000), "64KB": (64 * 1024, 1000)}  # size, messages a round
+SMOKE_SIZES = {"1KB": (1024, 100)}
 SESSIONS = 50
 WRITERS = 4
 BATCH = 50
@@ -118,9 +119,9 @@ async def receiver_round(label: str, size: int, count: int, workers: int) -> dic
     }
 
 
-async def receiver(repeats: int) -> list[Row]:
+async def receiver(repeats: int, sizes: dict[str, tuple[int, int]]) -> list[Row]:
     rows = []
-    for label, (size, count) in SIZES.items():
+    for label, (size, count) in sizes.items():
         for workers in (1, 2):
             load = load_average()
             rounds = [await receiver_round(label, size, count, workers) for _ in range(repeats)]
@@ -176,7 +177,7 @@ async def wal_and_size(url: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def database_round(count: int, with_reads: bool) -> dict[str, float]:
+async def database_round(count: int, with_reads: bool, prefill: int) -> dict[str, float]:
     from app import db, retention
 
     from .scaling import _prefill
@@ -186,7 +187,7 @@ async def database_round(count: int, with_reads: bool) -> dict[str, float]:
     try:
         pool = await db.create_pool(url, WRITERS)
         await retention.maintain(pool, 24, None, expire_mail=False)
-        await _prefill(url, PREFILL)
+        await _prefill(url, prefill)
         prepared = prepared_batch(count, 1000)
         await db.insert_batch(pool, prepared[:BATCH])  # the reader's mailbox has mail
         result: dict[str, float] = {}
@@ -209,12 +210,15 @@ async def database_round(count: int, with_reads: bool) -> dict[str, float]:
         seconds = await insert_all(pool, prepared[BATCH:])
         for task in readers:
             task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+        ended = await asyncio.gather(*readers, return_exceptions=True)
         pg = procstat.cpu_delta(pg_before, procstat.postgres_pids())
         wal_after, size_after = await wal_and_size(url)
         stop.set()
         await sampler
         await pool.close()
+        failed = [r for r in ended if isinstance(r, Exception)]
+        if failed:  # a reader's failure (not its cancellation) fails the run
+            raise failed[0]
         inserted = count - BATCH
         result = {"rate": inserted / seconds, "pg": pg * 1000 / inserted}
         result["wal"] = (wal_after - wal_before) / 1024 / inserted
@@ -229,13 +233,13 @@ async def database_round(count: int, with_reads: bool) -> dict[str, float]:
         await drop_database(url)
 
 
-async def database(repeats: int, count: int) -> list[Row]:
+async def database(repeats: int, count: int, prefill: int) -> list[Row]:
     rows = []
     for with_reads in (False, True):
         load = load_average()
-        rounds = [await database_round(count, with_reads) for _ in range(repeats)]
+        rounds = [await database_round(count, with_reads, prefill) for _ in range(repeats)]
         beside = f", API reading at {READ_RATE:g}/s" if with_reads else ""
-        row = Row(f"PostgreSQL insert, {WRITERS} writers, {PREFILL:,} rows{beside}", repeats)
+        row = Row(f"PostgreSQL insert, {WRITERS} writers, {prefill:,} rows{beside}", repeats)
         row.load = load
         row.rate = median([r["rate"] for r in rounds])
         row.pg_cpu_ms = median([r["pg"] for r in rounds])
@@ -275,23 +279,22 @@ async def run(args: argparse.Namespace) -> list[Row]:
     chosen = set(args.only.split(",")) if args.only else {"receiver", "database"}
     rows: list[Row] = []
     if "receiver" in chosen:
-        rows += await receiver(args.repeats)
+        rows += await receiver(args.repeats, SMOKE_SIZES if args.smoke else SIZES)
     if "database" in chosen:
-        rows += await database(args.repeats, args.inserts)
+        rows += await database(args.repeats, args.inserts, args.prefill)
     return rows
 
 
 def main() -> None:
-    global PREFILL, SIZES
     parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI, seconds")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--inserts", type=int, default=20_000, help="messages a database round")
+    parser.add_argument("--prefill", type=int, default=PREFILL, help="rows already stored")
     parser.add_argument("--only", help="receiver,database")
     args = parser.parse_args()
     if args.smoke:
-        args.repeats, args.inserts, PREFILL = 1, 500, 1000
-        SIZES = {"1KB": (1024, 100), "64KB": (64 * 1024, 20)}
+        args.repeats, args.inserts, args.prefill = 1, 500, 1000
     print(f"cores: {os.cpu_count()}, load average before: {load_average()}", flush=True)
     rows = uvloop.run(run(args))
     print(table(rows))
