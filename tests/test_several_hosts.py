@@ -152,7 +152,8 @@ def test_a_lagging_replica_serves_lists_and_the_primary_the_events(tmp_path, qui
     DDL it has not applied, and reads there wait): the event
     still comes at once (LISTEN on the primary), the announced message is
     readable at once through the API (and its source), the list is the
-    replica's (not there yet); once replay catches up the list has it."""
+    replica's (not there yet); once replay catches up the list has it. An
+    API whose DATABASE_URL is the standby refuses to start."""
     schema = functools.partial(install_schema, domains=("example.com",))
     with clusters.primary_and_replica(schema) as (primary, replica):
         smtp = Server(
@@ -199,6 +200,13 @@ def test_a_lagging_replica_serves_lists_and_the_primary_the_events(tmp_path, qui
                 return [m["subject"] for m in answer.json()] == ["lagged"]
 
             eventually(listed_now, timeout=60, interval=0.2)
+        # DATABASE_URL itself on the standby: refused at start, in one line.
+        wrong = ApiServer(replica.url, str(tmp_path / "data2"))
+        started.append(wrong)
+        wrong.launch()
+        eventually(wrong.exited)
+        assert "DATABASE_URL is a standby" in wrong.log, wrong.log
+        assert wrong.process is not None and wrong.process.returncode == 1
 
 
 def replayed(primary: str, replica: str) -> bool:
