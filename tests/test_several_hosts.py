@@ -190,6 +190,11 @@ def test_a_lagging_replica_serves_lists_and_the_primary_the_events(tmp_path, qui
             assert read.json()["subject"] == "lagged"
             source = client.get(announced["@id"] + "/download", headers=auth)
             assert source.status_code == 200 and b"Subject: lagged" in source.content
+            mailpit = f"/mailpit/bob@example.com/api/v1/message/{announced['id']}"
+            viewed = client.get(mailpit, headers=auth)  # Mailpit's route, the same way
+            assert viewed.status_code == 200 and viewed.json()["Subject"] == "lagged"
+            raw = client.get(mailpit + "/raw", headers=auth)
+            assert raw.status_code == 200 and b"Subject: lagged" in raw.content
             listed = client.get("/messages", headers={**auth, "Accept": "application/ld+json"})
             assert listed.json()["hydra:totalItems"] == 0  # the replica's view: not replayed yet
             replica.configure("recovery_min_apply_delay = '0'\n")
