@@ -27,7 +27,8 @@ from app.db_connect import Unusable
 
 from . import clusters
 from .api_helpers import ApiServer, account, mail, next_event, open_stream, send, sse_events
-from .helpers import ROOT, Server, eventually, free_port, install_schema, query
+from .helpers import Server, eventually, free_port, install_schema, query
+from .readme import block_starting
 from .test_api_review_forwarded import answers, readme_nginx_server
 
 SECRET = "the-shared-secret-of-every-api-host"  # API_SECRET: the same on every host
@@ -35,10 +36,7 @@ SECRET = "the-shared-secret-of-every-api-host"  # API_SECRET: the same on every 
 
 def readme_upstream() -> str:
     """The `upstream { ... }` block of the README's "Running on several hosts"."""
-    lines = (ROOT / "README.md").read_text().splitlines()
-    start = lines.index("    upstream tempmail_api {")
-    end = lines.index("    }", start)
-    return "\n".join(line.removeprefix("    ") for line in lines[start : end + 1])
+    return block_starting("Running on several hosts", "upstream tempmail_api {")
 
 
 @contextlib.contextmanager
