@@ -79,8 +79,12 @@ def started() -> Iterator[list[ApiServer | Server]]:
     processes: list[ApiServer | Server] = []
     yield processes
     for process in processes:
-        if process.process is not None and process.process.poll() is None:
+        if process.process is None:
+            continue
+        if process.process.poll() is None:
             process.kill()
+        elif process.process.stdout is not None and not process.process.stdout.closed:
+            process.close()  # one that exited on its own: its pipe
 
 
 def listeners(url: str) -> int:
