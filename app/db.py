@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -28,6 +29,8 @@ from .rules import COLUMNS as RULE_COLUMNS
 
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
+
+log = logging.getLogger("app.store")
 
 
 def quote_ident(name: str) -> str:
@@ -247,11 +250,16 @@ def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[l
 
 
 async def stamp_private(pool: asyncpg.Pool, owners: Sequence[str]) -> None:
-    """Stamp the private_email rows of `owners` (STAMP_PRIVATE); raises if
-    the table stays locked past LOCK_TIMEOUT (the caller lets it go)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        await conn.execute(STAMP_PRIVATE, address_spellings(set(owners)), timeout=STAMP_TIMEOUT)
+    """Stamp the private_email rows of `owners` (STAMP_PRIVATE), best effort:
+    skipped (logged) while the table stays locked past LOCK_TIMEOUT; the next
+    message to the address stamps it."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            spellings = address_spellings(set(owners))
+            await conn.execute(STAMP_PRIVATE, spellings, timeout=STAMP_TIMEOUT)
+    except Exception as error:
+        log.info("[store] private_email not stamped this time: %r", error)
 
 
 async def insert_batch(
@@ -319,6 +327,15 @@ async def probe_write(pool: asyncpg.Pool) -> None:
                     os.urandom(PROBE_BYTES),  # random: compression cannot shrink it
                 )
                 raise _RolledBack
+
+
+async def writes_now(pool: asyncpg.Pool) -> bool:
+    """Does the database take a write of a message's size now (probe_write)?"""
+    try:
+        await probe_write(pool)
+    except Exception:
+        return False
+    return True
 
 
 async def refused_beside(pool: asyncpg.Pool, message: Prepared, twin: Prepared) -> bool:

@@ -21,29 +21,14 @@ from typing import Any
 import mailparser
 import mailparser.utils
 
-from . import mimeparams  # noqa: F401  (linear MIME parameter splitting)
 from .content import head_of
+from .mimeparams import HEADER_DECODE_MAX as HEADER_DECODE_MAX  # re-exported
+from .mimeparams import decode_header_capped
 from .model import NO_SUBJECT, Attachment, ParsedMail
 
 # mail-parser logs every defect it meets at WARNING/ERROR: noise, and it can
 # echo header content into our logs.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
-
-# Characters of one header value decoded (RFC 2047 encoded words); the rest is
-# not shown (the raw message keeps it). The standard library's decode_header
-# takes quadratic time in the number of words: 13 s for a 2 MB Subject of
-# `=?utf-8?q?a?=`, about 20 ms for 16 KiB.
-HEADER_DECODE_MAX = 16 * 1024
-
-
-def decode_header_capped(header: Any) -> list[tuple[Any, str | None]]:
-    """email.header.decode_header of at most HEADER_DECODE_MAX characters,
-    cut at a space so that no encoded word is split."""
-    if isinstance(header, str) and len(header) > HEADER_DECODE_MAX:
-        head = header[:HEADER_DECODE_MAX]
-        header = head.rpartition(" ")[0] or head
-    return email.header.decode_header(header)
-
 
 # mail-parser decodes every header value (Subject, attachment names) through
 # its module's decode_header: give it the capped one.

@@ -358,8 +358,10 @@ class BatchWriter:
                 kind = db_errors.classify(error)
                 if kind == db_errors.REFUSED:
                     return error
-                if batch and db_errors.timed_out(error) and await self._writes_in_time():
-                    return error  # the database writes, not this batch: maybe one row's fault
+                if batch and db_errors.timed_out(error) and await db.writes_now(self._pool):
+                    # The database writes, not this batch in time: maybe one row's
+                    # fault, so refused like any other (app/refusals.py finds it).
+                    return error
                 self._unavailable(error, kind)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -370,7 +372,9 @@ class BatchWriter:
             self._available(bool(batch))
             self._safe.revoked(revoked)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-            await self._stamp_private(batch)
+            if batch:  # best effort, before the 250s
+                owners = [owner for item in batch for owner in item.envelope.recipients]
+                await db.stamp_private(self._pool, owners)
             self._committed(batch)
             return None
 
@@ -383,28 +387,6 @@ class BatchWriter:
         prepared = [prepared_of(item) for item in batch]
         await self.outbox.insert_batch(self._pool, prepared, revoke, self._dedup_window)
         return revoke
-
-    async def _stamp_private(self, batch: list[Item]) -> None:
-        """Best effort, after the commit, before its 250s: private_email's
-        stamp (db.STAMP_PRIVATE). Skipped while the table is locked; the next
-        message to the address stamps it."""
-        owners = [owner for item in batch for owner in item.envelope.recipients]
-        if not owners:
-            return
-        try:
-            await db.stamp_private(self._pool, owners)
-        except Exception as error:
-            log.info("[store] private_email not stamped this time: %r", error)
-
-    async def _writes_in_time(self) -> bool:
-        """Does the database take a write of a message's size now? Then a batch
-        that ran out of time is refused like any other (app/refusals.py finds
-        the row, if it is one), not retried for ever."""
-        try:
-            await db.probe_write(self._pool)
-        except Exception:
-            return False
-        return True
 
     def _unavailable(self, error: Exception, kind: str) -> None:
         """A write failed for a reason that is not the mail's: say so once."""

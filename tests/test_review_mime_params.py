@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import smtplib
 
+from app.mimeparams import HEADER_DECODE_MAX
+
 from .api_fixtures import make_stack, stack  # noqa: F401  (fixtures)
 from .api_helpers import send
 from .helpers import query
@@ -56,3 +58,23 @@ def test_the_api_lists_the_parts_of_such_a_message(stack):  # noqa: F811
         answer = client.get(f"{BASE}/message/{listed['ID']}")
     assert answer.status_code == 200
     assert [a["FileName"] for a in answer.json()["Attachments"]] == ["f.bin"]
+
+
+def test_the_api_shows_a_message_whose_to_name_is_megabytes_of_encoded_words(stack):  # noqa: F811
+    """The API decoded a display name in To/Cc (and a part's file name) with
+    the standard library's decode_header, quadratic and uncapped: a 4 MB name
+    of `=?utf-8?q?a?=` held the API's event loop for minutes at each GET of
+    the message. Now it is decoded up to HEADER_DECODE_MAX, as the SMTP side does."""
+    name = b"=?utf-8?q?a?= " * (4_000_000 // 14)
+    raw = (
+        b"From: s@sender.test\r\nTo: " + name + b"<box@example.com>\r\nSubject: long name\r\n"
+        b"\r\nbody\r\n"
+    )
+    send(stack.smtp.port, ["box@example.com"], raw)
+    with stack.client() as client:  # 30 s timeout
+        [listed] = wait_total(client, 1)["messages"]
+        answer = client.get(f"{BASE}/message/{listed['ID']}")
+    assert answer.status_code == 200
+    [to] = answer.json()["To"]
+    assert to["Address"] == "box@example.com"
+    assert 0 < len(to["Name"]) <= HEADER_DECODE_MAX and set(to["Name"]) == {"a"}

@@ -28,7 +28,7 @@ import itertools
 import re
 from collections.abc import Iterator
 
-from .. import mimeparams  # noqa: F401  (linear MIME parameter splitting)
+from ..mimeparams import decode_header_capped
 
 BODY_TYPES = ("text/plain", "text/html")
 MAX_PARTS = 1000  # leaves listed (and served) per message
@@ -167,7 +167,7 @@ def _filename(part: email.message.Message) -> str:
     try:
         name = part.get_filename()
         if name and "=?" in name:
-            name = str(email.header.make_header(email.header.decode_header(name)))
+            name = str(email.header.make_header(decode_header_capped(name)))
         return _text(name)
     except Exception:
         return ""

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..mimeparams import decode_header_capped
 from . import mime, sanitize
 from .shapes import (
     Row,
@@ -132,7 +133,7 @@ def _decoded_name(name: str) -> str:
     if "=?" not in name:
         return name
     try:
-        return str(email.header.make_header(email.header.decode_header(name)))
+        return str(email.header.make_header(decode_header_capped(name)))
     except (ValueError, LookupError):
         return name
 
