@@ -3,9 +3,10 @@
 The prepare stage sends here the messages that may parse slowly (large ones,
 or headers, lines, encoded words or MIME parts past parse.py's INLINE_*
 limits). PROCESSES processes (spawned on first use) parse one message each
-at a time; a message waits for a free one, so one hostile message delays no
-other's parse by more than its bound. A parse longer than `timeout` is
-abandoned: the process stops it itself (an alarm), or, stuck in C code, is
+at a time; a message waits for a free one at most `timeout` too (a dozen
+hostile messages queued for the processes must not hold back the next
+one's 250 past DURABLE_TIMEOUT), so no message waits for its parse more
+than twice its bound. A parse longer than `timeout` is abandoned: the process stops it itself (an alarm), or, stuck in C code, is
 killed and replaced; the caller gets None and stores the message unparsed
 (its raw bytes are kept whatever happens).
 
@@ -124,14 +125,20 @@ class Parsers:
         self._all: list[_Process] = []
 
     async def parse(self, raw: bytes) -> ParsedMail | None:
-        """`raw` parsed in a parser process; None if abandoned (past the bound,
-        or the process died)."""
+        """`raw` parsed in a parser process; None if abandoned (no process
+        free within the bound, past the bound, or the process died)."""
         if self._free is None:
             self._free = asyncio.Queue()
             for _ in range(PROCESSES):
                 self._free.put_nowait(self._start())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         for _ in range(START_TRIES):
-            process = await self._free.get()
+            try:
+                process = await asyncio.wait_for(self._free.get(), deadline - loop.time())
+            except TimeoutError:
+                log.info("[prepare] every parser process stayed busy for PARSE_TIMEOUT")
+                return None
             try:
                 outcome, result = await asyncio.to_thread(process.parse, raw)
             except (OSError, EOFError) as error:  # it died (out of memory, killed)

@@ -75,8 +75,8 @@ class Preparer:
         parsed = await self._parsers.parse(envelope.as_received)
         if parsed is None:
             log.warning(
-                "[prepare] parsing %s (%d bytes) passed PARSE_TIMEOUT (%.0fs): stored "
-                "unparsed, raw kept",
+                "[prepare] parsing %s (%d bytes) was not done within PARSE_TIMEOUT (%.0fs): "
+                "stored unparsed, raw kept",
                 envelope.id,
                 len(envelope.raw),
                 self._parse_timeout,
