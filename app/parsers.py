@@ -7,8 +7,9 @@ at a time; a message waits for a free one at most `timeout` too (a dozen
 hostile messages queued for the processes must not hold back the next
 one's 250 past DURABLE_TIMEOUT), so no message waits for its parse more
 than twice its bound. A parse longer than `timeout` is abandoned: the
-process stops it itself (an alarm), or, stuck in C code, is killed and replaced; the caller gets None and stores the message unparsed
-(its raw bytes are kept whatever happens).
+process stops it itself (an alarm), or, stuck in C code, is killed and
+replaced; the caller gets None and stores the message unparsed (its raw
+bytes are kept whatever happens).
 
 The processes ignore SIGTERM and SIGINT: systemd signals the whole process
 group at stop, and Ctrl-C the whole foreground group, while the service
