@@ -1,5 +1,5 @@
 """`python -m bench.codes`: the CPU cost of app/codes.extract per message,
-against the parse of the same message (app/parse.parse, the stage it runs
+against the parse of the same message (app/parse.parse_fields, the stage it runs
 after) measured in the same run and process; and the precision and recall
 of the labelled set (tests/codes_measure.py), overall and per language.
 
@@ -18,7 +18,7 @@ import time
 from email.message import EmailMessage
 
 from app.codes import extract
-from app.parse import parse
+from app.parse import parse_fields as parse
 from tests.codes_measure import CORPUS, Message, corpus, labelled, measure
 
 from .client import typical

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import db_connect, embedded, listening
 from ..config import Settings
-from . import access, mailpit, mailtm, mercure, page, queries, shapes
+from . import access, latest_code, mailpit, mailtm, mercure, page, queries, shapes
 from .context import State, json_response
 from .events import Hub
 from .mimework import MimeWork
@@ -235,6 +235,7 @@ def build(settings: Settings, url: str) -> Starlette:
             *mailpit.routes,
             *mercure.routes,
             *page.routes,
+            *latest_code.routes,
         ],
         exception_handlers={HTTPException: not_found, Exception: not_found},
         lifespan=lifespan,
