@@ -19,6 +19,7 @@ again before it answers, so a credential revoked meanwhile gets nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from typing import Any
@@ -31,6 +32,8 @@ from ..policy import address_problem, normalize_address
 from . import access, queries, shapes
 from .context import SAFE_HEADERS, State, json_response, reader_for, state
 from .events import Signal, Stream
+
+log = logging.getLogger("app.api.codes")
 
 WAIT_MAX = 60.0  # seconds a request may wait for the next code
 # Search term of a message with a code or a verification link (queries.FLAG_CONDITIONS).
@@ -110,6 +113,7 @@ async def latest_code(request: Request) -> Response:
             return json_response(shapes.error(404, "No message with a code or a link yet"), 404)
         return json_response(answer(row))
     stream = ctx.hub.subscribe((address,))
+    log.debug("[codes] a request waits up to %.0f s for the next code", seconds)
     try:
         row = await next_with_code(stream, seconds)
     finally:
