@@ -110,3 +110,32 @@ def test_code_latest_reads_only_what_its_credential_may(stack):
         # An open address with someone else's token: refused, not read anonymously.
         open_box = "/addresses/erin@example.com/code/latest"
         assert client.get(open_box, headers={"Authorization": f"Bearer {bob}"}).status_code == 403
+
+
+def test_a_wait_answers_only_if_the_address_is_still_readable(make_stack):
+    """An open address claimed (an account made) while a request waits: the
+    message is not given to the request that has no credential for it."""
+    stack = make_stack(log_level="debug")
+    address = "frank@example.com"
+    latest = f"/addresses/{address}/code/latest"
+    with stack.client() as client, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.get, latest, params={"wait": "50"}, timeout=90)
+        eventually(lambda: waits(stack) == 1)
+        account(client, address)
+        send(stack.smtp.port, [address], code_mail(address))
+        assert waiting.result(timeout=90).status_code == 401
+
+
+def test_codes_of_mail_with_much_text_are_read_too(stack):
+    """Past parse.INLINE_CODE_CHARS of text, or past the inline parse limits,
+    the codes are read in a parser process: the row has them all the same."""
+    filler = "Terms and conditions apply to this account. " * 2_000  # 90 KB
+    sizes = {"much text": filler, "very large": filler * 4}  # 360 KB: parses_slowly
+    for subject, tail in sizes.items():
+        text = f"Your verification code is {CODE}.\n\n{tail}"
+        send(stack.smtp.port, ["gina@example.com"], mail("gina@example.com", subject, text))
+    stored = query(
+        stack.database_url,
+        "SELECT subject, codes FROM emails WHERE mailbox_owner = 'gina@example.com'",
+    )
+    assert {r["subject"]: r["codes"] for r in stored} == {s: [CODE] for s in sizes}
