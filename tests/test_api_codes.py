@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import socket
 import uuid
 
 from .api_fixtures import make_stack, stack
@@ -139,3 +140,15 @@ def test_codes_of_mail_with_much_text_are_read_too(stack):
         "SELECT subject, codes FROM emails WHERE mailbox_owner = 'gina@example.com'",
     )
     assert {r["subject"]: r["codes"] for r in stored} == {s: [CODE] for s in sizes}
+
+
+def test_a_client_that_leaves_ends_its_wait(make_stack):
+    """A waiting request whose client hangs up stops waiting (and watching) at once."""
+    stack = make_stack(log_level="debug")
+    with socket.create_connection(("127.0.0.1", stack.api.port), timeout=30) as client:
+        client.sendall(
+            b"GET /addresses/henry@example.com/code/latest?wait=60 HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\n\r\n"
+        )
+        eventually(lambda: waits(stack) == 1)
+    stack.api.wait_for_log(r"\[codes\] a waiting client left", timeout=30)

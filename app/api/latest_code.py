@@ -5,7 +5,8 @@ Without `?wait`, the newest message of the address that carries a code or
 a verification link (404 when none does). With `?wait=N` (seconds, at most
 WAIT_MAX), the NEXT such message: the request subscribes to the event hub
 (events.py: the writer's NOTIFY, no polling) and answers as soon as one is
-committed, or 204 No Content after N seconds. Start the wait before the
+committed, or 204 No Content after N seconds (a client that hangs up
+ends its wait at once). Start the wait before the
 mail is sent (or call once without `wait` afterwards): a message committed
 before the request is not "next".
 
@@ -95,6 +96,27 @@ async def next_with_code(stream: Stream, seconds: float) -> Any | None:
     return None
 
 
+async def client_left(request: Request) -> None:
+    """Return once the client has closed the connection (ASGI http.disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def wait_for_code(request: Request, stream: Stream, seconds: float) -> Any | None:
+    """next_with_code, given up as soon as the client leaves (its stream goes at once)."""
+    waiting = asyncio.ensure_future(next_with_code(stream, seconds))
+    leaving = asyncio.ensure_future(client_left(request))
+    try:
+        await asyncio.wait([waiting, leaving], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, leaving):
+            task.cancel()
+    if not waiting.done() or waiting.cancelled():
+        log.debug("[codes] a waiting client left")
+        return None
+    return waiting.result()
+
+
 async def latest_code(request: Request) -> Response:
     ctx = state(request)
     address = normalize_address(request.path_params["address"])
@@ -115,7 +137,7 @@ async def latest_code(request: Request) -> Response:
     stream = ctx.hub.subscribe((address,))
     log.debug("[codes] a request waits up to %.0f s for the next code", seconds)
     try:
-        row = await next_with_code(stream, seconds)
+        row = await wait_for_code(request, stream, seconds)
     finally:
         ctx.hub.unsubscribe(stream)
     refused = await refusal(ctx, address, cred)  # it may have changed meanwhile
