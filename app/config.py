@@ -292,6 +292,10 @@ class Settings:
         "an upgrade are kept)")
     retention_interval: float = setting(
         "300", _float(0.05, 86400), "seconds between expiry runs")
+    dedup_window: float = setting(
+        "3600", _float(0, 7 * 86400),
+        "seconds within which a resent copy of a message (same sender, recipient, Message-ID "
+        "and bytes) is not stored again; 0: off")
     tls_cert: str | None = setting(
         "", _optional, "PEM certificate file; with TLS_KEY enables STARTTLS")
     tls_key: str | None = setting("", _optional, "PEM private key file for TLS_CERT")

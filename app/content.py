@@ -4,8 +4,9 @@
   ours), not by the name the sender chose: executables (PE, ELF, Mach-O),
   scripts (`#!`), Office documents with macros (OLE2 VBA streams, OOXML
   `vbaProject.bin`), HTML and SVG (they run script when opened), and zip
-  archives holding any of these (one level down). A dangerous file name
-  (`.exe`, `.js`, `invoice.pdf.scr`) counts too: scripts have no signature.
+  archives holding any of these (also in a zip in a zip: ARCHIVE_DEPTH).
+  A dangerous file name (`.exe`, `.js`, `invoice.pdf.scr`) counts too:
+  scripts have no signature.
 - Suspicious links: visible text naming one domain while the link goes to
   another (`paypal.com` -> `paypal.com.evil.test`), links to a bare IP
   address, and punycode host names that imitate Latin letters (mixed
@@ -14,8 +15,8 @@
 A dangerous attachment makes the message junk (CONTENT_CHECKS=record) or
 refused (enforce); suspicious signs are recorded, and two different kinds
 together make it junk. Every input is bounded: HTML and text up to
-SCAN_LIMIT characters, RE2 patterns (linear time), attachments read up to
-their signature, archives up to ARCHIVE_ENTRIES names.
+SCAN_LIMIT characters and LINKS_JUDGED links, RE2 patterns (linear time),
+attachments read up to their signature, archives up to ARCHIVE_ENTRIES names.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import io
 import ipaddress
+import itertools
 import re
 import unicodedata
 import zipfile
@@ -41,7 +43,13 @@ ARCHIVE_ENTRIES = 1000  # names read from one zip archive
 HEAD_BYTES = 8192  # decoded bytes of an attachment its signature is read from
 HEAD_CHARS = HEAD_BYTES * 4 // 3  # base64 characters that decode to them
 ARCHIVE_BYTES = 16 * 1024 * 1024  # a zip archive larger than this is judged by name
+ARCHIVE_DEPTH = 3  # zip archives opened one inside another (a zip in a zip: 2)
+NESTED_BYTES = 2 * 1024 * 1024  # decoded bytes of a zip inside a zip read to list its names
+NESTED_ARCHIVES = 8  # zips inside one attachment's zip opened (a zip bomb's fan-out)
 LINKS_KEPT = 20  # suspicious links listed in the verdict
+# Links (anchors, and URL host names) judged per message: each costs Python
+# work, and 20,000 of them in a 1 MiB message held the event loop for 2.4 s.
+LINKS_JUDGED = 1000
 DANGEROUS_NAMES = frozenset(
     "exe scr com pif bat cmd vbs vbe js jse wsf wsh hta msi msp ps1 psm1 jar lnk reg cpl "
     "dll sys elf sh apk app dmg iso img vhd docm xlsm pptm dotm xltm html htm xhtml svg".split()
@@ -96,25 +104,40 @@ def kind_of(data: bytes) -> str | None:
     return None
 
 
-def archive_kind(data: bytes) -> str | None:
-    """A zip (or OOXML) archive's danger: macros, or a dangerous file inside."""
+def archive_kind(data: bytes, depth: int = 1, room: list[int] | None = None) -> str | None:
+    """A zip (or OOXML) archive's danger: macros, or a dangerous file inside,
+    also inside a zip inside it (ARCHIVE_DEPTH levels; at most NESTED_ARCHIVES
+    inner zips, NESTED_BYTES each: `room` counts them down)."""
+    room = [NESTED_ARCHIVES] if room is None else room
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = [info.filename for info in archive.infolist()[:ARCHIVE_ENTRIES]]
-            if any(name.lower().endswith("vbaproject.bin") for name in names):
+            entries = [i for i in archive.infolist()[:ARCHIVE_ENTRIES] if not i.is_dir()]
+            if any(i.filename.lower().endswith("vbaproject.bin") for i in entries):
                 return "Office document with macros"
-            for name in names:
-                if name_kind(name):
-                    return f"archive holding {name_kind(name)} ({name[:100]})"
-            for info in archive.infolist()[:ARCHIVE_ENTRIES]:
-                if info.file_size <= 16 * 1024 * 1024 and not info.is_dir():
-                    with archive.open(info) as member:
-                        inner = kind_of(member.read(8192)) if not name_kind(info.filename) else None
-                    if inner and not inner.startswith("archive"):
-                        return f"archive holding {inner} ({info.filename[:100]})"
+            for info in entries:
+                if name_kind(info.filename):
+                    return f"archive holding {name_kind(info.filename)} ({info.filename[:100]})"
+            for info in entries:
+                inner = _member_kind(archive, info, depth, room)
+                if inner:
+                    return f"archive holding {inner} ({info.filename[:100]})"
     except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, NotImplementedError, EOFError):
         return None  # not an archive we can read (encrypted, broken): judged by name only
     return None
+
+
+def _member_kind(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, depth: int, room: list[int]
+) -> str | None:
+    """The danger of one file in an archive, by its bytes; a zip in it is opened."""
+    with archive.open(info) as member:
+        head = member.read(HEAD_BYTES)
+        if not head.startswith(b"PK\x03\x04"):
+            return kind_of(head)
+        if depth >= ARCHIVE_DEPTH or room[0] <= 0:
+            return None
+        room[0] -= 1
+        return archive_kind(head + member.read(NESTED_BYTES - HEAD_BYTES), depth + 1, room)
 
 
 def name_kind(name: str) -> str | None:
@@ -206,13 +229,14 @@ def link_signs(html: str, text: str) -> dict[str, list[str]]:
         if len(examples) < LINKS_KEPT and example not in examples:
             examples.append(example[:300])
 
-    for href, inner in ANCHOR.findall(html_bytes) if html_bytes else ():
+    for anchor in itertools.islice(ANCHOR.finditer(html_bytes), LINKS_JUDGED):
+        href, inner = anchor.group(1), anchor.group(2)
         host = host_of(href.decode("utf-8", "replace"))
         shown = inner.decode("utf-8", "replace").strip()
         named = DOMAIN_TEXT.fullmatch(shown) if "." in shown and " " not in shown else None
         if host and named and not registrable_under(host, named.group(1).lower()):
             add("deceptive_links", f"{shown} -> {host}")
-    for host in set(_hosts(html_bytes, text_bytes)):
+    for host in set(itertools.islice(_hosts(html_bytes, text_bytes), LINKS_JUDGED)):
         if _is_ip(host.rpartition("@")[2].split(":")[0]):
             add("ip_links", host)
         elif lookalike(host.split(":")[0]):
@@ -225,7 +249,8 @@ def link_signs(html: str, text: str) -> dict[str, list[str]]:
 def _hosts(*texts: bytes) -> Iterable[str]:
     for text in texts:
         if text:
-            yield from (host.decode("utf-8", "replace").lower() for host in URL.findall(text))
+            for found in URL.finditer(text):
+                yield found.group(1).decode("utf-8", "replace").lower()
 
 
 def judge(parsed: ParsedMail, mode: str) -> tuple[Finding | None, str | None]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from . import verdicts
+from . import db_dedup, verdicts
 from .db_errors import REFUSED, classify
 from .model import Prepared
 from .policy import address_spellings
@@ -154,8 +154,7 @@ _PARAMETERS = [c for c in EMAIL_COLUMNS if c.value is not None]
 _RAW_PARAMETERS = 3  # $1..$3: raw_messages id, raw, received_at
 _OWNER = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[1])}::text[]"
 _ROW_ID = f"${_RAW_PARAMETERS + 1 + _PARAMETERS.index(EMAIL_COLUMNS[0])}::uuid[]"
-_OWNER_SPELLINGS = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::text[]"
-_REVOKE = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 2}::uuid[]"
+_REVOKE = f"${_RAW_PARAMETERS + len(_PARAMETERS) + 1}::uuid[]"
 
 # One statement, so one round trip and one implicit transaction per batch.
 # Ids are made before the insert; ON CONFLICT DO NOTHING makes a retried
@@ -189,17 +188,7 @@ WITH raw AS (
 ), box AS (
     INSERT INTO inbox (email_address)
     SELECT DISTINCT unnest({_OWNER})
-    ON CONFLICT (email_address) DO NOTHING
-), private AS (
-    -- Best effort: a row another transaction holds (a website updating it) is
-    -- skipped, never waited for: a lock on a list table must not stop mail.
-    UPDATE private_email SET last_updated_at = now()
-    WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM private_email
-        -- Spelled as operators type it: policy.address_spellings.
-        WHERE {folded("email")} = ANY({_OWNER_SPELLINGS})
-        FOR UPDATE SKIP LOCKED
-    )){revokes if revoking else ""}
+    ON CONFLICT (email_address) DO NOTHING{revokes if revoking else ""}
 )
 SELECT count(pg_notify('{NEW_MAIL_CHANNEL}', n.id::text || ' ' || n.owner))
 FROM unnest({_ROW_ID}, {_OWNER}) AS n(id, owner)
@@ -209,11 +198,27 @@ FROM unnest({_ROW_ID}, {_OWNER}) AS n(id, owner)
 INSERT_BATCH = _insert_statement(revoking=False)
 INSERT_AND_REVOKE = _insert_statement(revoking=True)
 
+# private_email's stamp, after the batch's commit and apart from it (best
+# effort): a row another transaction holds (a website updating it) is
+# skipped, and a lock on the whole table (ALTER TABLE, VACUUM FULL, LOCK
+# TABLE) is waited for at most LOCK_TIMEOUT: a lock on a list table must not
+# stop mail (in the batch's statement, such a lock held every batch).
+STAMP_TIMEOUT = 2.0  # seconds: the batch's 250s wait for the stamp
+STAMP_PRIVATE = f"""
+UPDATE private_email SET last_updated_at = now()
+WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM private_email
+    -- Spelled as operators type it: policy.address_spellings.
+    WHERE {folded("email")} = ANY($1::text[])
+    FOR UPDATE SKIP LOCKED
+))
+"""
+
 
 def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[list[Any]]:
     """The parameters of INSERT_BATCH: raw_messages arrays, one array per
-    EMAIL_COLUMNS parameter (one element per recipient row), the spellings
-    of the owners (private_email's stamp), and for INSERT_AND_REVOKE the revokes."""
+    EMAIL_COLUMNS parameter (one element per recipient row), and for
+    INSERT_AND_REVOKE the revokes."""
     raws: list[list[Any]] = [[], [], []]
     columns: list[list[Any]] = [[] for _ in _PARAMETERS]
     for prepared in batch:
@@ -225,23 +230,39 @@ def batch_args(batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]) -> list[l
         for row_id, owner in zip(envelope.row_ids, envelope.recipients, strict=True):
             for array, column in zip(columns, _PARAMETERS, strict=True):
                 array.append(column.value(prepared, row_id, owner))  # type: ignore[misc]
-    spellings = address_spellings(set(columns[_PARAMETERS.index(EMAIL_COLUMNS[1])]))
-    return [*raws, *columns, spellings, *([list(revoke)] if revoke else [])]
+    return [*raws, *columns, *([list(revoke)] if revoke else [])]
+
+
+async def stamp_private(pool: asyncpg.Pool, owners: Sequence[str]) -> None:
+    """Stamp the private_email rows of `owners` (STAMP_PRIVATE); raises if
+    the table stays locked past LOCK_TIMEOUT (the caller lets it go)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        await conn.execute(STAMP_PRIVATE, address_spellings(set(owners)), timeout=STAMP_TIMEOUT)
 
 
 async def insert_batch(
-    pool: asyncpg.Pool, batch: Sequence[Prepared], revoke: Sequence[uuid.UUID] = ()
+    pool: asyncpg.Pool,
+    batch: Sequence[Prepared],
+    revoke: Sequence[uuid.UUID] = (),
+    dedup_window: float = 0,
 ) -> None:
-    """Insert `batch` and delete the messages in `revoke`, in one statement.
+    """Insert `batch` and delete the messages in `revoke`, in one transaction.
 
-    One statement is one implicit transaction and one round trip. `revoke`
+    Without resend keys it is one statement: one implicit transaction, one round trip. `revoke`
     holds messages whose sender was told 451 after a write that may have
     committed: the sender will send again, so a copy of ours must not stay.
+    With `dedup_window` (or revokes), resends are found first, in the same
+    transaction (app/db_dedup.py).
     """
     async with pool.acquire() as conn:
         try:
-            statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
-            await conn.execute(statement, *batch_args(batch, revoke))
+            if revoke or (dedup_window > 0 and db_dedup.claims(batch)):
+                async with conn.transaction():
+                    batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window)
+                    await _insert(conn, batch, revoke)
+            else:
+                await _insert(conn, batch, revoke)
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
             # A connection that was lost is released already: terminating it
@@ -249,6 +270,13 @@ async def insert_batch(
             with contextlib.suppress(asyncpg.InterfaceError):
                 conn.terminate()
             raise
+
+
+async def _insert(
+    conn: asyncpg.Connection, batch: Sequence[Prepared], revoke: Sequence[uuid.UUID]
+) -> None:
+    statement = INSERT_AND_REVOKE if revoke else INSERT_BATCH
+    await conn.execute(statement, *batch_args(batch, revoke))
 
 
 PROBE_BYTES = 64 * 1024  # a message's size, for probe_write

@@ -1,6 +1,7 @@
 """What a failed write to PostgreSQL calls for (`classify`), and how to name it.
 
-Connection losses, timeouts and server-side trouble are worth retrying, a
+Connection losses, timeouts (unless the database writes meanwhile: store.py)
+and server-side trouble are worth retrying, a
 full disk too (new mail is refused meanwhile); anything else is a refusal,
 which may be about one row or every row (the writer tells which:
 app/refusals.py).
@@ -26,6 +27,17 @@ RETRY, REFUSED, STORE_FULL = "retry", "refused", "store full"
 # standby (25).
 NOT_ABOUT_A_ROW = frozenset({"08", "25", "28", "3D", "40", "53", "55", "57", "58"})
 DISK_FULL = "53100"
+
+
+QUERY_CANCELED = "57014"  # statement_timeout, or a cancel by an operator
+
+
+def timed_out(error: BaseException) -> bool:
+    """Did the write run out of time (the server's statement_timeout, a
+    cancel, or the client's command timeout)? One row may be the cause (an
+    operator's slow trigger or index): the writer tells (store.py)."""
+    state = getattr(error, "sqlstate", None)
+    return state == QUERY_CANCELED or (state is None and isinstance(error, TimeoutError))
 
 
 def classify(error: BaseException) -> str:

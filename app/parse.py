@@ -22,7 +22,10 @@ from typing import Any
 import mailparser
 import mailparser.utils
 
-from . import codes
+from . import (
+    codes,
+    mimeparams,  # noqa: F401  (linear MIME parameter splitting)
+)
 from .content import head_of
 from .model import NO_SUBJECT, Attachment, ParsedMail
 

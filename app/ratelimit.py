@@ -1,14 +1,19 @@
 """Rate limits stage: messages per minute, as Postfix's anvil counts them,
 on the `limits` library's counters.
 
-Counted at the earliest SMTP step that has the key:
+Checked at the earliest SMTP step that has the key, and counted when a
+message is accepted (`delivered`): what a client names without sending a
+message costs nobody else (counted at MAIL and RCPT, a few MAIL commands
+a minute locked a sender domain, a mailbox or, from enough IPv6 /64s, all
+mail out):
 - MAIL: all mail (RATE_GLOBAL), the client's network (an IPv4 /24 or an
   IPv6 /64: RATE_PER_NETWORK), the sender's domain (RATE_PER_SENDER_DOMAIN);
 - RCPT: the recipient's domain (RATE_PER_RECIPIENT_DOMAIN) and mailbox
   (RATE_PER_MAILBOX: flood protection, past it `452 4.2.2`);
 - every failed command (a 5xx reply): the client's address
-  (RATE_ERRORS_PER_IP); past it the address is blocked for
-  RATE_BLOCK_SECONDS: `421` at connect, and the session is closed.
+  (RATE_ERRORS_PER_IP); past it the address (an IPv6 client: its /64, as
+  for the connection limits) is blocked for RATE_BLOCK_SECONDS: `421` at
+  connect, and the session is closed.
 
 Counters live in memory (one process) or in Redis (`RATE_LIMIT_STORAGE=
 redis://...`: every host and worker shares them). Fixed windows: cheap and
@@ -16,15 +21,18 @@ the same in both storages; a client can reach twice a limit across a
 window boundary, which the defaults (far above any real MTA) allow for.
 With RATE_LIMITS=record nothing is refused: a message over a limit is
 stored as junk. A storage that fails (Redis down or slow) refuses nothing:
-the failure is logged once a minute and counted.
+the failure is logged once a minute and counted, and the storage is left
+alone for STORAGE_BACKOFF seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import limits
@@ -32,6 +40,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
 from . import metrics, replies
+from .connections import client_key
 from .model import Finding
 from .policy import client_address
 from .tasks import Throttle
@@ -40,6 +49,7 @@ from .verdicts import ENFORCE, OFF
 log = logging.getLogger("app.ratelimit")
 
 STORAGE_TIMEOUT = 0.5  # seconds one counter update may take before it is skipped
+STORAGE_BACKOFF = 5.0  # seconds a failed storage is left alone (nothing counted) before a retry
 NETWORK_PREFIX = {4: 24, 6: 64}
 # The limits checked at each step: (setting, reply when over it).
 AT_MAIL = (
@@ -73,6 +83,16 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+def mail_keys(ip: str, sender: str) -> tuple[str, ...]:
+    """The counters' keys at MAIL (AT_MAIL's order)."""
+    return ("all", network_of(ip), sender.rpartition("@")[2].lower() or "<>")
+
+
+def rcpt_keys(recipient: str) -> tuple[str, ...]:
+    """The counters' keys of one recipient (AT_RCPT's order)."""
+    return (recipient.rpartition("@")[2], recipient)
+
+
 def storage_uri(setting: str) -> tuple[str, dict[str, Any]]:
     """The `limits` async storage URI and options for RATE_LIMIT_STORAGE."""
     if setting.startswith(("redis://", "rediss://", "unix://")):
@@ -99,24 +119,35 @@ class RateLimits:
         }
         self._block = limits.RateLimitItemPerSecond(1, max(1, int(settings.rate_block_seconds)))
         self._failures_told = Throttle()
+        self._storage_back_at = 0.0  # time.monotonic() before which the storage is not asked
 
     async def at_mail(self, ip: str, sender: str) -> tuple[str | None, Finding | None]:
         """(refusal, finding) for a MAIL from `ip` with `sender` ("" for <>)."""
-        keys = ("all", network_of(ip), sender.rpartition("@")[2].lower() or "<>")
-        return await self._count(AT_MAIL, keys)
+        return await self._check(AT_MAIL, mail_keys(ip, sender))
 
     async def at_rcpt(self, recipient: str) -> tuple[str | None, Finding | None]:
         """(refusal, finding) for an accepted recipient (normalised)."""
-        return await self._count(AT_RCPT, (recipient.rpartition("@")[2], recipient))
+        return await self._check(AT_RCPT, rcpt_keys(recipient))
 
-    async def _count(
+    async def delivered(self, ip: str, sender: str, recipients: Iterable[str]) -> None:
+        """Count a message accepted from `ip`: once at MAIL's keys, once per recipient."""
+        if self.mode == OFF:
+            return
+        counted = [zip(AT_MAIL, mail_keys(ip, sender), strict=True)]
+        counted += [zip(AT_RCPT, rcpt_keys(r), strict=True) for r in recipients]
+        for (name, _), key in itertools.chain.from_iterable(counted):
+            item = self._limits[name]
+            if item is not None:
+                await self._safely(self._limiter.hit, item, name, key)
+
+    async def _check(
         self, checks: tuple[tuple[str, str], ...], keys: tuple[str, ...]
     ) -> tuple[str | None, Finding | None]:
         if self.mode == OFF:
             return None, None
         for (name, reply), key in zip(checks, keys, strict=True):
             item = self._limits[name]
-            if item is None or await self._safely(self._limiter.hit(item, name, key), True):
+            if item is None or await self._safely(self._limiter.test, item, name, key):
                 continue
             setting = name.upper()
             metrics.RATE_LIMITED.labels(setting).inc()
@@ -131,9 +162,10 @@ class RateLimits:
         item = self._limits["rate_errors_per_ip"]
         if self.mode != ENFORCE or item is None or not ip:
             return False
-        if await self._safely(self._limiter.hit(item, "errors", ip), True):
+        client = client_key(ip)
+        if await self._safely(self._limiter.hit, item, "errors", client):
             return False
-        await self._safely(self._limiter.hit(self._block, "blocked", ip), True)
+        await self._safely(self._limiter.hit, self._block, "blocked", client)
         metrics.RATE_LIMITED.labels("RATE_ERRORS_PER_IP").inc()
         return True
 
@@ -141,14 +173,20 @@ class RateLimits:
         """True while `ip` is blocked for too many errors."""
         if self.mode != ENFORCE or self._limits["rate_errors_per_ip"] is None or not ip:
             return False
-        return not await self._safely(self._limiter.test(self._block, "blocked", ip), True)
+        return not await self._safely(self._limiter.test, self._block, "blocked", client_key(ip))
 
-    async def _safely(self, call: Awaitable[bool], default: bool) -> bool:
-        """`call`'s answer, or `default` if the storage fails or is slow."""
+    async def _safely(self, call: Callable[..., Awaitable[bool]], *args: Any) -> bool:
+        """`call(*args)`'s answer, or True (under the limit) if the storage fails
+        or is slow; then it is left alone for STORAGE_BACKOFF seconds, so a dead
+        or hung Redis costs a session at most STORAGE_TIMEOUT now and then, not
+        on every counter."""
+        if time.monotonic() < self._storage_back_at:
+            return True
         try:
             async with asyncio.timeout(STORAGE_TIMEOUT):
-                return await call
+                return await call(*args)
         except Exception as error:
+            self._storage_back_at = time.monotonic() + STORAGE_BACKOFF
             metrics.RATE_STORAGE_ERRORS.inc()
             if self._failures_told.due():
                 log.warning(
@@ -156,4 +194,4 @@ class RateLimits:
                     self.storage_name,
                     error,
                 )
-            return default
+            return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +68,8 @@ class Scanner:
                     score, symbols, action = await self._rspamd(envelope)
                 else:
                     score, symbols, action = await self._spamd(envelope)
+                if not math.isfinite(score):
+                    raise ValueError(f"score {score} is not a number")
         except Exception as error:
             why = "timeout" if isinstance(error, TimeoutError) else f"{type(error).__name__}"
             return self._unchecked(why, error), None

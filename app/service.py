@@ -32,7 +32,7 @@ from collections.abc import Awaitable
 
 import httpx
 
-from . import db, db_connect, db_schema, embedded, listening, metrics, retention
+from . import db, db_connect, db_dedup, db_schema, embedded, listening, metrics, retention
 from .auth import Authenticator
 from .config import Settings
 from .connections import Connections
@@ -59,6 +59,7 @@ LISTS_WAIT = 10.0  # seconds start-up waits for the lists before listening anywa
 POOL_CLOSE_TIMEOUT = 5.0
 REPLY_WAIT = 2.0  # seconds a drain waits for sessions to send the replies they owe
 SPOOL_CHECK_INTERVAL = 2.0  # seconds between looks at the spool directories
+DEDUP_PRUNE = 300.0  # seconds between prunes of resend keys past DEDUP_WINDOW
 
 
 class StartupError(Exception):
@@ -205,6 +206,7 @@ class Service:
             batch_delay=settings.batch_delay_ms / 1000,
             queue_size=settings.queue_size,
             queue_bytes=QUEUE_BYTES,
+            dedup_window=settings.dedup_window,
         )
         self.schema_ready = asyncio.Event()
         self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
@@ -291,6 +293,12 @@ class Service:
                 ),
             ),
         )
+        if settings.dedup_window > 0:  # resend keys past the window go (any host may)
+            window = settings.dedup_window
+            self.spawn(
+                "dedup",
+                run_every("dedup", min(window, DEDUP_PRUNE), lambda: db_dedup.prune(pool, window)),
+            )
         self.http = httpx.AsyncClient(timeout=5)
         if settings.heartbeat_url:
             heartbeat = Heartbeat(settings.heartbeat_url, self.http, self.health)

@@ -210,11 +210,18 @@ class Session(SMTP):
         if self._refusal is not None:
             self._close_with(self._refusal, self._refusal)
             return
-        refused = await self.event_handler.greeting_refusal(self)  # paused, blocked
-        if refused is not None:
-            self._close_with(*refused)
+        # Behind a balancer the client is known only from its PROXY header:
+        # the handler's handle_PROXY asks then.
+        if not self._settings.proxy_protocol and await self.refused_at_greeting():
             return
         await super()._handle_client()
+
+    async def refused_at_greeting(self) -> bool:
+        """Refuse the client (421, closed) if receiving is paused or it is blocked."""
+        refused = await self.event_handler.greeting_refusal(self)
+        if refused is not None:
+            self._close_with(*refused)
+        return refused is not None
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = PLAIN_PATH.match(arg) if arg else None

@@ -117,8 +117,13 @@ class Handler:
     async def handle_PROXY(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, proxy: ProxyData
     ) -> bool:
-        # aiosmtpd closes the connection when the header is missing or invalid.
-        return bool(proxy.valid) and server.accept_proxy(proxy)
+        # aiosmtpd closes the connection when the header is missing or invalid,
+        # or when the client so named is refused (paused, blocked for errors).
+        return (
+            bool(proxy.valid)
+            and server.accept_proxy(proxy)
+            and not await server.refused_at_greeting()
+        )
 
     async def handle_HELO(
         self, server: Session, session: SMTPSession, envelope: SMTPEnvelope, hostname: str
@@ -354,6 +359,8 @@ class Handler:
                 # or revokes it if its write went through after all.
                 log.warning("[smtp] commit wait timed out for %s", message.id)
                 return replies.STORE_FULL if self._writer.store_full else replies.QUEUE_FULL
+        if self._rate_limits is not None:  # checked at MAIL and RCPT, counted now
+            await self._rate_limits.delivered(server.peer_ip, message.mail_from, message.recipients)
         metrics.ACCEPTED.inc()
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         log.info(

@@ -67,6 +67,7 @@ class BatchWriter:
         batch_delay: float,
         queue_size: int,
         queue_bytes: int,
+        dedup_window: float = 0,
     ) -> None:
         self._pool = pool
         self._spool = spool
@@ -74,6 +75,7 @@ class BatchWriter:
         self._batch_delay = batch_delay
         self._queue_size = queue_size
         self._queue_bytes_max = queue_bytes
+        self._dedup_window = dedup_window  # resends found in the write (app/db_dedup.py)
         self._waiting: collections.deque[Item] = collections.deque()
         self._arrived = asyncio.Event()
         self._in_flight: list[Item] = []  # taken from _waiting, not yet safe
@@ -138,6 +140,8 @@ class BatchWriter:
         self._waiting.append(item)
         self._queued_bytes += len(item.envelope.raw)
         self._arrived.set()
+        # Ready now: wakes a writer whose batch is all still being prepared.
+        item.prepared.add_done_callback(lambda _: self._arrived.set())
         self._idle.clear()
         metrics.QUEUE_DEPTH.set(len(self._waiting))
         if len(self._waiting) >= self._high_water:
@@ -270,6 +274,9 @@ class BatchWriter:
                 self._take(self._in_flight)  # newer mail may be ready sooner: take it too
                 batch = list(self._in_flight)
                 continue
+            if self._take_prepared():  # the batch is full of mail still being prepared
+                batch = list(self._in_flight)
+                continue
             self._arrived.clear()
             arrival = asyncio.ensure_future(self._arrived.wait())
             waiting: list[asyncio.Future[Any]] = [item.prepared for item in batch]
@@ -289,6 +296,16 @@ class BatchWriter:
             self._waiting.extendleft(reversed(later))
             self._in_flight = list(ready)
         return ready
+
+    def _take_prepared(self) -> bool:
+        """Move the prepared mail waiting behind a batch of BATCH_MAX messages
+        still being prepared into the batch (up to BATCH_MAX more): it would
+        otherwise wait for one of them, and, put back behind them, again."""
+        prepared = [item for item in self._waiting if item.prepared.done()][: self._batch_max]
+        for item in prepared:
+            self._waiting.remove(item)
+        self._in_flight.extend(prepared)
+        return bool(prepared)
 
     def _take(self, batch: list[Item]) -> None:
         """Move waiting mail into `batch`, up to BATCH_MAX messages and
@@ -339,6 +356,8 @@ class BatchWriter:
                 kind = db_errors.classify(error)
                 if kind == db_errors.REFUSED:
                     return error
+                if batch and db_errors.timed_out(error) and await self._writes_in_time():
+                    return error  # the database writes, not this batch: maybe one row's fault
                 self._unavailable(error, kind)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -349,6 +368,7 @@ class BatchWriter:
             self._available(bool(batch))
             self._safe.revoked(revoked)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+            await self._stamp_private(batch)
             self._committed(batch)
             return None
 
@@ -358,8 +378,31 @@ class BatchWriter:
             await db.probe_write(self._pool)  # only a real write tells if there is room
             return []
         revoke = list(self._safe.revokes)
-        await db.insert_batch(self._pool, [prepared_of(item) for item in batch], revoke)
+        prepared = [prepared_of(item) for item in batch]
+        await db.insert_batch(self._pool, prepared, revoke, self._dedup_window)
         return revoke
+
+    async def _stamp_private(self, batch: list[Item]) -> None:
+        """Best effort, after the commit, before its 250s: private_email's
+        stamp (db.STAMP_PRIVATE). Skipped while the table is locked; the next
+        message to the address stamps it."""
+        owners = [owner for item in batch for owner in item.envelope.recipients]
+        if not owners:
+            return
+        try:
+            await db.stamp_private(self._pool, owners)
+        except Exception as error:
+            log.info("[store] private_email not stamped this time: %r", error)
+
+    async def _writes_in_time(self) -> bool:
+        """Does the database take a write of a message's size now? Then a batch
+        that ran out of time is refused like any other (app/refusals.py finds
+        the row, if it is one), not retried for ever."""
+        try:
+            await db.probe_write(self._pool)
+        except Exception:
+            return False
+        return True
 
     def _unavailable(self, error: Exception, kind: str) -> None:
         """A write failed for a reason that is not the mail's: say so once."""

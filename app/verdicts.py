@@ -23,6 +23,7 @@ its own key (the `data` of its Finding). Pure: no I/O.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,7 +46,21 @@ def build(findings: Iterable[Finding]) -> dict[str, Any] | None:
     for finding in found:
         # One finding per check; a later one (the end of DATA) adds to an earlier.
         verdicts[finding.check] = {**verdicts.get(finding.check, {}), **finding.data}
-    return verdicts
+    return storable(verdicts)
+
+
+def storable(value: Any) -> Any:
+    """`value` as PostgreSQL's jsonb takes it: NaN and infinities null, strings
+    without NUL or lone surrogates (a scanner's answer is not ours to trust)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {storable(str(key)): storable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(item) for item in value]
+    return value
 
 
 def of(prepared: Prepared) -> dict[str, Any] | None:

@@ -73,9 +73,12 @@ class Probe:
         self.worst = 0.0
         self.count = 0
         self.running = True
+        self.pid = 0  # its backend's, once connected
+        self.locked = 0.0  # seconds it was seen waiting for a lock (tests/probes.py)
 
     async def run(self) -> None:
         conn = await asyncpg.connect(self.url)
+        self.pid = conn.get_server_pid()
         try:
             while self.running:
                 began = time.perf_counter()

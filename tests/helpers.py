@@ -46,7 +46,19 @@ def create_database() -> str:
 
 
 def drop_database(name: str) -> None:
-    query(ADMIN_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    # DROP DATABASE asks for a checkpoint, which fails while another test
+    # (test_review_store_full) holds a tablespace full: wait until it is freed.
+    eventually(lambda: _dropped(name), timeout=300, interval=0.5)
+
+
+def _dropped(name: str) -> bool:
+    try:
+        query(ADMIN_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    except asyncpg.PostgresError as error:
+        if "checkpoint" not in str(error):
+            raise
+        return False
+    return True
 
 
 def install_schema(url: str, domains: tuple[str, ...] = ()) -> None:

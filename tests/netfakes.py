@@ -150,12 +150,12 @@ class _MonitorHandler(_Quiet):
 
 
 class TCPProxy:
-    """Forwards 127.0.0.1:<port> to `target`; cut() drops every connection and
-    refuses new ones until restore()."""
+    """Forwards `bind`:<port> (127.0.0.1) to `target`; cut() drops every
+    connection and refuses new ones until restore()."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], bind: str = "127.0.0.1") -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server((bind, 0))
         self.port = self.listener.getsockname()[1]
         self.cut_off = False
         self.refused = 0  # connections turned away while cut: each is a client's attempt

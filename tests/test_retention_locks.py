@@ -8,9 +8,11 @@ and every new partition's ATTACH scanned the DEFAULT partition, where kept
 mail piles up, under ACCESS EXCLUSIVE. lock_timeout bounds only the wait for
 a lock, not how long it is held.
 
-Each test measures the slowest mailbox read and insert while retention runs
-on a real PostgreSQL (tests/probes.py): that wait is the behaviour, so it is
-the one timed assertion. Wall-clock never decides anything else here.
+Each test adds up the time a mailbox read and an insert spend waiting for a
+lock while retention runs on a real PostgreSQL (tests/probes.py): that wait
+is the behaviour. It is read from pg_stat_activity, so a busy machine (which
+slows every statement) does not count, only a lock held against them; the
+slowest statements are printed beside it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .probes import probing
 
 UTC = datetime.UTC
 H = datetime.timedelta(hours=1)
-WORST = 0.25  # seconds a read or an insert may wait while retention runs
+WORST = 0.25  # seconds a read or an insert may wait for a lock while retention runs
 VIPS = [f"vip{n}@example.com" for n in range(50)]
 PRIVATE = frozenset(VIPS)
 
@@ -74,8 +76,12 @@ def vip_count(url: str) -> int:
 
 
 def report(what: str, reader: object, inserter: object) -> tuple[float, float]:
-    read, insert = reader.worst, inserter.worst  # type: ignore[attr-defined]
-    print(f"{what}: slowest read {read * 1000:.0f} ms, slowest insert {insert * 1000:.0f} ms")
+    read, insert = reader.locked, inserter.locked  # type: ignore[attr-defined]
+    print(
+        f"{what}: slowest read {reader.worst * 1000:.0f} ms, slowest insert "  # type: ignore[attr-defined]
+        f"{inserter.worst * 1000:.0f} ms; waiting for locks: reads {read * 1000:.0f} ms, "  # type: ignore[attr-defined]
+        f"inserts {insert * 1000:.0f} ms"
+    )
     return read, insert
 
 
@@ -94,7 +100,7 @@ def test_dropping_a_partition_with_private_mail_blocks_nobody(database_url):
     assert vip_count(database_url) == 100_000
     assert read < WORST and insert < WORST, (
         f"while retention dropped one partition a mailbox read waited {read * 1000:.0f} ms "
-        f"and an insert {insert * 1000:.0f} ms"
+        f"for locks and an insert {insert * 1000:.0f} ms"
     )
 
 
@@ -206,7 +212,7 @@ def test_new_partitions_attach_without_scanning_kept_mail(database_url):
     read, insert = report("making partitions beside 800,000 kept rows", reader, inserter)
     assert read < WORST and insert < WORST, (
         f"while partitions were made a mailbox read waited {read * 1000:.0f} ms "
-        f"and an insert {insert * 1000:.0f} ms"
+        f"for locks and an insert {insert * 1000:.0f} ms"
     )
 
     async def raise_fence() -> datetime.datetime:
@@ -227,7 +233,7 @@ def test_new_partitions_attach_without_scanning_kept_mail(database_url):
     read, insert = report("moving the fence up over them", reader, inserter)
     assert read < WORST and insert < WORST, (
         f"while the fence moved a mailbox read waited {read * 1000:.0f} ms "
-        f"and an insert {insert * 1000:.0f} ms"
+        f"for locks and an insert {insert * 1000:.0f} ms"
     )
     assert vip_count(database_url) == 800_000
     names = {

@@ -45,10 +45,25 @@ CREATE FUNCTION refuse_all() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'mail is closed'; END $$;
 CREATE TRIGGER refuse_all BEFORE INSERT ON emails FOR EACH ROW EXECUTE FUNCTION refuse_all();
 """
+# A statement_timeout (as many operators set) and a trigger slow for one
+# message: its batch timed out (57014, a class retried for connection and
+# server trouble) and was retried for ever, holding all mail behind it.
+SLOW_ONE = """
+DO $$ BEGIN
+    EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', current_database(), '1s');
+END $$;
+CREATE FUNCTION slow_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.subject = 'slow' THEN PERFORM pg_sleep(3); END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_poison BEFORE INSERT ON emails FOR EACH ROW EXECUTE FUNCTION slow_poison();
+"""
 # cause: (the operator's DDL, the poison's Subject, what the dead letter says)
 CAUSES = {
     "index": ("CREATE INDEX ON emails (subject)", HUGE_SUBJECT, "54000"),
     "trigger": (REFUSE_ONE, "poison", "P0001"),
+    "timeout": (SLOW_ONE, "slow", "57014"),
 }
 
 
@@ -75,7 +90,10 @@ def send_poison(port: int, subject: str, times: int, replies: list[int]) -> None
         replies.append(send(port, subject)[0])
 
 
-@pytest.mark.parametrize("ack_mode,cause", [("durable", "index"), ("instant", "trigger")])
+@pytest.mark.parametrize(
+    "ack_mode,cause",
+    [("durable", "index"), ("instant", "trigger"), ("instant", "timeout"), ("durable", "timeout")],
+)
 def test_one_refused_message_amid_many_good_ones(
     make_server, database_url, tmp_path, ack_mode, cause
 ):

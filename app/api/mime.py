@@ -28,6 +28,8 @@ import itertools
 import re
 from collections.abc import Iterator
 
+from .. import mimeparams  # noqa: F401  (linear MIME parameter splitting)
+
 BODY_TYPES = ("text/plain", "text/html")
 MAX_PARTS = 1000  # leaves listed (and served) per message
 FEED_CHUNK = 64 * 1024  # bytes fed to the parser between two counts of its parts

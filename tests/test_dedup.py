@@ -1,0 +1,217 @@
+"""Resend detection (app/db_dedup.py): a message its sender sends again,
+to the same host or another, is stored once; different bytes are not a resend."""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+import uuid
+
+from app import db_dedup
+from app.model import Envelope
+
+from .helpers import eventually, query
+
+MESSAGE = (
+    b"From: a@sender.test\r\nTo: box@example.com\r\nSubject: resend\r\n"
+    b"Message-ID: <%s@sender.test>\r\n\r\n%s\r\n"
+)
+
+
+def message(mid: str, body: str = "one") -> bytes:
+    return MESSAGE % (mid.encode(), body.encode())
+
+
+def send(port: int, raw: bytes, rcpts: tuple[str, ...] = ("box@example.com",)) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        assert client.mail("a@sender.test")[0] == 250
+        for rcpt in rcpts:
+            assert client.rcpt(rcpt)[0] == 250
+        code, reply = client.data(raw)
+        assert code == 250, reply  # a resend is answered 250 too: its first copy is stored
+
+
+def rows(url: str, owner: str = "box@example.com") -> list[str]:
+    found = query(url, "SELECT body FROM emails WHERE mailbox_owner = $1 ORDER BY body", owner)
+    return [r["body"].strip() for r in found]
+
+
+def raw_count(url: str) -> int:
+    return int(query(url, "SELECT count(*) FROM raw_messages")[0][0])
+
+
+def test_same_message_to_two_hosts_is_stored_once(make_server, database_url):
+    first, second = make_server(), make_server()
+    mid = uuid.uuid4().hex
+    send(first.port, message(mid))
+    send(second.port, message(mid))  # the MTA's resend after an ambiguous failure
+    send(first.port, message(mid))  # and again to the first host
+    assert rows(database_url) == ["one"]
+    assert raw_count(database_url) == 1  # the copies' raw bytes are not kept either
+
+
+def test_same_message_id_other_bytes_or_no_id_is_stored_twice(make_server, database_url):
+    first, second = make_server(), make_server()
+    mid = uuid.uuid4().hex
+    send(first.port, message(mid, "one"))
+    send(second.port, message(mid, "two"))  # same Message-ID, different bytes: a new message
+    plain = b"From: a@sender.test\r\nSubject: no id\r\n\r\nthree\r\n"
+    send(first.port, plain)
+    send(second.port, plain)  # no Message-ID: no key, never taken for a resend
+    assert rows(database_url) == ["one", "three", "three", "two"]
+
+
+def test_recipients_are_keyed_one_by_one(make_server, database_url):
+    first, second = make_server(), make_server()
+    raw = message(uuid.uuid4().hex)
+    send(first.port, raw, ("box@example.com",))
+    # The resend carries that recipient and a new one: only the new one is stored.
+    send(second.port, raw, ("box@example.com", "other@example.com"))
+    assert rows(database_url) == ["one"]
+    assert rows(database_url, "other@example.com") == ["one"]
+
+
+def test_simultaneous_copies_on_two_hosts_make_one_row(make_server, database_url):
+    hosts = [make_server(), make_server()]
+    raws = [message(uuid.uuid4().hex, f"m{n}") for n in range(20)]
+
+    def blast(port: int) -> None:
+        for raw in raws:
+            send(port, raw)
+
+    threads = [threading.Thread(target=blast, args=(h.port,)) for h in hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(rows(database_url)) == sorted(f"m{n}" for n in range(20))
+
+
+def test_window_off_stores_every_copy(make_server, database_url):
+    server = make_server(dedup_window="0")
+    raw = message(uuid.uuid4().hex)
+    send(server.port, raw)
+    send(server.port, raw)
+    assert eventually(lambda: rows(database_url) == ["one", "one"])
+
+
+def test_keys_past_the_window_are_taken_over_and_pruned(make_server, database_url):
+    server = make_server(dedup_window="1")
+    raw = message(uuid.uuid4().hex)
+    send(server.port, raw)
+    query(database_url, "UPDATE mail_dedup SET seen_at = seen_at - interval '1 hour'")
+    send(server.port, raw)  # its first copy is older than the window: stored again
+    assert rows(database_url) == ["one", "one"]
+    query(database_url, "UPDATE mail_dedup SET seen_at = seen_at - interval '1 hour'")
+    # The prune runs every DEDUP_WINDOW seconds (here 1): every key is past it.
+    eventually(lambda: not query(database_url, "SELECT 1 FROM mail_dedup"), timeout=30)
+
+
+def envelope(raw: bytes, recipients: tuple[str, ...], sender: str = "a@x.test") -> Envelope:
+    return Envelope.new(sender, recipients, raw, "192.0.2.1", "x.test")
+
+
+def test_keys_follow_sender_recipient_message_id_and_bytes():
+    raw = message("k1")
+    one = db_dedup.keys(envelope(raw, ("A@Example.com", "b@example.com")))
+    assert len(set(one)) == 2 and None not in one
+    assert db_dedup.keys(envelope(raw, ("a@example.com",))) == one[:1]  # case of the address
+    assert db_dedup.keys(envelope(raw, ("a@example.com",), "other@x.test")) != one[:1]
+    assert db_dedup.keys(envelope(message("k1", "x"), ("a@example.com",))) != one[:1]
+    assert db_dedup.keys(envelope(b"Subject: x\r\n\r\nMessage-ID: <a@b>\r\n", ("a@e.com",))) == [
+        None
+    ]
+    folded = b"Message-Id:\r\n <k1@sender.test>\r\nSubject: s\r\n\r\nb\r\n"
+    assert db_dedup.message_id(folded) == b"<k1@sender.test>"
+
+
+# The first batch after this is armed sleeps past DURABLE_TIMEOUT: its sender
+# gets 451 while the write commits, and the writer revokes it afterwards.
+SLOW_ONCE = """
+CREATE TABLE slow_once (armed boolean);
+CREATE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM slow_once;
+    IF FOUND THEN PERFORM pg_sleep(2); END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slow_once AFTER INSERT ON raw_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION slow_once();
+INSERT INTO slow_once VALUES (true);
+"""
+
+
+SLEEPING = (
+    "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()"
+)
+
+
+def send_reply(port: int, raw: bytes) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("a@sender.test")
+        client.rcpt("box@example.com")
+        return int(client.data(raw)[0])
+
+
+def test_revoked_message_gives_its_key_back(make_server, database_url):
+    server = make_server(durable_timeout="1")
+    script(database_url, SLOW_ONCE)
+    raw = message(uuid.uuid4().hex)
+    assert send_reply(server.port, raw) == 451
+    server.wait_for_log(r"commit wait timed out")
+    eventually(lambda: not query(database_url, "SELECT 1 FROM slow_once"))  # taken
+    # Committed after the 451 (it sleeps until then), then revoked: gone, its key too.
+    eventually(lambda: not query(database_url, SLEEPING), timeout=30)
+    eventually(lambda: not query(database_url, "SELECT 1 FROM mail_dedup"), timeout=30)
+    assert rows(database_url) == []
+    send(server.port, raw)  # the sender's retry is not a copy of anything stored
+    assert rows(database_url) == ["one"]
+
+
+def test_copy_dropped_before_the_revoke_keeps_the_first(make_server, database_url):
+    first, second = make_server(durable_timeout="1"), make_server()
+    script(database_url, SLOW_ONCE)
+    raw = message(uuid.uuid4().hex)
+    assert send_reply(first.port, raw) == 451
+    # The retry reaches the second host while the first write still sleeps:
+    # it waits for that transaction, finds its key taken, and stores nothing.
+    send(second.port, raw)
+    first.wait_for_log(r"1 messages are not revoked: a resend of theirs was dropped as a copy")
+    assert rows(database_url) == ["one"]
+
+
+def script(url: str, sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def test_copies_in_one_batch_keep_the_first_and_rows_go_one_by_one():
+    from app.model import Prepared
+    from app.parse import EMPTY
+
+    raw = message("batch")
+    first = Prepared(envelope(raw, ("a@example.com", "b@example.com")), EMPTY, None)
+    copy = Prepared(envelope(raw, ("b@example.com", "c@example.com")), EMPTY, None)
+    wanted = db_dedup.claims([first, copy])
+    assert sorted(wanted.values()) == sorted([first.envelope.id] * 2 + [copy.envelope.id])
+    kept, dropped = db_dedup.kept([first, copy], set(wanted))  # every claim won
+    assert dropped == 1  # b@ is the first message's
+    assert [p.envelope.recipients for p in kept] == [
+        ("a@example.com", "b@example.com"),
+        ("c@example.com",),
+    ]
+    assert kept[1].envelope.row_ids == copy.envelope.row_ids[1:]
+    kept, dropped = db_dedup.kept([first, copy], set())  # another host has them all
+    assert (kept, dropped) == ([], 4)
