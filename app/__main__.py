@@ -45,7 +45,7 @@ def setup_logging(level: str) -> None:
 
 async def with_connection(settings: config.Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
     url = embedded.database_url(settings)
-    conn = await db_connect.connect(url)
+    conn = await db_connect.connect_session(db_connect.route(settings, url))
     try:
         await db_schema.install_schema(conn)
         return await fn(conn)
@@ -213,10 +213,14 @@ def cmd_retention(settings: config.Settings, args: argparse.Namespace) -> int:
         return 0
 
     async def run() -> int:
-        pool = await db.create_pool(embedded.database_url(settings))
+        where = db_connect.route(settings, embedded.database_url(settings))
+        pool = await db.create_pool(where.url, pooled=where.pooled, name=where.name)
         try:
-            async with pool.acquire() as conn:
+            conn = await db_connect.connect_session(where)
+            try:
                 await db_schema.install_schema(conn)
+            finally:
+                await conn.close()
             # Without the private list nothing is deleted: loading it must succeed.
             loaded = await make_source(settings, pool).fetch("private_email")
             private = build_private(loaded.rows)
@@ -375,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_defence.add_parsers(
         command, actions, cli_defence.cmd_rules, cli_defence.cmd_pause, cli_defence.cmd_resume
     )
+    from . import cli_webhooks
+
+    cli_webhooks.add_parsers(command, actions)
     return parser
 
 

@@ -47,6 +47,7 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
         print(("ok:    " if ok else "error: ") + text)
 
     print(f"       settings read from {config.describe_sources(env_file)}:")
+    print(f"       this is host {settings.host_name} (HOST_NAME)")
     for key, value in settings.masked().items():
         print(f"       {key}={value}")
     for warning in config_warnings.warnings(env_file=env_file):
@@ -55,7 +56,8 @@ async def run_checks(settings: Settings, env_file: str | None = None) -> int:
         print("warn:  " + line)
     await check_database(settings, report)
     if settings.api_database_url:
-        await check_api_role(settings.api_database_url, report)
+        pooled = db_connect.looks_pooled(settings.api_database_url, settings.database_pooled)
+        await check_api_role(settings.api_database_url, report, pooled)
     if settings.tls_cert:
         check_certificate(settings.tls_cert, report)
     check_spool(settings.spool_dir, report)
@@ -66,13 +68,17 @@ async def check_database(settings: Settings, report: Report) -> None:
     url = embedded.database_url(settings)
     if settings.database_url is None:
         report(True, f"embedded PostgreSQL (DATABASE_URL unset): psql '{url}'")
+    where = db_connect.route(settings, url)
     try:
-        await db_connect.reach(url)
+        await db_connect.reach_route(where)
     except db_connect.Unusable as error:
         report(False, str(error))
         return
-    report(True, f"database reachable at {db_connect.address(url)}")
-    pool = await db.create_pool(url)
+    report(True, f"database reachable at {db_connect.address(url)}{describe_route(where)}")
+    pooler = db_connect.pooler_warning(settings)
+    if pooler:
+        print("warn:  " + pooler)
+    pool = await db.create_pool(url, pooled=where.pooled, name=where.name)
     try:
         try:
             async with pool.acquire() as conn:
@@ -95,6 +101,14 @@ async def check_database(settings: Settings, report: Report) -> None:
         await pool.close()
 
 
+def describe_route(where: db_connect.Route) -> str:
+    """How the database is reached, after `database reachable at ...` (pure)."""
+    text = " (a transaction-mode pooler: no statement cache)" if where.pooled else ""
+    if where.session_url != where.url:
+        text += f"; sessions (LISTEN, locks) at {db_connect.address(where.session_url)}"
+    return text
+
+
 async def check_lists(settings: Settings, pool: db.Pool, report: Report) -> None:
     source = make_source(settings, pool)
     for table in ("domains", "bans", "private_email"):
@@ -107,10 +121,10 @@ async def check_lists(settings: Settings, pool: db.Pool, report: Report) -> None
             report(False, f"{source.name} {table} unreadable: {error!r}")
 
 
-async def check_api_role(url: str, report: Report) -> None:
+async def check_api_role(url: str, report: Report, pooled: bool = False) -> None:
     """API_DATABASE_URL reaches the database and its role holds the API's grants."""
     try:
-        conn = await db_connect.connect(url, "API_DATABASE_URL")
+        conn = await db_connect.connect(url, "API_DATABASE_URL", pooled)
     except db_connect.Unusable as error:
         report(False, str(error))
         return

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import config, db, db_defence, embedded, pause, rules
+from . import config, db, db_connect, db_defence, embedded, pause, rules
 from .parse import parse
 
 RULE_OPTIONS = (
@@ -70,7 +70,8 @@ def rule_values(args: argparse.Namespace) -> dict[str, Any]:
 async def _with_conn(settings: config.Settings, act: Any) -> int:
     from .db_schema import install_schema
 
-    conn = await db.connect(embedded.database_url(settings))
+    where = db_connect.route(settings, embedded.database_url(settings))
+    conn = await db_connect.connect_session(where)
     try:
         await install_schema(conn)
         return int(await act(conn))
@@ -145,7 +146,8 @@ async def test_rules(settings: config.Settings, args: argparse.Namespace, raw: b
     from .sources import make_source
 
     sender, steps = rule_steps(raw, args.client, args.sender, args.to)
-    pool = await db.create_pool(embedded.database_url(settings))
+    where = db_connect.route(settings, embedded.database_url(settings))
+    pool = await db.create_pool(where.url, pooled=where.pooled, name=where.name)
     try:
         loaded = await make_source(settings, pool).fetch("rules")
     finally:

@@ -216,6 +216,16 @@ class Settings:
     database_url: str | None = setting(
         "", _database_url,
         "PostgreSQL URL; empty starts the embedded PostgreSQL under DATA_DIR")
+    database_direct_url: str | None = setting(
+        "", _database_url,
+        "session connection to the primary for LISTEN and advisory locks, when DATABASE_URL "
+        "is a transaction-mode pooler (README: Running on several hosts); empty: DATABASE_URL")
+    database_pooled: str = setting(
+        "auto", _choice("auto", "true", "false"),
+        "DATABASE_URL and API_DATABASE_URL go through a transaction-mode pooler (no statement "
+        "cache); auto: true for port 6543 (Supabase's transaction pooler)")
+    host_name: str = setting(
+        "", _text, "this host's name in logs, metrics and check; empty: the machine's host name")
     smtp_receive_port: int = setting("25", _int(0, 65535), "TCP port the SMTP listener binds")
     smtp_bind: str = setting("0.0.0.0", _text, "address the SMTP listener binds")
     smtp_hostname: str = setting(
@@ -395,6 +405,28 @@ class Settings:
         "", _networks,
         "reverse proxies (addresses or CIDRs) whose X-Forwarded-For/-Proto the API believes; "
         "empty: none")
+    webhook_allow_private: bool = setting(
+        "false", _bool,
+        "let webhooks reach private, loopback, link-local and other non-global addresses")
+    webhook_max_age: float = setting(
+        "86400", _float(1, 30 * 86400), "seconds a webhook event is retried before it is dropped")
+    webhook_retry_first: float = setting(
+        "5", _float(0.01, 86400), "seconds before the first retry of a webhook; doubled each time")
+    webhook_retry_max: float = setting(
+        "3600", _float(0.01, 86400), "longest pause between two attempts of a webhook")
+    webhook_connect_timeout: float = setting(
+        "5", _float(0.1, 120), "seconds to connect to a webhook receiver")
+    webhook_timeout: float = setting(
+        "10", _float(0.1, 300), "seconds one webhook attempt may take in total")
+    webhook_response_bytes: int = setting(
+        "65536", _int(0, 1 << 30), "bytes of a receiver's reply read at most (the rest is cut)")
+    webhook_concurrency: int = setting(
+        "4", _int(1, 256), "webhook endpoints one process delivers to at once")
+    webhook_poll: float = setting(
+        "1", _float(0.05, 3600),
+        "seconds between looks at the webhook endpoints and the outbox (new mail: at once)")
+    webhook_max_per_address: int = setting(
+        "5", _int(0, 1000), "webhooks an account may add for its address through the API")
     log_level: str = setting("INFO", _log_level, "logging level", "RUST_LOG")
     # fmt: on
 
@@ -420,7 +452,9 @@ class Settings:
 
 
 SECRETS = frozenset({"SUPABASE_KEY", "API_SECRET"})
-URLS_WITH_SECRETS = frozenset({"DATABASE_URL", "API_DATABASE_URL", "HEARTBEAT_URL"})
+URLS_WITH_SECRETS = frozenset(
+    {"DATABASE_URL", "DATABASE_DIRECT_URL", "API_DATABASE_URL", "HEARTBEAT_URL"}
+)
 # Query parameters of a URL that carry credentials (libpq's, and common tokens).
 SECRET_PARAMETERS = frozenset({"password", "token", "key", "secret", "apikey", "api_key"})
 
@@ -524,6 +558,8 @@ def load(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".e
             raise ConfigError(f"{name}={shown!r} is not valid: expected {allowed}") from None
     if not values["smtp_hostname"]:
         values["smtp_hostname"] = socket.gethostname()
+    if not values["host_name"]:
+        values["host_name"] = socket.gethostname()
     if not values["lists_source"]:
         values["lists_source"] = "supabase" if values["supabase_url"] else "postgres"
     if values["lists_source"] == "supabase" and not (

@@ -44,18 +44,38 @@ def folded(column: str) -> str:
     return f"lower(rtrim(btrim({column}, E' \\t\\n\\r\\f\\x0b'), '.'))"
 
 
-async def create_pool(url: str, max_size: int = 4) -> asyncpg.Pool:
+def connect_options(pooled: bool = False, name: str = "") -> dict[str, Any]:
+    """asyncpg's connection options. Behind a transaction-mode pooler
+    (`pooled`) no statement is cached: a named prepared statement lives in
+    one server session, and the pooler hands the next query to another.
+    asyncpg's unnamed statements stay: it sends Parse/Describe/Flush, then
+    Bind/Execute/Sync, one Sync per query, so the pooler keeps one server
+    for the whole query. `name` shows in pg_stat_activity.application_name."""
+    options: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
+    if name:
+        options["server_settings"] = {"application_name": name[:63]}
+    return options
+
+
+async def create_pool(
+    url: str, max_size: int = 4, pooled: bool = False, name: str = ""
+) -> asyncpg.Pool:
     # min_size=0: the pool can be made while the database is down; the
     # writer's retries then find it once it is back.
     pool = await asyncpg.create_pool(
-        url, min_size=0, max_size=max_size, command_timeout=60, timeout=5
+        url,
+        min_size=0,
+        max_size=max_size,
+        command_timeout=60,
+        timeout=5,
+        **connect_options(pooled, name),
     )
     assert pool is not None
     return pool
 
 
-async def connect(url: str) -> asyncpg.Connection:
-    return await asyncpg.connect(url, timeout=5)
+async def connect(url: str, pooled: bool = False, name: str = "") -> asyncpg.Connection:
+    return await asyncpg.connect(url, timeout=5, **connect_options(pooled, name))
 
 
 # `python -m app domains|bans` announces a change here (payload: the table).
@@ -64,10 +84,11 @@ LISTS_CHANNEL = "tempmail_lists"
 
 @contextlib.asynccontextmanager
 async def listening(
-    url: str, channel: str, on_payload: Callable[[str], None]
+    url: str, channel: str, on_payload: Callable[[str], None], name: str = ""
 ) -> AsyncIterator[asyncio.Event]:
-    """A connection LISTENing on `channel`; yields an event set when it drops."""
-    conn = await connect(url)
+    """A connection LISTENing on `channel`; yields an event set when it drops.
+    `url` must reach a session of its own (not a transaction-mode pooler)."""
+    conn = await connect(url, name=name)
     closed = asyncio.Event()
     conn.add_termination_listener(lambda _: closed.set())
     try:
@@ -246,6 +267,7 @@ async def insert_batch(
     batch: Sequence[Prepared],
     revoke: Sequence[uuid.UUID] = (),
     dedup_window: float = 0,
+    beside: Callable[[Sequence[Prepared]], tuple[str, list[Any]] | None] | None = None,
 ) -> None:
     """Insert `batch` and delete the messages in `revoke`, in one transaction.
 
@@ -253,14 +275,21 @@ async def insert_batch(
     holds messages whose sender was told 451 after a write that may have
     committed: the sender will send again, so a copy of ours must not stay.
     With `dedup_window` (or revokes), resends are found first, in the same
-    transaction (app/db_dedup.py).
+    transaction (app/db_dedup.py). `beside` makes a statement of the rows
+    kept, run after them in the same transaction: the webhook events of the
+    batch (app/webhooks_outbox.py).
     """
     async with pool.acquire() as conn:
         try:
-            if revoke or (dedup_window > 0 and db_dedup.claims(batch)):
+            dedup = bool(revoke) or (dedup_window > 0 and db_dedup.claims(batch))
+            if dedup or beside is not None:
                 async with conn.transaction():
-                    batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window)
+                    if dedup:
+                        batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window)
                     await _insert(conn, batch, revoke)
+                    events = beside(batch) if beside is not None else None
+                    if events is not None:
+                        await conn.execute(events[0], *events[1])
             else:
                 await _insert(conn, batch, revoke)
         except BaseException:

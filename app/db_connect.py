@@ -5,18 +5,83 @@ what to fix (`problem`, pure).
 serve, api, check and every command that uses the database try it first,
 so a wrong host, port, role, password or database name is one line naming
 the setting (its password masked), not a traceback or a retry loop.
+
+Which URL for what (`Route`): queries and writes go over DATABASE_URL,
+which may be a transaction-mode pooler (PgBouncer, Supabase's port 6543:
+DATABASE_POOLED); what needs a session of its own (LISTEN, session
+advisory locks, schema installs) over DATABASE_DIRECT_URL when it is set.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from .config import mask_url
+from . import db
+from .config import Settings, mask_url
 
 CONNECT_TIMEOUT = 5.0  # seconds, as db.connect and the pools
+# Supabase's transaction-mode pooler (Supavisor) listens on this port; its
+# session-mode pooler (a session each, like a direct connection) on 5432.
+POOLER_PORT = 6543
+
+
+def looks_pooled(url: str, choice: str = "auto") -> bool:
+    """Does `url` go through a transaction-mode pooler? DATABASE_POOLED's
+    answer: `true`/`false` as set; `auto` true for port 6543 (pure)."""
+    if choice != "auto":
+        return choice == "true"
+    try:
+        return urlsplit(url).port == POOLER_PORT
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """Where each kind of work reaches the database."""
+
+    url: str  # queries and writes (DATABASE_URL, or the embedded one)
+    pooled: bool  # `url` is a transaction-mode pooler: no statement cache
+    session_url: str  # LISTEN, session advisory locks, schema installs
+    host: str  # HOST_NAME: application_name of our connections
+
+    @property
+    def has_session(self) -> bool:
+        """Does `session_url` give a session of its own (not a pooler's turn)?"""
+        return self.session_url != self.url or not self.pooled
+
+    @property
+    def name(self) -> str:
+        return f"tempmail {self.host}"
+
+
+def route(settings: Settings, url: str) -> Route:
+    """The Route of `settings`, `url` being DATABASE_URL or the embedded one."""
+    return Route(
+        url=url,
+        pooled=looks_pooled(url, settings.database_pooled),
+        session_url=settings.database_direct_url or url,
+        host=settings.host_name,
+    )
+
+
+def pooler_warning(settings: Settings) -> str | None:
+    """`check`'s line when DATABASE_URL is pooled and no direct URL is set (pure)."""
+    url = settings.database_url
+    if not url or settings.database_direct_url or not looks_pooled(url, settings.database_pooled):
+        return None
+    return (
+        f"DATABASE_URL={mask_url(url)} is a transaction-mode pooler (DATABASE_POOLED="
+        f"{settings.database_pooled}) and DATABASE_DIRECT_URL is empty: list changes are "
+        "seen only at the next *_REFRESH (no LISTEN), the API's live events need a session "
+        "too, and so does init-db when it builds an index on an existing table; set "
+        "DATABASE_DIRECT_URL to a session connection to the primary (Supabase: the direct "
+        "URL, or the session pooler on port 5432)"
+    )
 
 
 class Unusable(Exception):
@@ -75,14 +140,33 @@ def problem(url: str, error: BaseException, setting: str = "DATABASE_URL") -> st
 CONNECT_ERRORS = (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-async def connect(url: str, setting: str = "DATABASE_URL") -> asyncpg.Connection:
+async def connect(
+    url: str, setting: str = "DATABASE_URL", pooled: bool = False, name: str = ""
+) -> asyncpg.Connection:
     """A connection to `url`; Unusable (the line to show) if there is none."""
     try:
-        return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+        return await asyncpg.connect(
+            url, timeout=CONNECT_TIMEOUT, **db.connect_options(pooled, name)
+        )
     except CONNECT_ERRORS as error:
         raise Unusable(problem(url, error, setting)) from None
 
 
-async def reach(url: str, setting: str = "DATABASE_URL") -> None:
+async def reach(url: str, setting: str = "DATABASE_URL", pooled: bool = False) -> None:
     """Connect once and close; raise Unusable with the line to show."""
-    await (await connect(url, setting)).close()
+    await (await connect(url, setting, pooled)).close()
+
+
+async def connect_session(where: Route) -> asyncpg.Connection:
+    """A connection for session work (schema installs, the CLI's commands):
+    DATABASE_DIRECT_URL when set, else DATABASE_URL."""
+    direct = where.session_url != where.url
+    setting = "DATABASE_DIRECT_URL" if direct else "DATABASE_URL"
+    return await connect(where.session_url, setting, not where.has_session, where.name)
+
+
+async def reach_route(where: Route) -> None:
+    """Reach DATABASE_URL, and DATABASE_DIRECT_URL when it is another URL."""
+    await reach(where.url, pooled=where.pooled)
+    if where.session_url != where.url:
+        await reach(where.session_url, "DATABASE_DIRECT_URL")

@@ -88,18 +88,22 @@ async def ddl(pool: db.Pool, lock_timeout: str = db.LOCK_TIMEOUT) -> AsyncIterat
 
 @contextlib.asynccontextmanager
 async def run_lock(pool: db.Pool, wait: bool) -> AsyncIterator[bool]:
-    """Hold RUN_LOCK for the block (on a connection of its own); True, or False
-    (holding nothing) if another run holds it and `wait` is false."""
-    async with pool.acquire() as conn:
+    """Hold RUN_LOCK for the block; True, or False (holding nothing) if
+    another run, on any host, holds it and `wait` is false.
+
+    Held by a transaction left open on a connection of its own, not by the
+    session: a transaction-mode pooler keeps one server for a transaction,
+    never for a session, so this holds through PgBouncer or Supabase's
+    pooler too, and a lost connection ends the transaction and the lock.
+    The transaction takes no snapshot between statements: it holds back
+    no vacuum and no concurrent index build."""
+    async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):
         if wait:
-            await conn.execute("SELECT pg_advisory_lock($1)", RUN_LOCK, timeout=LONG)
-        elif not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RUN_LOCK):
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", RUN_LOCK, timeout=LONG)
+        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RUN_LOCK):
             yield False
             return
-        try:
-            yield True
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", RUN_LOCK)
+        yield True
 
 
 async def partitions(pool: db.Pool, table: str) -> list[tuple[str, str]] | None:

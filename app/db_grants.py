@@ -32,6 +32,12 @@ API_GRANTS = (
     ("INSERT", "accounts", ()),
     ("UPDATE", "accounts", ()),
     ("DELETE", "accounts", ()),
+    # An account's own webhooks (030; app/api/webhooks.py); its events are
+    # only counted, and go with the endpoint (ON DELETE CASCADE, run as the owner).
+    ("SELECT", "webhook_endpoints", ()),
+    ("INSERT", "webhook_endpoints", ()),
+    ("DELETE", "webhook_endpoints", ()),
+    ("SELECT", "webhook_outbox", ()),
     ("SELECT", "schema_migrations", ()),  # is the schema current? (start-up)
 )
 

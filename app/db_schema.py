@@ -293,14 +293,30 @@ async def index_valid(conn: db.Connection, name: str) -> bool | None:
     return None if value is None else bool(value)
 
 
+async def indexes_to_build(conn: db.Connection) -> bool:
+    """Has build_indexes work: an index missing or invalid, or an obsolete one left?"""
+    for table, name, _, plain_only in INDEXES:
+        kind = await db.relkind(conn, table)
+        if (kind == "r" or (kind == "p" and not plain_only)) and not await index_valid(conn, name):
+            return True
+    for name in OBSOLETE_INDEXES:
+        if await db.relkind(conn, name):
+            return True
+    return False
+
+
 async def build_indexes(conn: db.Connection, patience: float = 300) -> None:
     """Make the indexes in INDEXES that are missing, without blocking readers or writers.
 
     On a plain table: CREATE INDEX CONCURRENTLY (an interrupted build leaves
     an invalid index, dropped and redone here). On a partitioned table: the
     parent index ON ONLY, then each partition's concurrently, attached.
-    Workers take turns (a session advisory lock).
+    Workers take turns (a session advisory lock), only when there is work:
+    behind a transaction-mode pooler a session lock is not kept (README:
+    poolers), and an install where every index is in place takes none.
     """
+    if not await indexes_to_build(conn):
+        return
     await conn.execute("SELECT pg_advisory_lock($1)", INDEX_LOCK)
     try:
         for table, name, key, plain_only in INDEXES:

@@ -68,8 +68,26 @@ LOST = Counter(
     "tempmail_lost_total", "acknowledged messages that could be neither written nor spooled"
 )
 SPOOLED = Counter("tempmail_spooled_total", "messages spooled to disk at shutdown")
+HOST = Gauge(
+    "tempmail_host_info",
+    "1, labelled with this host's name (HOST_NAME)",
+    ["host"],
+    multiprocess_mode="max",
+)
 QUEUE_DEPTH = Gauge(
     "tempmail_queue_depth", "messages waiting to be written", multiprocess_mode="livesum"
+)
+WEBHOOK_DELIVERED = Counter("tempmail_webhook_delivered_total", "webhook events delivered (2xx)")
+WEBHOOK_FAILED = Counter(
+    "tempmail_webhook_failed_total", "webhook attempts that failed (each is retried or dropped)"
+)
+WEBHOOK_DROPPED = Counter(
+    "tempmail_webhook_dropped_total", "webhook events given up (WEBHOOK_MAX_AGE, 410 Gone)"
+)
+WEBHOOK_PENDING = Gauge(
+    "tempmail_webhook_pending",
+    "webhook events waiting in the outbox (all hosts)",
+    multiprocess_mode="max",
 )
 LIST_LOADED = Gauge(
     "tempmail_list_loaded_timestamp_seconds",

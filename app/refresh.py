@@ -1,7 +1,9 @@
 """Keeping the lists fresh: each table is reloaded every *_REFRESH seconds,
 all of them at once on SIGHUP, and the one named by a NOTIFY on the lists
-channel of DATABASE_URL, which `python -m app domains|bans ...` sends after
-a change, so the running service sees it within a moment.
+channel, which `python -m app domains|bans ...` sends after a change, so the
+running service sees it within a moment. The LISTEN needs a session: it is
+made over DATABASE_DIRECT_URL when set; behind a transaction-mode pooler
+without it there is no LISTEN (said once), only the periodic reloads.
 
 A failed refresh keeps the last good snapshot (run_every logs and counts).
 While the LISTEN connection is down it is re-established with backoff, and
@@ -17,6 +19,7 @@ from typing import Any
 
 from . import db
 from .config import Settings
+from .db_connect import Route
 from .pause import TABLE as PAUSE_TABLE
 from .sources import ListsState, make_source, refresh_once
 from .tasks import retry_until_done, run_every
@@ -32,12 +35,12 @@ class ListsKeeper:
         state: ListsState,
         settings: Settings,
         pool: db.Pool,
-        url: str,
+        where: Route,
         schema_ready: asyncio.Event,
     ) -> None:
         self._state = state
         self._source = make_source(settings, pool)
-        self._url = url
+        self._where = where
         self._schema_ready = schema_ready
         self.tables = [("private_email", settings.private_refresh)]
         if settings.use_domain_whitelist:
@@ -56,7 +59,13 @@ class ListsKeeper:
         keepers = [self._keep(table, interval) for table, interval in self.tables]
         # Also with Supabase: its tables are often in the DATABASE_URL database
         # the CLI edits, and a reload costs one read of the source.
-        keepers.append(self._watch())
+        if self._where.has_session:
+            keepers.append(self._watch())
+        else:
+            log.warning(
+                "[lists] DATABASE_URL is a transaction-mode pooler and DATABASE_DIRECT_URL "
+                "is empty: no LISTEN, list changes are seen at the next *_REFRESH"
+            )
         await asyncio.gather(*keepers)
 
     async def _keep(self, table: str, interval: float) -> None:
@@ -100,7 +109,10 @@ class ListsKeeper:
         backoff, first, failed = 0.2, True, False
         while True:
             try:
-                async with db.listening(self._url, db.LISTS_CHANNEL, self._changed) as closed:
+                where = self._where
+                async with db.listening(
+                    where.session_url, db.LISTS_CHANNEL, self._changed, where.name
+                ) as closed:
                     if failed:
                         log.warning("[lists] listening for list changes again")
                     backoff, failed = 0.2, False

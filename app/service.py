@@ -8,7 +8,8 @@
   start  start the writer; install the schema and load the lists, waiting
          up to LISTS_WAIT so the first messages after a (re)start are not
          refused; then listen, and start the side tasks (list refresh and
-         LISTEN, spool replay, retention, heartbeat, certificates, metrics);
+         LISTEN, spool replay, retention, heartbeat, certificates, metrics,
+         the webhook sender once the schema is in);
          tell whoever started us that we listen (listening.ready);
   run    until SIGTERM/SIGINT; SIGHUP reloads (lists now, the certificate);
   drain  bounded by DRAIN_TIMEOUT: close the listener, say 421 to idle
@@ -28,7 +29,7 @@ import logging
 import resource
 import signal
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -50,6 +51,7 @@ from .spool import Spool
 from .store import BatchWriter
 from .tasks import retry_until_done, run_every
 from .tls import CertificateHolder
+from .webhooks_sender import Sender
 
 log = logging.getLogger("app.service")
 
@@ -179,12 +181,17 @@ class Service:
         # A URL that cannot work is one line now, not retries for ever. Not in
         # a worker: its supervisor proved the URL, and a worker restarted during
         # an outage must come up to replay its spool once the database is back.
+        self.route = where = db_connect.route(settings, url)
         if self.worker is None:
             try:
-                await db_connect.reach(url)
+                await db_connect.reach_route(where)
             except db_connect.Unusable as error:
                 raise StartupError(f"[db] {error}") from None
-        self.pool = await db.create_pool(url)
+        self.pool = await db.create_pool(url, pooled=where.pooled, name=where.name)
+        # Its own connections: a delivery holds one for up to WEBHOOK_TIMEOUT.
+        self.webhook_pool = await db.create_pool(
+            url, settings.webhook_concurrency + 1, pooled=where.pooled, name=where.name
+        )
         authenticate = None
         if settings.auth_checks != "off":
             authenticator = Authenticator(
@@ -209,7 +216,7 @@ class Service:
             dedup_window=settings.dedup_window,
         )
         self.schema_ready = asyncio.Event()
-        self.keeper = ListsKeeper(self.lists, settings, self.pool, url, self.schema_ready)
+        self.keeper = ListsKeeper(self.lists, settings, self.pool, where, self.schema_ready)
         self.connections = Connections(
             settings.max_connections,
             settings.max_connections_per_ip,
@@ -265,12 +272,14 @@ class Service:
             raise StartupError(f"[smtp] {problem}") from None
         port = self.server.sockets[0].getsockname()[1]
         log.info(
-            "[smtp] listening on %s:%d as %s, ACK_MODE=%s",
+            "[smtp] listening on %s:%d as %s, ACK_MODE=%s (host %s)",
             settings.smtp_bind,
             port,
             settings.smtp_hostname,
             settings.ack_mode,
+            settings.host_name,
         )
+        metrics.HOST.labels(settings.host_name).set(1)
         listening.ready(f"SMTP on {settings.smtp_bind}:{port}")
         self.start_side_tasks()
 
@@ -299,6 +308,8 @@ class Service:
                 "dedup",
                 run_every("dedup", min(window, DEDUP_PRUNE), lambda: db_dedup.prune(pool, window)),
             )
+        sender = Sender(self.webhook_pool, settings, self.writer.outbox)
+        self.spawn("webhooks", self.after_schema(sender.run))
         self.http = httpx.AsyncClient(timeout=5)
         if settings.heartbeat_url:
             heartbeat = Heartbeat(settings.heartbeat_url, self.http, self.health)
@@ -346,11 +357,12 @@ class Service:
         scanner = getattr(self, "scanner", None)
         if scanner is not None:
             await scanner.close()
-        if self.pool is not None:
-            try:
-                await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT)
-            except TimeoutError:
-                self.pool.terminate()
+        for pool in (getattr(self, "webhook_pool", None), self.pool):
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
+                except TimeoutError:
+                    pool.terminate()
 
     # Helpers ------------------------------------------------------------------
 
@@ -370,6 +382,11 @@ class Service:
         forced.cancel()
         return finished
 
+    async def after_schema(self, work: Callable[[], Awaitable[object]]) -> None:
+        """Run `work` once the schema is installed (its tables exist)."""
+        await self.schema_ready.wait()
+        await work()
+
     async def watch_spool(self) -> None:
         self.writer.watch_spool()
 
@@ -382,9 +399,15 @@ class Service:
         pool = self.pool
         assert pool is not None
 
+        where = self.route
+
         async def install(indexes: bool) -> None:
-            async with pool.acquire() as conn:
+            # Over a session: the index builds take a session advisory lock.
+            conn = await db_connect.connect_session(where)
+            try:
                 await db_schema.install_schema(conn, indexes=indexes)
+            finally:
+                await conn.close()
 
         await retry_until_done("db", lambda: install(False))
         try:

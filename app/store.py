@@ -40,6 +40,7 @@ from .queued import Item, WriterStats, prepared_of
 from .refusals import Refusals
 from .safekeeping import Safekeeping
 from .spool import Spool
+from .webhooks_outbox import Outbox
 
 log = logging.getLogger("app.store")
 
@@ -93,6 +94,7 @@ class BatchWriter:
         self.store_full: str | None = None  # the database is out of disk space: why
         self.running = False  # the writer loop is alive
         self.stats = WriterStats()
+        self.outbox = Outbox()  # webhook events, written with their mail
         self._safe = Safekeeping(spool, self._release, self.stats)
         self._refusals = Refusals(pool, self._commit, self._safe.save_dead, self._without_abandoned)
 
@@ -379,7 +381,7 @@ class BatchWriter:
             return []
         revoke = list(self._safe.revokes)
         prepared = [prepared_of(item) for item in batch]
-        await db.insert_batch(self._pool, prepared, revoke, self._dedup_window)
+        await self.outbox.insert_batch(self._pool, prepared, revoke, self._dedup_window)
         return revoke
 
     async def _stamp_private(self, batch: list[Item]) -> None:

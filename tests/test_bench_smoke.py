@@ -50,3 +50,16 @@ def test_write_path_bench_smoke_runs_and_prints_the_table():
         "slowest 220, nothing else running",
         "slowest 220 while a 245 KB Subject of encoded words is received",
     ], stdout
+
+
+def test_capacity_bench_smoke_runs_and_prints_the_table():
+    stdout = smoke("bench.capacity")
+    runs = [line.split("|")[1].strip() for line in stdout.splitlines() if line.startswith("| ")]
+    assert runs[-4:] == [
+        "receiver 1KB x1 (durable)",
+        "receiver 1KB x2 (durable)",
+        "PostgreSQL insert, 4 writers, 1,000 rows",
+        "PostgreSQL insert, 4 writers, 1,000 rows, API reading at 100/s",
+    ], stdout
+    reads = [line for line in stdout.splitlines() if "API reading" in line][-1]
+    assert reads.split("|")[9].strip(), stdout  # list p50/p99: the API answered

@@ -7,15 +7,17 @@ port (before anything else: a port in use is said at once, naming
 API_PORT), the database URL (API_DATABASE_URL, else DATABASE_URL, else the
 embedded PostgreSQL), one connection that proves it and installs the schema
 if it is not current (migrations 010 to 012 make `accounts`; a role
-without DDL needs `init-db` run first). Then, in the lifespan: a small
-pool of its own, the private_email list (private.py; start-up waits for its
-first load), the token secret, the LISTEN hub (waited for, up to
-HUB_WAIT), the MIME worker processes (mimework.py, started in the
-background). Only once uvicorn listens does it say where it serves. The
-long-lived tasks of this process are the hub and the private_email
-refresh. Stop (SIGTERM/SIGINT, handled by uvicorn): stop accepting, give
-requests and streams UVICORN_GRACE seconds, cancel the tasks, stop the
-worker processes, close the pool, release the embedded PostgreSQL.
+without DDL needs `init-db` run first); if that URL is a read replica,
+the primary's (replica.py). Then, in the lifespan: a small pool of its
+own (two with a replica: reads there, the rest on the primary), the
+private_email list (private.py; start-up waits for its first load), the
+token secret, the LISTEN hub (waited for, up to HUB_WAIT), the MIME worker
+processes (mimework.py, started in the background). Only once uvicorn
+listens does it say where it serves. The long-lived tasks of this process
+are the hub and the private_email refresh. Stop (SIGTERM/SIGINT, handled
+by uvicorn): stop accepting, give requests and streams UVICORN_GRACE
+seconds, cancel the tasks, stop the worker processes, close the pools,
+release the embedded PostgreSQL.
 
 Routes: mail.tm's at the root (mailtm.py), Mailpit's per address
 (mailpit.py), the Mercure hub at /.well-known/mercure (mercure.py), and
@@ -46,7 +48,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import db_connect, embedded, listening
 from ..config import Settings
-from . import access, latest_code, mailpit, mailtm, mercure, page, queries, shapes
+from . import (
+    access,
+    latest_code,
+    mailpit,
+    mailtm,
+    mercure,
+    page,
+    queries,
+    replica,
+    shapes,
+    webhooks,
+)
 from .context import State, json_response
 from .events import Hub
 from .mimework import MimeWork
@@ -191,11 +204,27 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return answer
 
 
-def build(settings: Settings, url: str) -> Starlette:
+def build(settings: Settings, routes: replica.Routes) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await queries.create_pool(url, POOL_SIZE)
-        hub = Hub(url, pool)
+        pooled = db_connect.looks_pooled(routes.primary, settings.database_pooled)
+        pool = await queries.create_pool(routes.primary, POOL_SIZE, pooled)
+        reads = (
+            await queries.create_pool(
+                routes.reads,
+                POOL_SIZE,
+                db_connect.looks_pooled(routes.reads, settings.database_pooled),
+            )
+            if routes.fallback
+            else pool
+        )
+        # LISTEN needs a session: DATABASE_DIRECT_URL when set (README: poolers).
+        if pooled and not settings.database_direct_url:
+            log.warning(
+                "[events] the database URL is a transaction-mode pooler and "
+                "DATABASE_DIRECT_URL is empty: live events may be missed"
+            )
+        hub = Hub(routes.listen, pool)
         private = PrivateAddresses(settings, pool)
         await private.load()
         mime_work = MimeWork()
@@ -203,6 +232,7 @@ def build(settings: Settings, url: str) -> Starlette:
         app.state.api = State(
             settings=settings,
             pool=pool,
+            reads=reads,
             hub=hub,
             private=private,
             secret=access.load_secret(settings.api_secret, settings.data_dir),
@@ -226,12 +256,15 @@ def build(settings: Settings, url: str) -> Starlette:
                     await task
             await mime_work.close()
             await asyncio.wait_for(pool.close(), 5)
+            if reads is not pool:
+                await asyncio.wait_for(reads.close(), 5)
             # Here, not at exit: uvicorn ends the process with the stop signal it caught.
             embedded.release()
 
     app = Starlette(
         routes=[
             *mailtm.routes,
+            *webhooks.routes,
             *mailpit.routes,
             *mercure.routes,
             *page.routes,
@@ -279,10 +312,21 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def prepare_database(url: str, setting: str) -> None:
-    """Prove the URL works and the schema is current (installing it if allowed)."""
-    conn = await db_connect.connect(url, setting)
+async def prepare_database(settings: Settings, url: str, setting: str) -> replica.Routes:
+    """Prove the URL works, find out whether it is a standby (replica.py),
+    and make sure the primary's schema is current (installing it if allowed)."""
+    pooled = settings.database_pooled
+    conn = await db_connect.connect(url, setting, db_connect.looks_pooled(url, pooled))
     try:
+        routes = replica.routes(settings, url, setting, await replica.in_recovery(conn))
+        if routes.fallback:
+            await conn.close()
+            conn = await db_connect.connect(
+                routes.primary,
+                routes.primary_setting,
+                db_connect.looks_pooled(routes.primary, pooled),
+            )
+            setting = routes.primary_setting
         await queries.install(conn)
     except asyncpg.InsufficientPrivilegeError:
         raise db_connect.Unusable(
@@ -291,6 +335,7 @@ async def prepare_database(url: str, setting: str) -> None:
         ) from None
     finally:
         await conn.close()
+    return routes
 
 
 def serve(settings: Settings) -> int:
@@ -306,7 +351,7 @@ def serve(settings: Settings) -> int:
     setting = "API_DATABASE_URL" if settings.api_database_url else "DATABASE_URL"
     url = settings.api_database_url or embedded.database_url(settings, announce=True)
     try:
-        asyncio.run(prepare_database(url, setting))
+        routes = asyncio.run(prepare_database(settings, url, setting))
     except db_connect.Unusable as error:
         log.error("[api] %s", error)
         sock.close()
@@ -314,7 +359,7 @@ def serve(settings: Settings) -> int:
     debug = settings.log_level == "DEBUG"
     proxies = [str(network) for network in settings.api_trusted_proxies]
     config = uvicorn.Config(
-        build(settings, url),
+        build(settings, routes),
         http="httptools",
         loop="none",
         lifespan="on",

@@ -50,7 +50,8 @@ DOWNLOAD_HEADERS = {
 @dataclasses.dataclass
 class State:
     settings: Settings
-    pool: asyncpg.Pool
+    pool: asyncpg.Pool  # the primary: writes, and what a replica has not replayed yet
+    reads: asyncpg.Pool  # lists and reads: `pool`, or a read replica's (replica.py)
     hub: Hub
     private: PrivateAddresses
     secret: str
@@ -141,12 +142,30 @@ class Account:
     row: Any
 
 
+async def message(ctx: State, address: str, ident: uuid.UUID) -> Any:
+    """The row `ident` names in `address` (None: none), from the reads pool;
+    one a replica has not replayed yet from the primary: a message an event
+    announced is readable at once (replica.py)."""
+    row = await queries.message(ctx.reads, address, ident)
+    if row is None and ctx.reads is not ctx.pool:
+        row = await queries.message(ctx.pool, address, ident)
+    return row
+
+
+async def raw(ctx: State, raw_id: uuid.UUID) -> bytes | None:
+    """A raw message's bytes by id, as `message` reads rows."""
+    value = await queries.raw(ctx.reads, raw_id)
+    if value is None and ctx.reads is not ctx.pool:
+        value = await queries.raw(ctx.pool, raw_id)
+    return value
+
+
 async def raw_of(request: Request, row: Any) -> bytes | None:
     """The stored raw message of an emails `row` (None: no row, or a Cybertemp
     row, which has no raw message)."""
     if row is None or row["raw_id"] is None:
         return None
-    return await queries.raw(state(request).pool, row["raw_id"])
+    return await raw(state(request), row["raw_id"])
 
 
 def holds(ctx: State, row: Any) -> bool:

@@ -130,6 +130,8 @@ async def latest_code(request: Request) -> Response:
     if refused is not None:
         return refused
     if not seconds:
+        # The primary, not a read replica: a lagging one would give a script
+        # the code of the mail before the one it just asked for.
         row = await queries.latest(ctx.pool, address, [WITH_CODE])
         if row is None:
             return json_response(shapes.error(404, "No message with a code or a link yet"), 404)

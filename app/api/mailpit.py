@@ -41,7 +41,7 @@ async def list_messages(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     start, limit = start_limit(request)
-    rows, counts = await queries.listing(state(request).pool, found[0], (), start, limit)
+    rows, counts = await queries.listing(state(request).reads, found[0], (), start, limit)
     return json_response(shapes_mailpit.page(rows, start, counts))
 
 
@@ -64,7 +64,7 @@ async def search_messages(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     start, limit = start_limit(request)
-    rows, counts = await queries.listing(state(request).pool, *found, start, limit)
+    rows, counts = await queries.listing(state(request).reads, *found, start, limit)
     return json_response(shapes_mailpit.page(rows, start, counts))
 
 

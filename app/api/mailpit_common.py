@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import policy
-from . import access, mime, queries, search
+from . import access, context, mime, queries, search
 from .context import Reader, raw_of, reader_for, state
 
 DEFAULT_LIMIT = 50
@@ -69,14 +69,15 @@ async def message_row(request: Request, address: str, ident: str) -> Any:
     """The row `ident` names in `address` (None: no such message). `latest`
     is the newest, or with ?query= the newest that search matches (Mailpit's
     LatestID); raises search.Refused for a query past its bounds."""
-    pool = state(request).pool
+    ctx = state(request)
     if ident == "latest":
         terms = search.terms(request.query_params.get("query", "").strip())
-        return await queries.latest(pool, address, terms)
+        return await queries.latest(ctx.reads, address, terms)
     try:
-        return await queries.message(pool, address, uuid.UUID(ident))
+        ident_uuid = uuid.UUID(ident)
     except ValueError:
         return None
+    return await context.message(ctx, address, ident_uuid)
 
 
 def missing(ident: str) -> Response:

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import policy
-from . import access, mime, queries, shapes
+from . import access, context, mime, queries, shapes
 from .context import (
     Account,
     account_for_basic,
@@ -235,7 +235,7 @@ async def list_messages(request: Request) -> Response:
     if isinstance(page, Response):
         return page
     rows, total, _unread = await queries.page(
-        state(request).pool, account.address, (page - 1) * shapes.PER_PAGE, shapes.PER_PAGE
+        state(request).reads, account.address, (page - 1) * shapes.PER_PAGE, shapes.PER_PAGE
     )
     ld = wants_ld(request)
     base = base_url(request)
@@ -258,7 +258,7 @@ async def _own_message(request: Request) -> tuple[Account, Any] | Response:
     ident = message_uuid(request)
     row = None
     if ident is not None:
-        row = await queries.message(state(request).pool, account.address, ident)
+        row = await context.message(state(request), account.address, ident)
     if row is None:
         return not_found(request)
     return account, row
@@ -271,7 +271,7 @@ async def files_of(request: Request, row: Any) -> list[mime.Part]:
     work = state(request).mime
     parsed = work.cached(row["raw_id"])
     if parsed is None:
-        raw = await queries.raw(state(request).pool, row["raw_id"])
+        raw = await context.raw(state(request), row["raw_id"])
         if raw is None:
             return []
         parsed = await work.parsed(row["raw_id"], raw)

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from .. import db_schema
+from .. import db, db_schema
 
 Record: TypeAlias = asyncpg.Record
 # What a query may raise when the database is unreachable or failed it.
@@ -55,9 +55,15 @@ FULL_COLUMNS = LIST_COLUMNS + ", e.body, e.html"
 ORDER = "ORDER BY e.received_at DESC NULLS LAST, e.created_at DESC, e.id"
 
 
-async def create_pool(url: str, max_size: int) -> asyncpg.Pool:
+async def create_pool(url: str, max_size: int, pooled: bool = False) -> asyncpg.Pool:
+    """`pooled`: `url` is a transaction-mode pooler (db.connect_options)."""
     pool = await asyncpg.create_pool(
-        url, min_size=1, max_size=max_size, command_timeout=30, timeout=5
+        url,
+        min_size=1,
+        max_size=max_size,
+        command_timeout=30,
+        timeout=5,
+        **db.connect_options(pooled),
     )
     assert pool is not None
     return pool
