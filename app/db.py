@@ -163,6 +163,14 @@ EMAIL_COLUMNS = (
     # Inbound defence: what the checks found (app/verdicts.py owns the shape).
     Column("verdicts", "text", lambda p, row, owner: verdicts.stored(p), "r.verdicts::jsonb"),
     Column("junk", "bool", lambda p, row, owner: verdicts.is_junk(p)),
+    # One-time codes and verification link (migration 035, README "Codes and links").
+    Column(
+        "codes",
+        "text",
+        lambda p, row, owner: json.dumps(p.parsed.codes),
+        "ARRAY(SELECT jsonb_array_elements_text(r.codes::jsonb))",
+    ),
+    Column("verify_link", "text", lambda p, row, owner: p.parsed.verify_link),
     Column("encrypted", sql="false"),  # bodies are stored in clear (Cybertemp's flag)
     Column("key_version", sql="NULL"),
 )

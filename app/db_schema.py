@@ -61,6 +61,8 @@ EMAIL_COLUMNS = {
     "header_to": "text[]",
     "verdicts": "jsonb",
     "junk": "boolean",
+    "codes": "text[]",  # README "Codes and links": NULL on rows stored before them
+    "verify_link": "text",
 }
 EMAIL_BASE_COLUMNS = ("id", "mailbox_owner", "subject", "body", "from_addr")
 

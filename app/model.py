@@ -39,6 +39,10 @@ class ParsedMail:
     message_id: str | None
     attachments: tuple[Attachment, ...]
     parser: str  # "mail-parser", "email" (fallback) or "none" (unparseable)
+    # What app/codes.py extracts from subject, text and HTML at parse time
+    # (README "Codes and links"): one-time codes as shown, the verification link.
+    codes: tuple[str, ...] = ()
+    verify_link: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ messages may take long (they are parsed in a parser process, bounded).
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.header
 import email.message
@@ -21,6 +22,7 @@ from typing import Any
 import mailparser
 import mailparser.utils
 
+from . import codes
 from .content import head_of
 from .mimeparams import HEADER_DECODE_MAX as HEADER_DECODE_MAX  # re-exported
 from .mimeparams import decode_header_capped
@@ -228,10 +230,37 @@ def parses_slowly(raw: bytes) -> bool:
 
 
 def parse(raw: bytes) -> ParsedMail:
-    """Best-effort fields of `raw`; never raises."""
+    """Best-effort fields of `raw`, with their codes and verification link; never raises."""
+    return with_codes(parse_fields(raw))
+
+
+def parse_fields(raw: bytes) -> ParsedMail:
+    """Best-effort fields of `raw`, without codes (see `with_codes`); never raises."""
     for attempt in (_with_mailparser, _with_stdlib):
         try:
             return attempt(raw)
         except (Exception, RecursionError) as error:  # parsers raise anything on bad mail
             log.debug("[parse] %s failed: %s", attempt.__name__, type(error).__name__)
     return EMPTY
+
+
+# Characters of subject, text and HTML whose codes the prepare stage extracts
+# on the event loop: app/codes.py's cost grows with them (hostile shapes about
+# 0.12 ms per KB: 8 ms here; 70 ms at its own caps). A message with more
+# goes to a parser process, like one that parses slowly.
+INLINE_CODE_CHARS = 64_000
+
+
+def extracts_slowly(parsed: ParsedMail) -> bool:
+    """May extracting the codes of `parsed` take long (see INLINE_CODE_CHARS)?"""
+    return len(parsed.subject) + len(parsed.body) + len(parsed.html) > INLINE_CODE_CHARS
+
+
+def with_codes(parsed: ParsedMail) -> ParsedMail:
+    """`parsed` with the codes and verification link of its subject, text and
+    HTML (app/codes.py: pure, never raises, reads at most its MAX_* characters
+    of each part, so a huge body costs no more than a capped one)."""
+    found = codes.extract(parsed.subject, parsed.body, parsed.html)
+    if not found.codes and found.verify_link is None:
+        return parsed
+    return dataclasses.replace(parsed, codes=found.codes, verify_link=found.verify_link)

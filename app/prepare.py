@@ -6,7 +6,9 @@ the two concurrently. A message that may parse slowly (parse.parses_slowly:
 large, or many header lines, addresses, encoded words or MIME parts) is
 parsed in a parser process (app/parsers.py), bounded by PARSE_TIMEOUT, so
 no parse of hostile input holds the event loop that answers every session;
-other mail is parsed on the loop (a few milliseconds at most). `start()`
+other mail is parsed on the loop (a few milliseconds at most). The codes
+and verification link (app/codes.py) are read with the parse: on the loop
+for mail with little text (parse.extracts_slowly), else in a parser process. `start()`
 returns a task at once: the handler replies without waiting for it (except
 with AUTH_CHECKS=enforce, whose verdict decides the reply) and the writer
 awaits it before the batch insert.
@@ -26,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from . import metrics
 from .model import AuthResult, Envelope, ParsedMail, Prepared
-from .parse import EMPTY, parse, parses_slowly
+from .parse import EMPTY, extracts_slowly, parse_fields, parses_slowly, with_codes
 from .parsers import Parsers
 from .screen import Screen
 
@@ -64,11 +66,24 @@ class Preparer:
             # Checks wait on DNS: they run while the parse uses the CPU.
             checks = asyncio.ensure_future(self._authenticate(envelope))
         screening = self._screen.begin(envelope) if self._screen is not None else None
-        raw = envelope.as_received
-        parsed = await self._parse_elsewhere(envelope) if parses_slowly(raw) else parse(raw)
+        parsed = await self._parse(envelope)
         findings, refusal = await screening.finish(parsed) if screening else ((), None)
         auth = await checks if checks is not None else envelope.auth
         return Prepared(envelope, parsed, auth, findings, refusal)
+
+    async def _parse(self, envelope: Envelope) -> ParsedMail:
+        """Its fields, codes and verification link: on the loop when both are
+        quick, else in a parser process."""
+        raw = envelope.as_received
+        if parses_slowly(raw):
+            return await self._parse_elsewhere(envelope)
+        parsed = parse_fields(raw)
+        if not extracts_slowly(parsed):
+            return with_codes(parsed)
+        # Much text: its codes are read in a parser process (parsed again there);
+        # one abandoned there keeps these fields, without codes.
+        elsewhere = await self._parsers.parse(raw)
+        return parsed if elsewhere is None else elsewhere
 
     async def _parse_elsewhere(self, envelope: Envelope) -> ParsedMail:
         """Parse in a parser process; past its bound, stored unparsed (with a note)."""

@@ -48,9 +48,10 @@ class Subscribed:
 
 
 def codes_and_link(prepared: Prepared) -> codes.Extracted:
-    """The message's codes and verification link (app/codes.py)."""
+    """The message's codes and verification link, as its parse read them
+    (app/codes.py, off the writer's path: ParsedMail.codes, verify_link)."""
     parsed = prepared.parsed
-    return codes.extract(parsed.subject, parsed.body, parsed.html)
+    return codes.Extracted(parsed.codes, parsed.verify_link)
 
 
 def payload(prepared: Prepared, row_id: Any, owner: str, found: codes.Extracted) -> str:

@@ -1,5 +1,5 @@
 """`python -m bench.codes`: the CPU cost of app/codes.extract per message,
-against the parse of the same message (app/parse.parse, the stage it runs
+against the parse of the same message (app/parse.parse_fields, the stage it runs
 after) measured in the same run and process; and the precision and recall
 of the labelled set (tests/codes_measure.py), overall and per language.
 
@@ -18,7 +18,8 @@ import time
 from email.message import EmailMessage
 
 from app.codes import extract
-from app.parse import parse
+from app.parse import extracts_slowly, parses_slowly
+from app.parse import parse_fields as parse
 from tests.codes_measure import CORPUS, Message, corpus, labelled, measure
 
 from .client import typical
@@ -108,6 +109,27 @@ def cost_table(smoke: bool, repeat: int) -> str:
     return "\n".join(lines)
 
 
+def placement(raws: list[bytes]) -> str:
+    """Where the service reads each message's codes (app/prepare.py): with a
+    parse in a parser process, alone in one (parse.extracts_slowly), or on
+    the event loop; and the loop's mean and slowest extraction."""
+    slow = [r for r in raws if parses_slowly(r)]
+    parsed = [parse(r) for r in raws if not parses_slowly(r)]
+    elsewhere = [p for p in parsed if extracts_slowly(p)]
+    inline = [p for p in parsed if not extracts_slowly(p)]
+    times = []
+    for p in inline:
+        start = time.process_time()
+        extract(p.subject, p.body, p.html)
+        times.append(time.process_time() - start)
+    mean = sum(times) / len(times) * 1e6 if times else 0.0
+    return (
+        f"Codes read: {len(slow)} of {len(raws)} with a parse in a parser process, "
+        f"{len(elsewhere)} alone in one, {len(inline)} on the event loop "
+        f"(mean {mean:.0f} µs, slowest {max(times, default=0) * 1e6:.0f} µs)."
+    )
+
+
 def quality_table(smoke: bool) -> str:
     result = measure(labelled())
     keep = [line for line in result.table().splitlines() if "| source " not in line]
@@ -131,6 +153,9 @@ def main() -> None:
     repeat = 1 if args.smoke else args.repeat
     print(cost_table(args.smoke, repeat))
     print()
+    if CORPUS.is_dir() and not args.smoke:
+        print(placement([p.read_bytes() for p in sorted(CORPUS.rglob("*")) if p.is_file()]))
+        print()
     print(quality_table(args.smoke))
 
 

@@ -65,6 +65,8 @@ BEGIN
         header_to     text[],
         verdicts      jsonb,
         junk          boolean,
+        codes         text[],
+        verify_link   text,
         PRIMARY KEY (id, received_at)
     ) PARTITION BY RANGE (received_at);
     CREATE TABLE emails_default PARTITION OF emails DEFAULT;

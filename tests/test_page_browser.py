@@ -390,14 +390,14 @@ def test_keyboard_reader_buttons(stack, browser):
     wait(driver, lambda d: len(rows(d)) == 3)
     ids = [r.get_attribute("data-id") for r in rows(driver)]
     assert subjects(driver) == ["plain one", "html one", "invoice"]  # newest first
-    # Tab order: the brand, Copy, the Junk view's button, then the rows; Enter
-    # opens; arrows move.
+    # Tab order: the brand, Copy, the Junk view's button, the search box, then
+    # the rows; Enter opens; arrows move.
     keys = ActionChains(driver)
     order = []
-    for _ in range(6):
+    for _ in range(7):
         keys.send_keys(Keys.TAB).perform()
         order.append(focused(driver))
-    assert order == ["A", "copy", "junk-view", *ids], order
+    assert order == ["A", "copy", "junk-view", "query", *ids], order
     driver.switch_to.active_element.send_keys(Keys.ARROW_UP, Keys.ARROW_UP)
     assert focused(driver) == ids[0]
     driver.switch_to.active_element.send_keys(Keys.ENTER)

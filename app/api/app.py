@@ -48,7 +48,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import db_connect, embedded, listening
 from ..config import Settings
-from . import access, mailpit, mailtm, mercure, page, queries, replica, shapes, webhooks
+from . import (
+    access,
+    latest_code,
+    mailpit,
+    mailtm,
+    mercure,
+    page,
+    queries,
+    replica,
+    shapes,
+    webhooks,
+)
 from .context import State, json_response
 from .events import Hub
 from .mimework import MimeWork
@@ -257,6 +268,7 @@ def build(settings: Settings, routes: replica.Routes) -> Starlette:
             *mailpit.routes,
             *mercure.routes,
             *page.routes,
+            *latest_code.routes,
         ],
         exception_handlers={HTTPException: not_found, Exception: not_found},
         lifespan=lifespan,

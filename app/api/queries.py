@@ -49,7 +49,7 @@ LIST_COLUMNS = f"""
     CASE WHEN e.body <> '' THEN left(e.body, 600) ELSE left(coalesce(e.html, ''), 6000) END
         AS preview,
     (e.body = '') AS preview_is_html, {TAGS} AS tags,
-    e.junk, e.verdicts -> 'reasons' AS junk_reasons
+    e.junk, e.verdicts -> 'reasons' AS junk_reasons, e.codes, e.verify_link
 """
 FULL_COLUMNS = LIST_COLUMNS + ", e.body, e.html"
 ORDER = "ORDER BY e.received_at DESC NULLS LAST, e.created_at DESC, e.id"
@@ -248,6 +248,8 @@ FLAG_CONDITIONS = {
     "read": SEEN,
     "attachment": "(jsonb_array_length(coalesce(e.attachments, '[]'::jsonb)) > 0)",
     "tagged": f"(cardinality({TAGS}) > 0)",
+    # A one-time code or a verification link (README "Codes and links").
+    "code": "(coalesce(cardinality(e.codes), 0) > 0 OR e.verify_link IS NOT NULL)",
 }
 
 

@@ -1,7 +1,8 @@
 """Mailpit's search syntax, the part that fits one mailbox (pure).
 
 `to:`, `from:`, `subject:`, `message-id:`, `tag:` (one tag, any case),
-`is:read`, `is:unread`, `is:tagged`, `has:attachment(s)`, and free text;
+`is:read`, `is:unread`, `is:tagged`, `has:attachment(s)`, ours `has:code`
+(a one-time code or a verification link), and free text;
 words are split on spaces outside double quotes; a leading `-` or `!`
 negates. At most MAX_TERMS terms: each is one more condition over the
 mailbox, and thousands would hold one of the API's few database
@@ -20,6 +21,7 @@ FLAGS = {
     "is:tagged": Term("tagged", ""),
     "has:attachment": Term("attachment", ""),
     "has:attachments": Term("attachment", ""),
+    "has:code": Term("code", ""),  # ours: a one-time code or a verification link
 }
 
 

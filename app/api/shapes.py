@@ -172,6 +172,9 @@ def _message_common(row: Row, base: str, account_id: str | None, ld: bool) -> di
         # Ours (README "Defence"): stored as junk by the inbound checks, and why.
         "junk": bool(row.get("junk")),
         "junkReasons": junk_reasons(row),
+        # Ours (README "Codes and links"): one-time codes as shown, the verification link.
+        "codes": codes(row),
+        "verifyLink": verify_link(row),
         "size": int(row.get("size") or 0),
         "downloadUrl": f"{base}/messages/{ident}/download",
         "sourceUrl": f"{base}/sources/{ident}",
@@ -323,3 +326,17 @@ def junk_reasons(row: Row) -> list[str]:
     if isinstance(reasons, str):  # jsonb arrives as its JSON text
         reasons = json.loads(reasons)
     return [str(r) for r in reasons] if row.get("junk") and isinstance(reasons, list) else []
+
+
+def codes(row: Row) -> list[str]:
+    """The message's one-time codes ([] for a row stored before they were kept)."""
+    return list(row.get("codes") or ())
+
+
+HTTP = ("http://", "https://")  # the only links shown as links
+
+
+def verify_link(row: Row) -> str | None:
+    """The message's verification link: an http(s) URL, or None."""
+    link = row.get("verify_link")
+    return link if isinstance(link, str) and link.lower().startswith(HTTP) else None

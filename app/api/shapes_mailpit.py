@@ -22,6 +22,7 @@ from .shapes import (
     Row,
     arrived,
     attachment_count,
+    codes,
     is_seen,
     junk_reasons,
     pair,
@@ -29,6 +30,7 @@ from .shapes import (
     recipients,
     rfc3339,
     sender,
+    verify_link,
 )
 
 SNIPPET_LENGTH = 250
@@ -52,17 +54,23 @@ def _contacts(texts: Iterable[str]) -> list[dict[str, str]]:
     return [c for c in map(contact, texts) if c is not None]
 
 
-def with_junk(shape: dict[str, Any], row: Row) -> dict[str, Any]:
-    """A Mailpit shape, plus our `JunkReasons` on junk mail only (other mail
-    keeps Mailpit's exact shape; junk also shows as the tag `junk`)."""
+def with_ours(shape: dict[str, Any], row: Row) -> dict[str, Any]:
+    """A Mailpit shape, plus ours where they have something: `JunkReasons`
+    on junk mail (junk also shows as the tag `junk`), `Codes` and
+    `VerifyLink` on mail with a code or a verification link (README "Codes
+    and links"). Other mail keeps Mailpit's exact shape."""
     if row.get("junk"):
         shape["JunkReasons"] = junk_reasons(row)
+    found, link = codes(row), verify_link(row)
+    if found or link:
+        shape["Codes"] = found
+        shape["VerifyLink"] = link
     return shape
 
 
 def summary(row: Row) -> dict[str, Any]:
     """A MessageSummary (the members of messages and search)."""
-    return with_junk(_summary(row), row)
+    return with_ours(_summary(row), row)
 
 
 def _summary(row: Row) -> dict[str, Any]:
@@ -197,7 +205,7 @@ def message(row: Row, parsed: mime.Parsed | None, inline_urls: Mapping[str, str]
         "Inline": [attachment(p) for p in inline_parts(parts)],
         "Attachments": [attachment(p) for p in listed(parts, mime.ATTACHMENTS)],
     }
-    return with_junk(full, row)
+    return with_ours(full, row)
 
 
 def cid_map(parts: Sequence[mime.Part], url: str | None) -> dict[str, str]:

@@ -56,8 +56,9 @@
       try { done = document.execCommand('copy'); } catch (ignored) { done = false; }
       area.remove();
     }
+    const label = button.dataset.label || (button.dataset.label = button.textContent);
     button.textContent = done ? 'Copied' : 'Press Ctrl+C';
-    setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+    setTimeout(() => { button.textContent = label; }, 1500);
   }
 
   const looksLikeAddress = (text) => /^[^@\s/]+@[^@\s/]+\.[^@\s/]+$/.test(text);
@@ -167,6 +168,31 @@
     return parts;
   }
 
+  // A link we show as a link: http(s) only (never javascript:, data:, ...), or null.
+  function webLink(text) {
+    let url;
+    try { url = new URL(String(text)); } catch (error) { return null; }
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  }
+
+  // The reader's one-time codes, each with a "copy code" button, and the
+  // verification link (README "Codes and links"): text nodes and an http(s) href.
+  function codeItems(codes, link) {
+    const items = [];
+    for (const code of codes) {
+      const button = el('button', { type: 'button', class: 'copy-code', 'data-code': code },
+        'Copy code');
+      button.addEventListener('click', () => copy(code, button));
+      items.push(el('span', { class: 'code', translate: 'no' }, code), button);
+    }
+    const href = webLink(link);
+    if (href) {
+      items.push(el('a', { class: 'open-link', href, target: '_blank',
+        rel: 'noopener noreferrer', referrerpolicy: 'no-referrer' }, 'Open link'));
+    }
+    return items;
+  }
+
   // The two shapes a message summary comes in: Mailpit's list, mail.tm's event.
   const fromList = (m) => ({
     id: m.ID, name: m.From ? m.From.Name : '', from: m.From ? m.From.Address : '',
@@ -196,7 +222,10 @@
     const markedAt = new Map(); // id -> the number of its last change
     const live = { source: null, timer: 0, retry: 0, seq: 0, log: [] };
     let junkView = false; // the Junk view: mail the inbound checks stored as junk
-    const listPath = () => '/api/v1/search?query=' + (junkView ? 'tag:junk' : '-tag:junk');
+    let search = ''; // the search box's query (Mailpit's syntax), '' for none
+    const listPath = () => '/api/v1/search?query=' +
+      encodeURIComponent((junkView ? 'tag:junk' : '-tag:junk') + (search ? ' ' + search : ''));
+    let listing = 0; // list reads started, numbered: only the latest one is shown
     let refused = false; // mail to this address's domain is not received here
 
     $('address').textContent = address;
@@ -266,7 +295,8 @@
       const unread = order.filter((id) => !rows.get(id).data.read).length;
       $('count').textContent = unread ? unread + ' unread' : '';
       document.title = (unread ? '(' + unread + ') ' : '') + address;
-      $('empty').hidden = order.length > 0 || !$('login').hidden || refused;
+      $('empty').hidden = order.length > 0 || !$('login').hidden || refused || Boolean(search);
+      $('no-match').hidden = order.length > 0 || !search;
       $('more').hidden = order.length >= total;
     }
 
@@ -274,8 +304,10 @@
     async function refresh() {
       const mark = live.seq;
       const marked = marks;
+      const mine = ++listing;
       const response = await api(listPath() + '&limit=' + Math.max(PAGE, order.length));
       const body = await response.json();
+      if (mine !== listing) return; // a newer read (another query, newer mail) is on its way
       const fresh = body.messages.map(fromList);
       const listed = new Set(fresh.map((m) => m.id));
       // Pushed while the list was being read, and committed after it: keep them.
@@ -310,6 +342,10 @@
       if (!data || data['@type'] !== 'Message' || !data.id) return;
       const m = fromEvent(data);
       if (m.junk !== junkView) return; // it belongs to the other view
+      if (search) { // does it match? The server's search says: read the list again
+        refresh().catch(report);
+        return;
+      }
       if (!rows.has(m.id)) {
         order.unshift(m.id);
         total += 1;
@@ -464,6 +500,8 @@
       $('m-date').textContent = new Date(m.Date).toLocaleString();
       $('m-junk').textContent = (m.Tags || []).includes('junk') ? junkText(m.JunkReasons || []) : '';
       $('m-junk').hidden = !(m.Tags || []).includes('junk');
+      $('m-codes').replaceChildren(...codeItems(m.Codes || [], m.VerifyLink));
+      $('m-codes').hidden = $('m-codes').childElementCount === 0;
       const files = [...(m.Attachments || []), ...(m.Inline || [])];
       $('m-attachments').replaceChildren(...files.map((file) => fileItem(id, file)));
       $('m-attachments').hidden = files.length === 0;
@@ -508,15 +546,38 @@
 
     $('back').addEventListener('click', () => { location.hash = ''; });
     $('more').addEventListener('click', () => more().catch(report));
-    $('junk-view').addEventListener('click', () => { // the other view: its own list
-      junkView = !junkView;
-      $('list-name').textContent = junkView ? 'Junk' : 'Inbox';
-      $('junk-view').textContent = junkView ? 'Inbox' : 'Junk';
+    function relist() { // another view or search: its own list, read afresh
       order = [];
       rows.clear();
       total = 0;
       render();
-      refresh().catch(report);
+      refresh().catch((error) => {
+        if (search && error.message === 'HTTP 400') { // Mailpit's answer to a bad query
+          $('problem').textContent = 'This search is not understood (at most 20 terms).';
+          $('problem').hidden = false;
+        } else report(error);
+      });
+    }
+    let typing = 0;
+    function searchFor(query) {
+      if (query === search) return;
+      search = query;
+      relist();
+    }
+    $('query').addEventListener('input', () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => searchFor($('query').value.trim()), 300);
+    });
+    $('search').addEventListener('submit', (event) => {
+      event.preventDefault();
+      clearTimeout(typing);
+      searchFor($('query').value.trim());
+    });
+    $('junk-view').addEventListener('click', () => { // the other view: its own list
+      junkView = !junkView;
+      $('list-name').textContent = junkView ? 'Junk' : 'Inbox';
+      $('junk-view').textContent = junkView ? 'Inbox' : 'Junk';
+      relist();
     });
     $('messages').addEventListener('click', (event) => {
       const link = event.target.closest('a.row');
