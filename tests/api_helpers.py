@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import email.policy
 import json
+import os
 import smtplib
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .helpers import AppProcess, clean_environment, free_port, queued_id
+from .helpers import AppProcess, clean_environment, eventually, free_port, queued_id
 
 
 class ApiServer(AppProcess):
@@ -183,3 +187,36 @@ def send_many(port: int, rcpt: str, count: int, prefix: str = "m") -> None:
         client.ehlo("client.test")
         for n in range(count):
             client.sendmail("alice@sender.test", [rcpt], mail(rcpt, subject=f"{prefix}-{n}"))
+
+
+def answers(port: int) -> bool:
+    """Whether something accepts a TCP connection on 127.0.0.1:`port`."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def nginx_serving(http: str, port: int, directory: Path) -> Iterator[int]:
+    """nginx in the foreground with `http` inside its `http { }` block (which
+    must listen on `port`), every path under `directory`; yields `port` once
+    it answers, and stops nginx at the end."""
+    temp = " ".join(
+        f"{kind}_temp_path {directory / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = directory / "nginx.conf"
+    conf.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\n"
+        + f"error_log {directory / 'error.log'};\nevents {{}}\n"
+        + f"http {{\naccess_log off;\n{temp}\n{http}\n}}\n"
+    )
+    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(directory)])
+    try:
+        eventually(lambda: nginx.poll() is not None or answers(port))
+        assert nginx.poll() is None, (directory / "error.log").read_text()
+        yield port
+    finally:
+        nginx.terminate()
+        nginx.wait(30)

@@ -11,10 +11,7 @@ default: from nobody).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import httpx
 import pytest
 
 from .api_fixtures import Stack, make_stack
-from .api_helpers import mail, next_event, open_stream, send, sse_events
+from .api_helpers import mail, next_event, nginx_serving, open_stream, send, sse_events
 from .helpers import ROOT, eventually, free_port, query
 
 ADDRESS = "reader@example.com"
@@ -123,31 +120,8 @@ def nginx_in_front(api_port: int, directory: Path) -> Iterator[int]:
         .replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
         .replace("127.0.0.1:8025", f"127.0.0.1:{api_port}")
     )
-    temp = " ".join(
-        f"{kind}_temp_path {directory / kind};" for kind in ("client_body", "proxy", "fastcgi")
-    )
-    conf = directory / "nginx.conf"
-    conf.write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
-        + f"daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\n"
-        + f"error_log {directory / 'error.log'};\nevents {{}}\n"
-        + f"http {{\naccess_log off;\n{temp}\nuwsgi_temp_path {directory / 'uwsgi'};\n"
-        + f"scgi_temp_path {directory / 'scgi'};\n{server}\n}}\n"
-    )
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(directory)])
-    try:
-        eventually(lambda: nginx.poll() is not None or answers(port))
-        assert nginx.poll() is None, (directory / "error.log").read_text()
+    with nginx_serving(server, port, directory):
         yield port
-    finally:
-        nginx.terminate()
-        nginx.wait(30)
-
-
-def answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-        return True
-    return False
 
 
 @pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")

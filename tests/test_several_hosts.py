@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,10 +24,19 @@ from app.config import Settings
 from app.db_connect import Unusable
 
 from . import clusters
-from .api_helpers import ApiServer, account, mail, next_event, open_stream, send, sse_events
+from .api_helpers import (
+    ApiServer,
+    account,
+    mail,
+    next_event,
+    nginx_serving,
+    open_stream,
+    send,
+    sse_events,
+)
 from .helpers import Server, eventually, free_port, install_schema, query
 from .readme import block_starting
-from .test_api_review_forwarded import answers, readme_nginx_server
+from .test_api_review_forwarded import readme_nginx_server
 
 SECRET = "the-shared-secret-of-every-api-host"  # API_SECRET: the same on every host
 
@@ -52,25 +59,8 @@ def nginx_in_front_of(api_ports: list[int], directory: Path) -> Iterator[int]:
         .replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
         .replace("http://127.0.0.1:8025", "http://tempmail_api")
     )
-    temp = " ".join(
-        f"{kind}_temp_path {directory / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf = directory / "nginx.conf"
-    conf.write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
-        + f"daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\n"
-        + f"error_log {directory / 'error.log'};\nevents {{}}\n"
-        + f"http {{\naccess_log off;\n{temp}\n{upstream}\n{server}\n}}\n"
-    )
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(directory)])
-    try:
-        eventually(lambda: nginx.poll() is not None or answers(port))
-        assert nginx.poll() is None, (directory / "error.log").read_text()
+    with nginx_serving(f"{upstream}\n{server}", port, directory):
         yield port
-    finally:
-        nginx.terminate()
-        nginx.wait(30)
 
 
 @pytest.fixture
