@@ -40,6 +40,7 @@ from tests.dnsserver import DnsServer, dkim_key
 
 from . import mta, procstat, scaling
 from .client import Pacer, Sent, idle_connections, percentile, session, stuffed, typical
+from .report import cell, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -366,24 +367,47 @@ async def many_connections(target: Target, count: int) -> Row:
     return row
 
 
-def table(rows: list[Row]) -> str:
-    def f(value: float, digits: int = 1) -> str:
-        return "" if value != value else f"{value:.{digits}f}"
+COLUMNS = (
+    "run",
+    "msg/s accepted",
+    "msg/s stored",
+    "stored / null sink",
+    "CPU ms/msg ours",
+    "CPU / null sink",
+    "CPU ms/msg PostgreSQL",
+    "250 p50 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "lag p50 ms",
+    "lag p99 ms",
+    "RSS MiB",
+    "errors",
+)
 
-    lines = [
-        "| run | msg/s accepted | msg/s stored | stored / null sink | CPU ms/msg ours | "
-        "CPU / null sink | CPU ms/msg PostgreSQL | 250 p50 ms | p99 ms | p99.9 ms | "
-        "lag p50 ms | lag p99 ms | RSS MiB | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.run} | {f(r.accepted_rate, 0)} | {f(r.stored_rate, 0)} | {f(r.ratio, 2)} | "
-            f"{f(r.cpu_ms, 2)} | {f(r.cpu_ratio, 2)} | {f(r.pg_cpu_ms, 2)} | "
-            f"{f(r.p50, 2)} | {f(r.p99, 2)} | "
-            f"{f(r.p999, 2)} | {f(r.lag50, 1)} | {f(r.lag99, 1)} | {r.rss_mib} | {r.errors} |"
-        )
-    return "\n".join(lines)
+
+def table(rows: list[Row]) -> str:
+    return markdown_table(
+        COLUMNS,
+        (
+            (
+                r.run,
+                cell(r.accepted_rate, 0),
+                cell(r.stored_rate, 0),
+                cell(r.ratio),
+                cell(r.cpu_ms),
+                cell(r.cpu_ratio),
+                cell(r.pg_cpu_ms),
+                cell(r.p50),
+                cell(r.p99),
+                cell(r.p999),
+                cell(r.lag50, 1),
+                cell(r.lag99, 1),
+                r.rss_mib,
+                r.errors,
+            )
+            for r in rows
+        ),
+    )
 
 
 SCENARIOS = (

@@ -37,6 +37,7 @@ from app.policy import normalize_address
 from . import procstat
 from .__main__ import ROOT, Target, free_port, start_service
 from .client import Pacer, Sent, percentile, session, stuffed, typical
+from .report import cell, markdown_table
 
 SECRET = "bench-secret-" + "x" * 32
 READER = "reader@example.com"
@@ -58,23 +59,41 @@ class Row:
     rss_mib: str = ""
 
 
+COLUMNS = (
+    "api",
+    "SMTP load",
+    "list p50 ms",
+    "list p99 ms",
+    "read p50 ms",
+    "read p99 ms",
+    "req/s",
+    "250→event p50 ms",
+    "250→event p99 ms",
+    "events",
+    "API RSS MiB",
+)
+
+
 def table(rows: list[Row]) -> str:
-    head = (
-        "| api | SMTP load | list p50 ms | list p99 ms | read p50 ms | read p99 ms | req/s "
-        "| 250→event p50 ms | 250→event p99 ms | events | API RSS MiB |"
+    return "\n" + markdown_table(
+        COLUMNS,
+        (
+            (
+                r.api,
+                r.load,
+                cell(r.list50),
+                cell(r.list99),
+                cell(r.read50),
+                cell(r.read99),
+                cell(r.rps).split(".")[0],
+                cell(r.event50),
+                cell(r.event99),
+                r.events,
+                r.rss_mib,
+            )
+            for r in rows
+        ),
     )
-    lines = ["", head, "|" + "---|" * 11]
-
-    def f(value: float) -> str:
-        return "" if value != value else f"{value:.2f}"
-
-    for r in rows:
-        lines.append(
-            f"| {r.api} | {r.load} | {f(r.list50)} | {f(r.list99)} | {f(r.read50)} | "
-            f"{f(r.read99)} | {f(r.rps).split('.')[0]} | {f(r.event50)} | {f(r.event99)} | "
-            f"{r.events} | {r.rss_mib} |"
-        )
-    return "\n".join(lines)
 
 
 @dataclasses.dataclass

@@ -42,6 +42,7 @@ from .__main__ import (
 )
 from .api import make_account, reader_loop, start_api
 from .client import Pacer, percentile, stuffed, typical
+from .report import cell, markdown_table
 
 SIZES = {"1KB": (1024, 4000), "64KB": (64 * 1024, 1000)}  # size, messages a round
 SMOKE_SIZES = {"1KB": (1024, 100)}
@@ -254,25 +255,46 @@ async def database(repeats: int, count: int, prefill: int) -> list[Row]:
     return rows
 
 
-def table(rows: list[Row]) -> str:
-    def f(value: float, digits: int = 2) -> str:
-        return "" if value != value else f"{value:.{digits}f}"
+COLUMNS = (
+    "run",
+    "rounds",
+    "load before (1/5/15 min)",
+    "stored msg/s (median)",
+    "ours / null sink",
+    "CPU ms/msg ours",
+    "CPU ms/msg PostgreSQL",
+    "peak connections",
+    "list p50/p99 ms",
+    "read p50/p99 ms",
+    "WAL KB/msg",
+    "tables KB/msg",
+)
 
-    lines = [
-        "| run | rounds | load before (1/5/15 min) | stored msg/s (median) | ours / null sink | "
-        "CPU ms/msg ours | CPU ms/msg PostgreSQL | peak connections | list p50/p99 ms | "
-        "read p50/p99 ms | WAL KB/msg | tables KB/msg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        reads = f"{f(r.list50)} / {f(r.list99)}" if r.list50 == r.list50 else ""
-        read = f"{f(r.read50)} / {f(r.read99)}" if r.read50 == r.read50 else ""
-        lines.append(
-            f"| {r.run} | {r.rounds} | {r.load} | {f(r.rate, 0)} | {f(r.ratio)} | "
-            f"{f(r.cpu_ms)} | {f(r.pg_cpu_ms)} | {f(r.connections, 0)} | {reads} | {read} | "
-            f"{f(r.wal_kb, 1)} | {f(r.table_kb, 1)} |"
-        )
-    return "\n".join(lines)
+
+def table(rows: list[Row]) -> str:
+    def pair(p50: float, p99: float) -> str:
+        return f"{cell(p50)} / {cell(p99)}" if p50 == p50 else ""
+
+    return markdown_table(
+        COLUMNS,
+        (
+            (
+                r.run,
+                r.rounds,
+                r.load,
+                cell(r.rate, 0),
+                cell(r.ratio),
+                cell(r.cpu_ms),
+                cell(r.pg_cpu_ms),
+                cell(r.connections, 0),
+                pair(r.list50, r.list99),
+                pair(r.read50, r.read99),
+                cell(r.wal_kb, 1),
+                cell(r.table_kb, 1),
+            )
+            for r in rows
+        ),
+    )
 
 
 async def run(args: argparse.Namespace) -> list[Row]:
