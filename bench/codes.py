@@ -14,6 +14,7 @@ process time, the best of `--repeat` passes. `--smoke` is seconds long.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from email.message import EmailMessage
 
@@ -23,6 +24,7 @@ from app.parse import parse_fields as parse
 from tests.codes_measure import CORPUS, Message, corpus, labelled, measure
 
 from .client import typical
+from .procstat import best_of
 
 
 def raw_message(subject: str, text: str, html: str) -> bytes:
@@ -38,16 +40,6 @@ def raw_message(subject: str, text: str, html: str) -> bytes:
 
 def raw(message: Message) -> bytes:
     return raw_message(message.subject, message.text, message.html)
-
-
-def best_of(repeat: int, work) -> float:  # type: ignore[no-untyped-def]
-    """Least process time of `repeat` runs of work(), in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.process_time()
-        work()
-        times.append(time.process_time() - start)
-    return min(times)
 
 
 def row(name: str, raws: list[bytes], repeat: int) -> str:
@@ -80,7 +72,7 @@ def hostile_rows(repeat: int) -> list[str]:
     parse_s = best_of(repeat, lambda: parse(baseline))
     out = []
     for name, payload in HOSTILE.items():
-        extract_s = best_of(repeat, lambda payload=payload: extract("x", payload, payload))
+        extract_s = best_of(repeat, functools.partial(extract, "x", payload, payload))
         out.append(
             f"| hostile: {name} | 1 | {parse_s * 1e6:.0f} (4 KB) | {extract_s * 1e6:.0f} | "
             f"{extract_s / parse_s:.2f} | {extract_s * 1e6:.0f} |"

@@ -12,13 +12,14 @@ passes. `--smoke` is seconds long.
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 
 from app.model import Envelope, Prepared
 from app.parse import parse
 from app.webhooks_outbox import Outbox
 
 from .client import typical
+from .procstat import best_of
 
 BATCH = 200
 
@@ -30,16 +31,6 @@ def batch(count: int) -> list[Prepared]:
         envelope = Envelope.new("bench@sender.test", ("u@example.com",), raw, "192.0.2.1", "b")
         prepared.append(Prepared(envelope, parse(raw), None))
     return prepared
-
-
-def best_of(repeat: int, work) -> float:  # type: ignore[no-untyped-def]
-    """Least process time of `repeat` runs of work(), in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.process_time()
-        work()
-        times.append(time.process_time() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -62,7 +53,7 @@ def main() -> None:
     ):
         outbox = Outbox()
         outbox.update(subscribed)
-        spent = best_of(repeat, lambda outbox=outbox: outbox.statement(messages))
+        spent = best_of(repeat, functools.partial(outbox.statement, messages))
         each = spent / len(messages)
         print(f"| {name} | {each * 1e3:.4f} ms | {each / (parse_s / len(raws)):.2f} |")
 
