@@ -119,28 +119,27 @@ def test_init_db_by_three_hosts_at_once_installs_the_schema_once(database_url):
     assert re.search(r"ok: +schema version \d+ \(this release", again.stdout), again.stdout
 
 
-def holders(database_url: str, key: int) -> list[str]:
-    """application_name of each backend holding advisory lock `key`."""
+def lockers(database_url: str, condition: str, argument: object) -> list[str]:
+    """application_name of each backend of this database with a pg_locks row
+    `l` meeting `condition` ($1 is `argument`)."""
     rows = query(
         database_url,
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted "
+        f"WHERE {condition} "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        key,
+        argument,
     )
     return [r["application_name"] for r in rows]
+
+
+def holders(database_url: str, key: int) -> list[str]:
+    """application_name of each backend holding advisory lock `key`."""
+    return lockers(database_url, "l.locktype = 'advisory' AND l.objid = $1 AND l.granted", key)
 
 
 def waiting_on(database_url: str, table: str) -> list[str]:
     """application_name of each backend waiting for a lock on `table`."""
-    rows = query(
-        database_url,
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.relation = to_regclass($1) AND NOT l.granted "
-        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        table,
-    )
-    return [r["application_name"] for r in rows]
+    return lockers(database_url, "l.relation = to_regclass($1) AND NOT l.granted", table)
 
 
 @pytest.mark.parametrize("setup", ["direct", "pgbouncer"])
