@@ -368,46 +368,19 @@ async def many_connections(target: Target, count: int) -> Row:
 
 
 COLUMNS = (
-    "run",
-    "msg/s accepted",
-    "msg/s stored",
-    "stored / null sink",
-    "CPU ms/msg ours",
-    "CPU / null sink",
-    "CPU ms/msg PostgreSQL",
-    "250 p50 ms",
-    "p99 ms",
-    "p99.9 ms",
-    "lag p50 ms",
-    "lag p99 ms",
-    "RSS MiB",
-    "errors",
-)
+    "run", "msg/s accepted", "msg/s stored", "stored / null sink", "CPU ms/msg ours",
+    "CPU / null sink", "CPU ms/msg PostgreSQL", "250 p50 ms", "p99 ms", "p99.9 ms",
+    "lag p50 ms", "lag p99 ms", "RSS MiB", "errors",
+)  # fmt: skip
 
 
 def table(rows: list[Row]) -> str:
-    return markdown_table(
-        COLUMNS,
-        (
-            (
-                r.run,
-                cell(r.accepted_rate, 0),
-                cell(r.stored_rate, 0),
-                cell(r.ratio),
-                cell(r.cpu_ms),
-                cell(r.cpu_ratio),
-                cell(r.pg_cpu_ms),
-                cell(r.p50),
-                cell(r.p99),
-                cell(r.p999),
-                cell(r.lag50, 1),
-                cell(r.lag99, 1),
-                r.rss_mib,
-                r.errors,
-            )
-            for r in rows
-        ),
-    )
+    return markdown_table(COLUMNS, (
+        (r.run, cell(r.accepted_rate, 0), cell(r.stored_rate, 0), cell(r.ratio),
+         cell(r.cpu_ms), cell(r.cpu_ratio), cell(r.pg_cpu_ms), cell(r.p50), cell(r.p99),
+         cell(r.p999), cell(r.lag50, 1), cell(r.lag99, 1), r.rss_mib, r.errors)
+        for r in rows
+    ))  # fmt: skip
 
 
 SCENARIOS = (

@@ -60,40 +60,17 @@ class Row:
 
 
 COLUMNS = (
-    "api",
-    "SMTP load",
-    "list p50 ms",
-    "list p99 ms",
-    "read p50 ms",
-    "read p99 ms",
-    "req/s",
-    "250→event p50 ms",
-    "250→event p99 ms",
-    "events",
-    "API RSS MiB",
-)
+    "api", "SMTP load", "list p50 ms", "list p99 ms", "read p50 ms", "read p99 ms", "req/s",
+    "250→event p50 ms", "250→event p99 ms", "events", "API RSS MiB",
+)  # fmt: skip
 
 
 def table(rows: list[Row]) -> str:
-    return "\n" + markdown_table(
-        COLUMNS,
-        (
-            (
-                r.api,
-                r.load,
-                cell(r.list50),
-                cell(r.list99),
-                cell(r.read50),
-                cell(r.read99),
-                cell(r.rps).split(".")[0],
-                cell(r.event50),
-                cell(r.event99),
-                r.events,
-                r.rss_mib,
-            )
-            for r in rows
-        ),
-    )
+    return "\n" + markdown_table(COLUMNS, (
+        (r.api, r.load, cell(r.list50), cell(r.list99), cell(r.read50), cell(r.read99),
+         cell(r.rps).split(".")[0], cell(r.event50), cell(r.event99), r.events, r.rss_mib)
+        for r in rows
+    ))  # fmt: skip
 
 
 @dataclasses.dataclass

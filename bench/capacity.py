@@ -256,45 +256,22 @@ async def database(repeats: int, count: int, prefill: int) -> list[Row]:
 
 
 COLUMNS = (
-    "run",
-    "rounds",
-    "load before (1/5/15 min)",
-    "stored msg/s (median)",
-    "ours / null sink",
-    "CPU ms/msg ours",
-    "CPU ms/msg PostgreSQL",
-    "peak connections",
-    "list p50/p99 ms",
-    "read p50/p99 ms",
-    "WAL KB/msg",
-    "tables KB/msg",
-)
+    "run", "rounds", "load before (1/5/15 min)", "stored msg/s (median)", "ours / null sink",
+    "CPU ms/msg ours", "CPU ms/msg PostgreSQL", "peak connections", "list p50/p99 ms",
+    "read p50/p99 ms", "WAL KB/msg", "tables KB/msg",
+)  # fmt: skip
 
 
 def table(rows: list[Row]) -> str:
     def pair(p50: float, p99: float) -> str:
         return f"{cell(p50)} / {cell(p99)}" if p50 == p50 else ""
 
-    return markdown_table(
-        COLUMNS,
-        (
-            (
-                r.run,
-                r.rounds,
-                r.load,
-                cell(r.rate, 0),
-                cell(r.ratio),
-                cell(r.cpu_ms),
-                cell(r.pg_cpu_ms),
-                cell(r.connections, 0),
-                pair(r.list50, r.list99),
-                pair(r.read50, r.read99),
-                cell(r.wal_kb, 1),
-                cell(r.table_kb, 1),
-            )
-            for r in rows
-        ),
-    )
+    return markdown_table(COLUMNS, (
+        (r.run, r.rounds, r.load, cell(r.rate, 0), cell(r.ratio), cell(r.cpu_ms),
+         cell(r.pg_cpu_ms), cell(r.connections, 0), pair(r.list50, r.list99),
+         pair(r.read50, r.read99), cell(r.wal_kb, 1), cell(r.table_kb, 1))
+        for r in rows
+    ))  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> list[Row]:
