@@ -47,9 +47,10 @@ def send(
         client.close()  # closes the socket only: no QUIT
 
 
-def send_cut(port: int, raw: bytes) -> None:
+def send_cut(port: int, raw: bytes, pipelined: bytes = b"") -> None:
     """On a raw socket: the message, our 250 read, then the socket closed (no
-    further command: the MTA's connection died after our reply)."""
+    further command: the MTA's connection died after our reply); `pipelined`
+    goes in the same write as the message's end, before the 250 is seen."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         replies = sock.makefile("rb")
 
@@ -65,7 +66,7 @@ def send_cut(port: int, raw: bytes) -> None:
         say(b"MAIL FROM:<a@sender.test>", b"250")
         say(b"RCPT TO:<box@example.com>", b"250")
         say(b"DATA", b"354")
-        say(raw.replace(b"\r\n.", b"\r\n..") + b".", b"250")
+        say(raw.replace(b"\r\n.", b"\r\n..") + b"." + pipelined, b"250")
 
 
 def rows(url: str, owner: str = "box@example.com") -> list[str]:
@@ -178,6 +179,15 @@ def test_session_cut_after_250_then_resent_is_one_row(make_server, database_url,
     # That resend's 250 was seen (QUIT): the same bytes once more are a new message.
     send(second.port, raw)
     assert rows(database_url) == ["one", "one"]
+
+
+def test_command_pipelined_behind_the_end_confirms_nothing(make_server, database_url):
+    server = make_server()
+    raw = message(uuid.uuid4().hex)
+    # The QUIT was sent before the client could see the 250: not a confirmation.
+    send_cut(server.port, raw, pipelined=b"\r\nQUIT")
+    send(server.port, raw, quit=True)  # so this is a resend: not stored
+    assert rows(database_url) == ["one"]
 
 
 def envelope(raw: bytes, recipients: tuple[str, ...], sender: str = "a@x.test") -> Envelope:
