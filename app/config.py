@@ -305,7 +305,7 @@ class Settings:
     dedup_window: float = setting(
         "3600", _float(0, 7 * 86400),
         "seconds within which a resent copy of a message (same sender, recipient, Message-ID "
-        "and bytes) is not stored again; 0: off")
+        "and bytes) whose 250 its client never confirmed is not stored again; 0: off")
     tls_cert: str | None = setting(
         "", _optional, "PEM certificate file; with TLS_KEY enables STARTTLS")
     tls_key: str | None = setting("", _optional, "PEM private key file for TLS_CERT")

@@ -276,24 +276,27 @@ async def insert_batch(
     revoke: Sequence[uuid.UUID] = (),
     dedup_window: float = 0,
     beside: Callable[[Sequence[Prepared]], tuple[str, list[Any]] | None] | None = None,
+    seen: db_dedup.Seen = db_dedup.NOTHING_SEEN,
 ) -> None:
     """Insert `batch` and delete the messages in `revoke`, in one transaction.
 
     Without resend keys it is one statement: one implicit transaction, one round trip. `revoke`
     holds messages whose sender was told 451 after a write that may have
     committed: the sender will send again, so a copy of ours must not stay.
-    With `dedup_window` (or revokes), resends are found first, in the same
-    transaction (app/db_dedup.py). `beside` makes a statement of the rows
-    kept, run after them in the same transaction: the webhook events of the
-    batch (app/webhooks_outbox.py).
+    With `dedup_window` (or revokes, or `seen`: 250s their clients saw),
+    resends are found first, in the same transaction (app/db_dedup.py).
+    `beside` makes a statement of the rows kept, run after them in the same
+    transaction: the webhook events of the batch (app/webhooks_outbox.py).
     """
     async with pool.acquire() as conn:
         try:
-            dedup = bool(revoke) or (dedup_window > 0 and db_dedup.claims(batch))
+            dedup = bool(revoke or seen.keys) or (dedup_window > 0 and db_dedup.claims(batch))
             if dedup or beside is not None:
                 async with conn.transaction():
                     if dedup:
-                        batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window)
+                        batch, revoke = await db_dedup.claim(
+                            conn, batch, revoke, dedup_window, seen
+                        )
                     await _insert(conn, batch, revoke)
                     events = beside(batch) if beside is not None else None
                     if events is not None:

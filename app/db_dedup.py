@@ -16,6 +16,17 @@ sender still gets 250: the first copy is committed). A concurrent claim of
 the same key on another host waits for this transaction, so exactly one
 copy wins. A key older than the window is taken over; `prune` deletes them.
 
+Only a copy of an unconfirmed message is a resend: an MTA resends when it
+did not see our 250, and a client that sent its next command on the session
+after our 250 saw it (app/session.py). Such a message's keys are gathered in
+memory (`Confirmations`) and marked `confirmed` (migration 046) at the start
+of the writer's next transaction, before its claims (or within IDLE_PROBE by
+an empty write): a copy of a confirmed message is a new message, stored, and
+takes the key over. A copy in the same batch as a confirmed one is kept too.
+A session cut right after our 250 leaves the key unconfirmed: the resend, to
+any host, is dropped. A command pipelined behind the message's end (already
+buffered when the 250 went out) confirms nothing.
+
 A revoked message (its sender was told 451 while its write committed:
 app/store.py) gives back its keys, so the resend is stored; unless a resend
 was already dropped as its copy (`resent`), in which case the revoke is
@@ -29,7 +40,7 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import asyncpg
 
@@ -65,20 +76,38 @@ def keys(envelope: Envelope) -> list[bytes | None]:
     ]
 
 
-def claims(batch: Sequence[Prepared]) -> dict[bytes, uuid.UUID]:
-    """The keys `batch` claims, each for the first message that has it."""
-    wanted: dict[bytes, uuid.UUID] = {}
+def holders(
+    batch: Sequence[Prepared], confirmed: Set[uuid.UUID] = frozenset()
+) -> tuple[dict[bytes, uuid.UUID], set[tuple[uuid.UUID, bytes]]]:
+    """Each key's last holder in `batch`, and the (message, key) rows to keep:
+    a later message with a key is a copy of the one before it (dropped),
+    unless that one was `confirmed`: then it is new and holds the key."""
+    holder: dict[bytes, uuid.UUID] = {}
+    rows: set[tuple[uuid.UUID, bytes]] = set()
     for prepared in batch:
+        message = prepared.envelope.id
         for key in keys(prepared.envelope):
-            if key is not None:
-                wanted.setdefault(key, prepared.envelope.id)
-    return wanted
+            if key is None:
+                continue
+            before = holder.get(key)
+            if before is None or before == message or before in confirmed:
+                holder[key] = message
+                rows.add((message, key))
+    return holder, rows
 
 
-def kept(batch: Sequence[Prepared], won: set[bytes]) -> tuple[list[Prepared], int]:
-    """`batch` without the rows whose key it did not win (a message left with
-    no row goes whole); and how many rows were dropped."""
-    wanted = claims(batch)
+def claims(batch: Sequence[Prepared]) -> dict[bytes, uuid.UUID]:
+    """The keys `batch` claims, each for its first message."""
+    return holders(batch)[0]
+
+
+def kept(
+    batch: Sequence[Prepared], won: set[bytes], confirmed: Set[uuid.UUID] = frozenset()
+) -> tuple[list[Prepared], int]:
+    """`batch` without the rows whose key it did not win, or that copy an
+    unconfirmed message before them (a message left with no row goes whole);
+    and how many rows were dropped."""
+    rows_kept = holders(batch, confirmed)[1]
     out: list[Prepared] = []
     dropped = 0
     for prepared in batch:
@@ -88,7 +117,7 @@ def kept(batch: Sequence[Prepared], won: set[bytes]) -> tuple[list[Prepared], in
             for row_id, recipient, key in zip(
                 envelope.row_ids, envelope.recipients, keys(envelope), strict=True
             )
-            if key is None or (key in won and wanted[key] == envelope.id)
+            if key is None or (key in won and (envelope.id, key) in rows_kept)
         ]
         dropped += len(envelope.recipients) - len(rows)
         if len(rows) == len(envelope.recipients):
@@ -103,9 +132,59 @@ def kept(batch: Sequence[Prepared], won: set[bytes]) -> tuple[list[Prepared], in
     return out, dropped
 
 
-# A key another message claimed within the window stays its (and is marked
-# `resent`); an older one, or our own (a retried batch), is ours.
-_TAKEN = "(d.raw_id <> excluded.raw_id AND d.seen_at >= now() - make_interval(secs => $3))"
+Confirmation = tuple[uuid.UUID, list[bytes]]  # a message and its keys
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """For one write: the keys to mark confirmed before its claims, and every
+    message whose 250 was confirmed (for copies within its batch)."""
+
+    keys: Sequence[bytes] = ()
+    messages: Set[uuid.UUID] = frozenset()
+
+
+NOTHING_SEEN = Seen()
+
+
+class Confirmations:
+    """Messages whose 250 their client confirmed, until the writer's next
+    transaction marks their keys (per process, in memory)."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._keys: dict[uuid.UUID, list[bytes]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def of(self, envelope: Envelope) -> Confirmation | None:
+        """What confirming `envelope` will mark (None: nothing, no key)."""
+        found = [key for key in keys(envelope) if key is not None] if self._window > 0 else []
+        return (envelope.id, found) if found else None
+
+    def add(self, confirmation: Confirmation) -> None:
+        self._keys[confirmation[0]] = confirmation[1]
+
+    def take(self, unwritten: Set[uuid.UUID]) -> tuple[list[uuid.UUID], Seen]:
+        """The confirmed messages written already, and what the next write
+        is to know (those still queued are marked once their own claim is)."""
+        ready = [message for message in self._keys if message not in unwritten]
+        keys = [key for message in ready for key in self._keys[message]]
+        return ready, Seen(keys, frozenset(self._keys))
+
+    def marked(self, messages: Sequence[uuid.UUID]) -> None:
+        for message in messages:
+            self._keys.pop(message, None)
+
+
+# A key another message claimed within the window, never confirmed, stays its
+# (and is marked `resent`); an older or confirmed one, or our own (a retried
+# batch), is ours (unconfirmed, unless our own was confirmed).
+_TAKEN = (
+    "(d.raw_id <> excluded.raw_id AND NOT d.confirmed"
+    " AND d.seen_at >= now() - make_interval(secs => $3))"
+)
 CLAIM = f"""
 INSERT INTO mail_dedup AS d (key, raw_id, seen_at)
 SELECT c.key, c.raw_id, now()
@@ -114,8 +193,18 @@ ORDER BY c.key
 ON CONFLICT (key) DO UPDATE SET
     raw_id = CASE WHEN {_TAKEN} THEN d.raw_id ELSE excluded.raw_id END,
     seen_at = CASE WHEN {_TAKEN} THEN d.seen_at ELSE excluded.seen_at END,
-    resent = {_TAKEN} OR (d.resent AND d.raw_id = excluded.raw_id)
+    resent = {_TAKEN} OR (d.resent AND d.raw_id = excluded.raw_id),
+    confirmed = d.confirmed AND d.raw_id = excluded.raw_id
 RETURNING key, raw_id
+"""
+
+# Keys whose message's 250 was confirmed, locked in key order as CLAIM does.
+CONFIRM = """
+UPDATE mail_dedup SET confirmed = true
+WHERE key IN (
+    SELECT key FROM mail_dedup WHERE key = ANY($1::bytea[]) AND NOT confirmed
+    ORDER BY key FOR UPDATE
+)
 """
 
 # The keys of revoked messages are given back, unless a resend was dropped
@@ -138,9 +227,14 @@ async def claim(
     batch: Sequence[Prepared],
     revoke: Sequence[uuid.UUID],
     window: float,
+    seen: Seen = NOTHING_SEEN,
 ) -> tuple[list[Prepared], list[uuid.UUID]]:
     """In the batch's transaction: the rows of `batch` to insert and the
-    messages to revoke, after claiming keys and giving back revoked ones."""
+    messages to revoke, after marking the keys `seen` confirmed, giving back
+    revoked messages' keys and claiming keys."""
+    confirmed = seen.messages
+    if seen.keys:
+        await conn.execute(CONFIRM, list(seen.keys))
     if revoke:
         stays = {r["raw_id"] for r in await conn.fetch(GIVE_BACK, list(revoke))}
         if stays:
@@ -149,12 +243,12 @@ async def claim(
                 len(stays),
             )
             revoke = [r for r in revoke if r not in stays]
-    wanted = claims(batch) if window > 0 else {}
+    wanted = holders(batch, confirmed)[0] if window > 0 else {}
     if not wanted:
         return list(batch), list(revoke)
     rows = await conn.fetch(CLAIM, list(wanted), list(wanted.values()), window)
     won = {r["key"] for r in rows if r["raw_id"] == wanted[r["key"]]}
-    out, dropped = kept(batch, won)
+    out, dropped = kept(batch, won, confirmed)
     if dropped:
         log.info("[store] %d resent rows were copies of stored ones: not stored again", dropped)
     return out, list(revoke)

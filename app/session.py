@@ -26,6 +26,7 @@ from aiosmtpd.smtp import SMTP
 from . import metrics, replies
 from .config import Settings
 from .connections import Connections, Hold, client_key
+from .db_dedup import Confirmation
 from .model import Finding
 
 if TYPE_CHECKING:
@@ -80,6 +81,11 @@ class Session(SMTP):
         self._refused_rcpts = 0  # refused recipients of this transaction, none accepted yet
         self._in_rcpt = False  # a RCPT command is being answered
         self._deadline: asyncio.TimerHandle | None = None
+        # Resend detection (app/db_dedup.py): the message a 250 to DATA is for
+        # (set by the handler), then, once that 250 is out, until the client's
+        # next command confirms the client saw it.
+        self.answered: Confirmation | None = None
+        self._unconfirmed: Confirmation | None = None
         # Inbound defence: the client's reputation lookups (started once its
         # address is known) and what this transaction's checks found.
         self.reputation: asyncio.Future[Result] | None = None
@@ -260,6 +266,9 @@ class Session(SMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = status.encode("utf-8")
+        if self._unconfirmed is not None:  # a reply to the command after a 250
+            self.event_handler.confirmed(self._unconfirmed)
+            self._unconfirmed = None
         status = replies.with_enhanced_code(status)
         if status[:3] in LIMIT_CODES:
             # A limit was hit (aiosmtpd's command budgets included); policy
@@ -354,8 +363,12 @@ class Session(SMTP):
         # sessions in a transaction, so a 250 it owes is written before it closes.
         await self.push(status)
         self._set_post_data_state()
+        answered, self.answered = self.answered, None
         if status.startswith("250"):
             self._errors = 0  # mail delivered: the client is not just failing
+            # A command already buffered was sent before the client saw the 250.
+            if not self._reader._buffer:  # type: ignore[attr-defined]
+                self._unconfirmed = answered
         if self._connections.closing:
             self.say_goodbye()
 

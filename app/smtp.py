@@ -26,6 +26,7 @@ from aiosmtpd.smtp import Session as SMTPSession
 from . import metrics, pause, replies, rules
 from .config import Settings
 from .connections import Connections
+from .db_dedup import Confirmation
 from .model import Envelope, Finding, Prepared
 from .policy import (
     Lists,
@@ -370,7 +371,12 @@ class Handler:
             len(message.raw),
             server.peer_ip,
         )
+        server.answered = self._writer.confirmations.of(message)
         return replies.QUEUED.format(id=message.id)
+
+    def confirmed(self, confirmation: Confirmation) -> None:
+        """The client went on after a 250 to DATA: it saw it (app/db_dedup.py)."""
+        self._writer.confirm(confirmation)
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would answer "500 Error: (Class) text": permanent, and it leaks internals.

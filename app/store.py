@@ -34,7 +34,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import db, db_errors, metrics
+from . import db, db_dedup, db_errors, metrics
 from .model import Envelope, Prepared
 from .queued import Item, WriterStats, prepared_of
 from .refusals import Refusals
@@ -77,6 +77,7 @@ class BatchWriter:
         self._queue_size = queue_size
         self._queue_bytes_max = queue_bytes
         self._dedup_window = dedup_window  # resends found in the write (app/db_dedup.py)
+        self.confirmations = db_dedup.Confirmations(dedup_window)  # 250s the clients saw
         self._waiting: collections.deque[Item] = collections.deque()
         self._arrived = asyncio.Event()
         self._in_flight: list[Item] = []  # taken from _waiting, not yet safe
@@ -137,6 +138,11 @@ class BatchWriter:
         committed = asyncio.get_running_loop().create_future() if wait else None
         self._enqueue(Item(envelope, prepared, committed))
         return committed
+
+    def confirm(self, confirmation: db_dedup.Confirmation) -> None:
+        """A client saw the 250 of a message: mark it in the next write."""
+        self.confirmations.add(confirmation)
+        self._arrived.set()  # an idle writer marks it within IDLE_PROBE
 
     def _enqueue(self, item: Item) -> None:
         self._waiting.append(item)
@@ -216,7 +222,7 @@ class BatchWriter:
                 self._forget(item)  # 451 given before any write: nothing is owed
         live = self._without_abandoned(batch)
         leftover = []
-        if live or self._safe.revokes or self.outage or self.store_full:
+        if live or self._safe.revokes or self.outage or self.store_full or self.confirmations:
             leftover = await self._write(live)
         self._in_flight = leftover
         if not (leftover or self._waiting):
@@ -263,7 +269,8 @@ class BatchWriter:
 
     def _owes_work(self) -> bool:
         owed = (self.store_full, self.spool_error, self.refusing)
-        return self.outage or bool(self._safe.revokes) or any(r is not None for r in owed)
+        owed_db = self.outage or bool(self._safe.revokes) or bool(self.confirmations)
+        return owed_db or any(r is not None for r in owed)
 
     async def _ready(self, batch: list[Item]) -> list[Item]:
         """The items of `batch` whose preparation is done (up to BATCH_BYTES),
@@ -385,7 +392,11 @@ class BatchWriter:
             return []
         revoke = list(self._safe.revokes)
         prepared = [prepared_of(item) for item in batch]
-        await self.outbox.insert_batch(self._pool, prepared, revoke, self._dedup_window)
+        # A confirmation is marked after its own message's claim is written.
+        unwritten = [*self._waiting, *self._refusals.held, *batch] if self.confirmations else []
+        marked, seen = self.confirmations.take({i.envelope.id for i in unwritten})
+        await self.outbox.insert_batch(self._pool, prepared, revoke, self._dedup_window, seen)
+        self.confirmations.marked(marked)
         return revoke
 
     def _unavailable(self, error: Exception, kind: str) -> None:

@@ -1,11 +1,17 @@
-"""Resend detection (app/db_dedup.py): a message its sender sends again,
-to the same host or another, is stored once; different bytes are not a resend."""
+"""Resend detection (app/db_dedup.py): a message its sender sends again
+after a session cut right after our 250 (the sender never confirmed it saw
+it), to the same host or another, is stored once; different bytes are not a
+resend, nor are the same bytes sent again after the client went on (its next
+command on that session confirms the 250: a new message)."""
 
 from __future__ import annotations
 
 import smtplib
+import socket
 import threading
 import uuid
+
+import pytest
 
 from app import db_dedup
 from app.model import Envelope
@@ -22,14 +28,45 @@ def message(mid: str, body: str = "one") -> bytes:
     return MESSAGE % (mid.encode(), body.encode())
 
 
-def send(port: int, raw: bytes, rcpts: tuple[str, ...] = ("box@example.com",)) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+def send(
+    port: int, raw: bytes, rcpts: tuple[str, ...] = ("box@example.com",), quit: bool = False
+) -> None:
+    """Send `raw`; then QUIT, or (by default) cut the session right after
+    the 250: the server cannot tell that the client saw it (a resend)."""
+    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    try:
         client.ehlo("client.test")
         assert client.mail("a@sender.test")[0] == 250
         for rcpt in rcpts:
             assert client.rcpt(rcpt)[0] == 250
         code, reply = client.data(raw)
         assert code == 250, reply  # a resend is answered 250 too: its first copy is stored
+        if quit:
+            client.quit()
+    finally:
+        client.close()  # closes the socket only: no QUIT
+
+
+def send_cut(port: int, raw: bytes, pipelined: bytes = b"") -> None:
+    """On a raw socket: the message, our 250 read, then the socket closed (no
+    further command: the MTA's connection died after our reply); `pipelined`
+    goes in the same write as the message's end, before the 250 is seen."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        replies = sock.makefile("rb")
+
+        def say(line: bytes, code: bytes) -> None:
+            sock.sendall(line + b"\r\n")
+            reply = replies.readline()
+            while reply[3:4] == b"-":
+                reply = replies.readline()
+            assert reply[:3] == code, reply
+
+        assert replies.readline()[:3] == b"220"
+        say(b"EHLO client.test", b"250")
+        say(b"MAIL FROM:<a@sender.test>", b"250")
+        say(b"RCPT TO:<box@example.com>", b"250")
+        say(b"DATA", b"354")
+        say(raw.replace(b"\r\n.", b"\r\n..") + b"." + pipelined, b"250")
 
 
 def rows(url: str, owner: str = "box@example.com") -> list[str]:
@@ -44,7 +81,7 @@ def raw_count(url: str) -> int:
 def test_same_message_to_two_hosts_is_stored_once(make_server, database_url):
     first, second = make_server(), make_server()
     mid = uuid.uuid4().hex
-    send(first.port, message(mid))
+    send(first.port, message(mid))  # cut after the 250: the sender may not have seen it
     send(second.port, message(mid))  # the MTA's resend after an ambiguous failure
     send(first.port, message(mid))  # and again to the first host
     assert rows(database_url) == ["one"]
@@ -106,6 +143,51 @@ def test_keys_past_the_window_are_taken_over_and_pruned(make_server, database_ur
     query(database_url, "UPDATE mail_dedup SET seen_at = seen_at - interval '1 hour'")
     # The prune runs every DEDUP_WINDOW seconds (here 1): every key is past it.
     eventually(lambda: not query(database_url, "SELECT 1 FROM mail_dedup"), timeout=30)
+
+
+def test_same_bytes_twice_on_one_session_are_two_messages(make_server, database_url):
+    server = make_server()
+    raw = message(uuid.uuid4().hex)
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+        client.ehlo("client.test")
+        for _ in range(2):  # the second MAIL says the client saw the first 250
+            assert client.mail("a@sender.test")[0] == 250
+            assert client.rcpt("box@example.com")[0] == 250
+            assert client.data(raw)[0] == 250
+    assert rows(database_url) == ["one", "one"]
+
+
+def test_same_bytes_on_two_sessions_ended_with_quit_are_two_messages(make_server, database_url):
+    server = make_server()
+    raw = message(uuid.uuid4().hex)
+    send(server.port, raw, quit=True)
+    send(server.port, raw, quit=True)
+    assert rows(database_url) == ["one", "one"]
+    # The second's QUIT is marked too, with no batch to carry it (IDLE_PROBE).
+    confirmed = "SELECT confirmed FROM mail_dedup"
+    eventually(lambda: [r[0] for r in query(database_url, confirmed)] == [True], timeout=30)
+
+
+@pytest.mark.parametrize("resend_to", ["same host", "second host"])
+def test_session_cut_after_250_then_resent_is_one_row(make_server, database_url, resend_to):
+    first = make_server()
+    second = first if resend_to == "same host" else make_server()
+    raw = message(uuid.uuid4().hex)
+    send_cut(first.port, raw)  # the 250 may have been lost: unconfirmed
+    send(second.port, raw, quit=True)  # the MTA's resend: a copy, not stored
+    assert rows(database_url) == ["one"]
+    # That resend's 250 was seen (QUIT): the same bytes once more are a new message.
+    send(second.port, raw)
+    assert rows(database_url) == ["one", "one"]
+
+
+def test_command_pipelined_behind_the_end_confirms_nothing(make_server, database_url):
+    server = make_server()
+    raw = message(uuid.uuid4().hex)
+    # The QUIT was sent before the client could see the 250: not a confirmation.
+    send_cut(server.port, raw, pipelined=b"\r\nQUIT")
+    send(server.port, raw, quit=True)  # so this is a resend: not stored
+    assert rows(database_url) == ["one"]
 
 
 def envelope(raw: bytes, recipients: tuple[str, ...], sender: str = "a@x.test") -> Envelope:
@@ -215,3 +297,10 @@ def test_copies_in_one_batch_keep_the_first_and_rows_go_one_by_one():
     assert kept[1].envelope.row_ids == copy.envelope.row_ids[1:]
     kept, dropped = db_dedup.kept([first, copy], set())  # another host has them all
     assert (kept, dropped) == ([], 4)
+    # The first one's 250 was confirmed: the second is a new message, whole,
+    # and holds the key it shares.
+    confirmed = {first.envelope.id}
+    wanted = db_dedup.holders([first, copy], confirmed)[0]
+    assert sorted(wanted.values()) == sorted([first.envelope.id] + [copy.envelope.id] * 2)
+    kept, dropped = db_dedup.kept([first, copy], set(wanted), confirmed)
+    assert (kept, dropped) == ([first, copy], 0)

@@ -165,10 +165,10 @@ def test_primary_and_backup_resend_after_ambiguous_failure(topology: Topology, d
     receivers = start(topology, database_url, 3)
     script(database_url, SLOW_COMMITS)
     postfix = topology.mta(MTA, data_done=8)
-    query(database_url, "INSERT INTO slow_switch VALUES ('mx0')")
+    query(database_url, "INSERT INTO slow_switch VALUES ('tempmail mx0')")  # HOST_NAME
     small = [raw for raw in corpus_sample(MESSAGES) if len(raw) < 6000]  # in flight without ACKs
     relay(postfix, small[:20]).join(60)
-    eventually(lambda: sleeping(database_url, "mx0"), timeout=60)
+    eventually(lambda: sleeping(database_url, "tempmail mx0"), timeout=60)
     primary, mta = f"tm{topology.tag}r0", topology.address(MTA)
     ip("route", "add", "blackhole", f"{mta}/32", netns=primary)
     query(database_url, "DELETE FROM slow_switch")

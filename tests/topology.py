@@ -9,8 +9,9 @@ after a failure. Traffic stays between the namespaces and this machine.
 
 PostgreSQL at 127.0.0.1 is not reachable from a namespace: each receiver
 reaches it through a forwarder of the test (tests/netfakes.py TCPProxy) on
-the bridge's address; its sessions are named after it (application_name
-mx0, mx1, ...) so a test can tell the hosts apart.
+the bridge's address; its sessions are named after it (HOST_NAME mx0,
+mx1, ...: application_name "tempmail mx0", ...) so a test can tell the
+hosts apart.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class Topology:
             "SMTP_RECEIVE_PORT": "25",
             "SMTP_BIND": self.address(index),
             "SMTP_HOSTNAME": f"mx{index}.{DOMAIN}",
+            "HOST_NAME": f"mx{index}",  # its sessions: application_name "tempmail mx<index>"
             "SPOOL_DIR": str(self.workdir / f"spool{index}"),
             "AUTH_CHECKS": "off",  # no sender domains to look up here
             "RATE_LIMITS": "off",  # one MTA floods by design
