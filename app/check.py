@@ -10,6 +10,7 @@ from . import (
     config,
     config_warnings,
     db,
+    db_batch,
     db_catalog,
     db_connect,
     db_errors,
@@ -27,9 +28,9 @@ Report = Callable[[bool, str], None]
 
 
 async def takes_mail(pool: db.Pool) -> tuple[bool, str]:
-    """Does the database take a write (db.probe_write)? With the line to print."""
+    """Does the database take a write (db_batch.probe_write)? With the line to print."""
     try:
-        await db.probe_write(pool)
+        await db_batch.probe_write(pool)
     except Exception as error:
         full = db_errors.classify(error) == db_errors.STORE_FULL
         return False, ("mail store full: " if full else "writes fail: ") + db_errors.describe(error)

@@ -36,7 +36,7 @@ SCHEMA_LOCK = 0x7E3D_A11
 INDEX_LOCK = SCHEMA_LOCK + 1
 RETRY_MAX = 5.0  # seconds between attempts, at most
 
-# Columns the writer fills (app/db.py INSERT_BATCH), beyond the five every
+# Columns the writer fills (app/db_batch.py INSERT_BATCH), beyond the five every
 # Cybertemp emails table has, with the type added to a table that lacks one.
 EMAIL_COLUMNS = {
     "html": "text",

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from . import db, db_errors
+from . import db, db_batch, db_errors
 from .model import ParsedMail, Prepared
 from .queued import Item, prepared_of
 
@@ -137,7 +137,7 @@ class Refusals:
         """Does the database refuse `item` while it takes a benign twin of it?"""
         prepared = prepared_of(item)
         try:
-            return await db.refused_beside(self._pool, prepared, benign_twin(prepared))
+            return await db_batch.refused_beside(self._pool, prepared, benign_twin(prepared))
         except Exception as error:
             log.info("[store] the twin of %s was refused too: %r", item.envelope.id, error)
             return False

@@ -18,9 +18,10 @@ a message not yet written is then dropped, and one whose write may have
 committed is revoked (deleted by id in the next write; the id is kept in
 the spool until then, so a restart does not forget it).
 
-Batching: the writer takes what is waiting, up to BATCH_MAX messages or
-BATCH_BYTES; under light load it writes at once, under load it lingers up
-to BATCH_DELAY_MS (scaled by how full the last batch was) to fill the next.
+Batching (app/batching.py): the writer takes what is waiting, up to
+BATCH_MAX messages or BATCH_BYTES; under light load it writes at once, under
+load it lingers up to BATCH_DELAY_MS (scaled by how full the last batch was)
+to fill the next.
 """
 
 from __future__ import annotations
@@ -30,11 +31,9 @@ import collections
 import logging
 import time
 import uuid
-from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from . import db, db_dedup, db_errors, metrics
+from . import batching, db, db_batch, db_dedup, db_errors, metrics
 from .model import Envelope, Prepared
 from .queued import Item, WriterStats, prepared_of
 from .refusals import Refusals
@@ -44,7 +43,6 @@ from .webhooks_outbox import Outbox
 
 log = logging.getLogger("app.store")
 
-BATCH_BYTES = 8 * 1024 * 1024
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
 STALLED_AFTER = 1.0  # seconds without a commit before backpressure gives up waiting
 IDLE_PROBE = 0.5  # seconds between database probes while idle with work owed
@@ -259,10 +257,10 @@ class BatchWriter:
                 await self._arrived.wait()
         batch = self._in_flight
         self._take(batch)
-        if self._batch_delay and self._last_batch_len > 1 and len(batch) < self._batch_max:
-            # Under load, linger briefly so one commit carries more messages.
-            fill = min(1.0, self._last_batch_len / self._batch_max)
-            await asyncio.sleep(self._batch_delay * fill)
+        last, delay = self._last_batch_len, self._batch_delay
+        pause = batching.linger(delay, last, len(batch), self._batch_max)
+        if pause:
+            await asyncio.sleep(pause)
             self._take(batch)
         self._last_batch_len = len(batch)
         return list(batch)
@@ -273,58 +271,22 @@ class BatchWriter:
         return owed_db or any(r is not None for r in owed)
 
     async def _ready(self, batch: list[Item]) -> list[Item]:
-        """The items of `batch` whose preparation is done (up to BATCH_BYTES),
+        """The items of `batch` whose preparation is done (up to batching.BATCH_BYTES),
         waiting for the first to finish (taking newly arrived mail meanwhile)
         if none is; the others go back to the front of the line, so one sender
         whose DNS does not answer (up to AUTH_TIMEOUT), or one message that
         parses slowly (up to PARSE_TIMEOUT), delays no one."""
-        while batch and not any(item.prepared.done() for item in batch):
-            if self._waiting and len(self._in_flight) < self._batch_max:
-                self._take(self._in_flight)  # newer mail may be ready sooner: take it too
-                batch = list(self._in_flight)
-                continue
-            if self._take_prepared():  # the batch is full of mail still being prepared
-                batch = list(self._in_flight)
-                continue
-            self._arrived.clear()
-            arrival = asyncio.ensure_future(self._arrived.wait())
-            waiting: list[asyncio.Future[Any]] = [item.prepared for item in batch]
-            await asyncio.wait([*waiting, arrival], return_when=FIRST_COMPLETED)
-            arrival.cancel()
-        ready: list[Item] = []
-        later: list[Item] = []
-        size = 0
-        for item in batch:
-            raw = len(item.envelope.raw)
-            if item.prepared.done() and (not ready or size + raw <= BATCH_BYTES):
-                ready.append(item)
-                size += raw
-            else:
-                later.append(item)
+        batch = await batching.wait_prepared(
+            batch, self._waiting, self._in_flight, self._batch_max, self._arrived
+        )
+        ready, later = batching.split_ready(batch)
         if later:
             self._waiting.extendleft(reversed(later))
             self._in_flight = list(ready)
         return ready
 
-    def _take_prepared(self) -> bool:
-        """Move the prepared mail waiting behind a batch of BATCH_MAX messages
-        still being prepared into the batch (up to BATCH_MAX more): it would
-        otherwise wait for one of them, and, put back behind them, again."""
-        prepared = [item for item in self._waiting if item.prepared.done()][: self._batch_max]
-        for item in prepared:
-            self._waiting.remove(item)
-        self._in_flight.extend(prepared)
-        return bool(prepared)
-
     def _take(self, batch: list[Item]) -> None:
-        """Move waiting mail into `batch`, up to BATCH_MAX messages and
-        BATCH_BYTES of prepared ones (one still being prepared takes no room
-        yet: _ready keeps the statement within BATCH_BYTES)."""
-        size = sum(len(item.envelope.raw) for item in batch if item.prepared.done())
-        while self._waiting and len(batch) < self._batch_max and size < BATCH_BYTES:
-            item = self._waiting.popleft()
-            batch.append(item)
-            size += len(item.envelope.raw) if item.prepared.done() else 0
+        batching.take(self._waiting, batch, self._batch_max)
 
     def _put_back(self, items: list[Item]) -> None:
         """After an unexpected error: items not yet safe stay in flight, written first."""
@@ -365,7 +327,7 @@ class BatchWriter:
                 kind = db_errors.classify(error)
                 if kind == db_errors.REFUSED:
                     return error
-                if batch and db_errors.timed_out(error) and await db.writes_now(self._pool):
+                if batch and db_errors.timed_out(error) and await db_batch.writes_now(self._pool):
                     # The database writes, not this batch in time: maybe one row's
                     # fault, so refused like any other (app/refusals.py finds it).
                     return error
@@ -381,14 +343,14 @@ class BatchWriter:
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             if batch:  # best effort, before the 250s
                 owners = [owner for item in batch for owner in item.envelope.recipients]
-                await db.stamp_private(self._pool, owners)
+                await db_batch.stamp_private(self._pool, owners)
             self._committed(batch)
             return None
 
     async def _attempt(self, batch: list[Item]) -> list[uuid.UUID]:
         """Write `batch` and the revokes owed; returns the revokes it ran."""
         if not batch and self.store_full is not None:
-            await db.probe_write(self._pool)  # only a real write tells if there is room
+            await db_batch.probe_write(self._pool)  # only a real write tells if there is room
             return []
         revoke = list(self._safe.revokes)
         prepared = [prepared_of(item) for item in batch]

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import codes, db, db_dedup, db_errors
+from . import codes, db, db_batch, db_dedup, db_errors
 from .db_webhooks import INSERT_OUTBOX, MESSAGE_RECEIVED
 from .model import Prepared
 
@@ -125,20 +125,21 @@ class Outbox:
         dedup_window: float = 0,
         seen: db_dedup.Seen = db_dedup.NOTHING_SEEN,
     ) -> None:
-        """db.insert_batch, with the events of the rows it keeps (a resend is
+        """db_batch.insert_batch, with the events of the rows it keeps (a resend is
         not stored: app/db_dedup.py) in its transaction. Should PostgreSQL
         refuse the batch with them but take it without them (a broken outbox
         table), the mail is written and those events are lost, said loudly:
         mail matters more than its notification."""
         if self.statement(batch) is None:
-            await db.insert_batch(pool, batch, revoke, dedup_window, seen=seen)
+            await db_batch.insert_batch(pool, batch, revoke, dedup_window, seen=seen)
             return
         try:
-            await db.insert_batch(pool, batch, revoke, dedup_window, self.statement, seen)
+            await db_batch.insert_batch(pool, batch, revoke, dedup_window, self.statement, seen)
         except Exception as error:
             if db_errors.classify(error) != db_errors.REFUSED:
                 raise
-            await db.insert_batch(pool, batch, revoke, dedup_window, seen=seen)  # raises if refused
+            # Raises if refused.
+            await db_batch.insert_batch(pool, batch, revoke, dedup_window, seen=seen)
             log.error(
                 "[webhooks] the outbox refused the events of %d messages (%s): "
                 "their mail is stored, those events are not",

@@ -6,7 +6,7 @@ Scenarios (`--only`), each repeated `--repeats` times; medians reported:
              of the same round (ratio = ours / sink); the peak number of
              PostgreSQL connections the service held meanwhile
   database   PostgreSQL's insert ceiling: the writer's statement
-             (db.insert_batch, batches of 50, 4 KB mail) from 4 connections
+             (db_batch.insert_batch, batches of 50, 4 KB mail) from 4 connections
              at once (four receivers' writers) into the partitioned tables
              (partitions made by retention.maintain) with PREFILL rows already
              there; alone, then with the API (a real `python -m app api`)
@@ -152,13 +152,13 @@ def prepared_batch(count: int, owners: int) -> list[object]:
 
 async def insert_all(pool: asyncpg.Pool, prepared: list[object]) -> float:
     """Insert `prepared` from WRITERS connections at once; seconds taken."""
-    from app import db
+    from app import db_batch
 
     batches = [prepared[n : n + BATCH] for n in range(0, len(prepared), BATCH)]
 
     async def writer(share: list[list[object]]) -> None:
         for batch in share:
-            await db.insert_batch(pool, batch)  # type: ignore[arg-type]
+            await db_batch.insert_batch(pool, batch)  # type: ignore[arg-type]
 
     started = time.perf_counter()
     await asyncio.gather(*(writer(batches[w::WRITERS]) for w in range(WRITERS)))
@@ -179,7 +179,7 @@ async def wal_and_size(url: str) -> tuple[int, int]:
 
 
 async def database_round(count: int, with_reads: bool, prefill: int) -> dict[str, float]:
-    from app import db, retention
+    from app import db, db_batch, retention
 
     from .scaling import _prefill
 
@@ -190,7 +190,7 @@ async def database_round(count: int, with_reads: bool, prefill: int) -> dict[str
         await retention.maintain(pool, 24, None, expire_mail=False)
         await _prefill(url, prefill)
         prepared = prepared_batch(count, 1000)
-        await db.insert_batch(pool, prepared[:BATCH])  # the reader's mailbox has mail
+        await db_batch.insert_batch(pool, prepared[:BATCH])  # the reader's mailbox has mail
         result: dict[str, float] = {}
         if with_reads:
             api = await start_api("starlette", url)

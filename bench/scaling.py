@@ -64,7 +64,7 @@ async def _prefill(url: str, rows: int) -> None:
 
 async def growth(rows: int) -> Row:
     """The writer's INSERT with `rows` already stored: wall and PostgreSQL CPU per message."""
-    from app import db, retention
+    from app import db, db_batch, retention
     from app.model import Envelope, Prepared
     from app.parse import parse
 
@@ -85,7 +85,7 @@ async def growth(rows: int) -> Row:
         pg_before = procstat.total_cpu(procstat.postgres_pids())
         started = time.perf_counter()
         for start in range(0, len(prepared), 50):
-            await db.insert_batch(pool, prepared[start : start + 50])
+            await db_batch.insert_batch(pool, prepared[start : start + 50])
         seconds = time.perf_counter() - started
         pg = procstat.cpu_delta(pg_before, procstat.postgres_pids())
         await pool.close()

@@ -39,6 +39,20 @@ def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     return asyncio.run(go())
 
 
+def script(url: str, sql: str) -> None:
+    """Run `sql`, several statements, as an operator would in psql (a simple
+    query: no prepared statement)."""
+
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
 def create_database() -> str:
     name = "t_" + uuid.uuid4().hex[:12]
     query(ADMIN_URL, f"CREATE DATABASE {name}")

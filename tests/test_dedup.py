@@ -16,7 +16,7 @@ import pytest
 from app import db_dedup
 from app.model import Envelope
 
-from .helpers import eventually, query
+from .helpers import eventually, query, script
 
 MESSAGE = (
     b"From: a@sender.test\r\nTo: box@example.com\r\nSubject: resend\r\n"
@@ -262,21 +262,6 @@ def test_copy_dropped_before_the_revoke_keeps_the_first(make_server, database_ur
     send(second.port, raw)
     first.wait_for_log(r"1 messages are not revoked: a resend of theirs was dropped as a copy")
     assert rows(database_url) == ["one"]
-
-
-def script(url: str, sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def go() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
 
 
 def test_copies_in_one_batch_keep_the_first_and_rows_go_one_by_one():

@@ -7,7 +7,6 @@ stored exactly once, resends after an ambiguous failure included."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import signal
@@ -15,10 +14,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
-from .helpers import corpus_files, eventually, install_schema, query
+from .helpers import corpus_files, eventually, install_schema, query, script
 from .topology import DOMAIN, Receiver, Topology, ip
 
 MESSAGES = 300
@@ -140,19 +138,6 @@ END $$;
 CREATE TRIGGER slow_commit AFTER INSERT ON raw_messages
     FOR EACH STATEMENT EXECUTE FUNCTION slow_commit();
 """
-
-
-def script(url: str, sql: str) -> None:
-    """Run several statements (a simple query: no prepared statement)."""
-
-    async def go() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
 
 
 def test_primary_and_backup_resend_after_ambiguous_failure(topology: Topology, database_url):

@@ -16,16 +16,14 @@ or refused with 451 (durable) and stored once the operator fixes it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import smtplib
 import threading
 
-import asyncpg
 import pytest
 
-from .helpers import db_address, eventually, query, with_port
+from .helpers import db_address, eventually, query, script, with_port
 from .load import Load, assert_kept, verify
 from .netfakes import TCPProxy
 from .test_promises import send, subjects
@@ -67,19 +65,6 @@ CAUSES = {
 }
 
 
-def execute(url: str, sql: str) -> None:
-    """Run `sql` (several statements) as an operator would in psql."""
-
-    async def go() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
-
-
 def dead_letters(tmp_path) -> list[bytes]:
     dead = tmp_path / "spool" / "dead"
     return [p.read_bytes() for p in dead.glob("*.msg")] if dead.exists() else []
@@ -99,7 +84,7 @@ def test_one_refused_message_amid_many_good_ones(
 ):
     ddl, subject, state = CAUSES[cause]
     server = make_server(start=False, ack_mode=ack_mode, durable_timeout="20")
-    execute(database_url, ddl)
+    script(database_url, ddl)
     server.start()
     load = Load(server.port, sessions=4, per_session=100).start()
     load.wait_for(250, at_least=20)
@@ -123,7 +108,7 @@ def test_replay_of_a_spool_with_a_refused_message(make_server, database_url, tmp
     try:
         url = with_port(database_url, proxy.port)
         server = make_server(start=False, database_url=url, ack_mode="instant", drain_timeout="2")
-        execute(database_url, CAUSES["index"][0])
+        script(database_url, CAUSES["index"][0])
         server.start()
         proxy.cut()
         load = Load(server.port, sessions=2, per_session=50).start()
@@ -162,7 +147,7 @@ def test_a_database_refusing_every_row_dead_letters_nothing(
 ):
     breaks, fixes = SYSTEMIC[cause]
     server = make_server(ack_mode=ack_mode, durable_timeout="3")
-    execute(database_url, breaks)
+    script(database_url, breaks)
     replies = [send(server.port, f"m-{n}")[0] for n in range(12)]
     server.wait_for_log(r"the database refuses every message")
     if ack_mode == "instant":
@@ -172,7 +157,7 @@ def test_a_database_refusing_every_row_dead_letters_nothing(
         assert send(server.port, "while refusing")[0] == 451
     assert held_messages(database_url) == 0
     assert dead_letters(tmp_path) == []
-    execute(database_url, fixes)
+    script(database_url, fixes)
     if ack_mode == "instant":
         eventually(lambda: held_messages(database_url) == 12)
     else:  # the sender's retries get in once the database takes mail again

@@ -337,8 +337,9 @@ def test_an_upgraded_cybertemp_emails_has_every_column_of_a_fresh_one(database_u
 
 
 def test_every_column_the_writer_fills_is_one_init_db_adds():
-    """db.EMAIL_COLUMNS (the INSERT) and db_schema's lists (the upgrade) name the same columns."""
-    from app import db, db_schema
+    """db_batch.EMAIL_COLUMNS (the INSERT) and db_schema's lists (the upgrade) name the same
+    columns."""
+    from app import db_batch, db_schema
 
-    written = {column.name for column in db.EMAIL_COLUMNS}
+    written = {column.name for column in db_batch.EMAIL_COLUMNS}
     assert written == {*db_schema.EMAIL_BASE_COLUMNS, *db_schema.EMAIL_COLUMNS}
