@@ -1,9 +1,9 @@
 """The schema: install and upgrade it, build its indexes, make and drop
 partitions, and say what the catalog holds about the mail tables.
 
-With db.py, the only module that speaks SQL (db.py: the queries of the
-running service; here: DDL and the catalog). The rule it keeps: an existing
-table is the operator's. It is never rebuilt, copied, renamed or dropped;
+With db.py and db_batch.py, the only modules that speak SQL (they hold
+the queries of the running service; here: DDL and the catalog). The rule it
+keeps: an existing table is the operator's. It is never rebuilt, copied, renamed or dropped;
 only nullable columns without defaults (a catalog change) and indexes
 (built CONCURRENTLY) are added to it, so its row-level security, policies,
 grants, triggers, views and publication membership stay as they were.
