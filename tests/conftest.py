@@ -11,6 +11,30 @@ from .load import THREAD_PREFIX
 
 DOMAINS = ("example.com", "*.example.org", "例え.jp")
 
+# The longest tests (a fresh clone's install, the README's steps, the corpus,
+# several hosts) start first, so that the parallel run does not end with
+# every other worker idle, waiting on one of them.
+SLOW_FIRST = (
+    "test_first_run.py",
+    "test_install.py",
+    "test_schema.py",
+    "test_receive.py",
+    "test_retention_locks.py",
+    "test_hosts_mx.py",
+    "test_hostile.py",
+    "test_poolers.py",
+    "test_dedup.py",
+    "test_bench_smoke.py",
+    "test_api_bench_smoke.py",
+    "test_review_writer_hol.py",
+    "test_durability.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    order = {name: rank for rank, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: order.get(item.path.name, len(SLOW_FIRST)))
+
 
 @pytest.fixture
 def database_url() -> Iterator[str]:

@@ -19,7 +19,12 @@ def test_the_suite_runs_on_the_embedded_postgresql():
             "no:cacheprovider",
         ],
         cwd=ROOT,
-        env={**clean_environment(), "TEST_POSTGRES": "embedded", "TEST_LINT": "0"},
+        env={
+            **clean_environment(),
+            "TEST_POSTGRES": "embedded",
+            "TEST_LINT": "0",
+            "TEST_JOBS": "0",
+        },
         capture_output=True,
         text=True,
         timeout=600,
