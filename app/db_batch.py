@@ -211,15 +211,18 @@ async def insert_batch(
         try:
             dedup = bool(revoke or seen.keys) or (dedup_window > 0 and db_dedup.claims(batch))
             if dedup or beside is not None:
-                async with conn.transaction():
-                    if dedup:
-                        batch, revoke = await db_dedup.claim(
-                            conn, batch, revoke, dedup_window, seen
-                        )
-                    await _insert(conn, batch, revoke)
-                    events = beside(batch) if beside is not None else None
-                    if events is not None:
-                        await conn.execute(events[0], *events[1])
+                # Not `async with`: its rollback on a lost connection raises an
+                # InterfaceError that hides the error that matters. On failure
+                # the connection is terminated below, which ends the transaction.
+                transaction = conn.transaction()
+                await transaction.start()
+                if dedup:
+                    batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window, seen)
+                await _insert(conn, batch, revoke)
+                events = beside(batch) if beside is not None else None
+                if events is not None:
+                    await conn.execute(events[0], *events[1])
+                await transaction.commit()
             else:
                 await _insert(conn, batch, revoke)
         except BaseException:

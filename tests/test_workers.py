@@ -25,7 +25,9 @@ def spool_with_two_workers(make_server, database_url: str) -> tuple[TCPProxy, st
     proxy = TCPProxy(db_address(database_url))
     url = with_port(database_url, proxy.port)
     server = make_server(workers="2", ack_mode="instant", drain_timeout="1", database_url=url)
-    server.wait_for_log(r"(?s)domains loaded.*domains loaded")
+    # Both workers listening (lists loaded is not enough): the kernel spreads
+    # connections only over the sockets bound so far.
+    server.wait_for_log(r"(?s)(listening on.*){2}")
     proxy.cut()
     marks = [f"held-{n}" for n in range(30)]
     assert all(send(server.port, mark)[0] == 250 for mark in marks)
