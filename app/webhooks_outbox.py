@@ -96,6 +96,13 @@ class Outbox:
             )
         self.subscribed, self._read = new, True
 
+    def wanted(self, batch: Sequence[Prepared]) -> bool:
+        """Does someone subscribe to a row of `batch`? (Without making its events.)"""
+        subscribed = self.subscribed
+        return bool(subscribed) and any(
+            subscribed.wants(owner) for prepared in batch for owner in prepared.envelope.recipients
+        )
+
     def statement(self, batch: Sequence[Prepared]) -> tuple[str, list[Any]] | None:
         """The outbox insert for the rows of `batch` someone subscribed to;
         None (nothing to run) when no row is."""
@@ -130,7 +137,7 @@ class Outbox:
         refuse the batch with them but take it without them (a broken outbox
         table), the mail is written and those events are lost, said loudly:
         mail matters more than its notification."""
-        if self.statement(batch) is None:
+        if not self.wanted(batch):
             await db_batch.insert_batch(pool, batch, revoke, dedup_window, seen=seen)
             return
         try:
