@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import functools
-import ipaddress
 import logging
 import time
 from typing import Protocol
@@ -28,7 +26,6 @@ from . import metrics, replies
 
 log = logging.getLogger("app.connections")
 
-IPV6_CLIENT_PREFIX = 64
 CLIENT_SHARE = 4  # one client holds at most 1/CLIENT_SHARE of the receive budget...
 
 
@@ -48,20 +45,6 @@ class Goodbye(Protocol):
     def in_transaction(self) -> bool: ...
 
     def say_goodbye(self) -> None: ...
-
-
-@functools.lru_cache(maxsize=4096)  # clients connect again and again
-def client_key(ip: str) -> str:
-    """The unit the per-client limit counts: the address, or its /64 for IPv6."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/{IPV6_CLIENT_PREFIX}", strict=False))
-    return str(address)
 
 
 class RefusalLog:

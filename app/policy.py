@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,17 +66,6 @@ def canonical_pattern(text: str | None) -> str | None:
     """A list entry as stored: `example.com` or `*.example.com`, or None if malformed."""
     pattern = normalize_pattern(text)
     return None if pattern is None else ("*." if pattern[1] else "") + pattern[0]
-
-
-def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """A client's address (an IPv4-mapped IPv6 one as IPv4); None if `ip` is not one."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def normalize_address(address: str) -> str:

@@ -41,9 +41,8 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
 from . import metrics, replies
-from .connections import client_key
+from .clients import client_address, client_key
 from .model import Finding
-from .policy import client_address
 from .tasks import Throttle
 from .verdicts import ENFORCE, OFF
 

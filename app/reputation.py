@@ -27,8 +27,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .clients import client_address
 from .model import Finding
-from .policy import client_address
 from .resolver import DnsFailure, NeedLookup, Resolver
 
 log = logging.getLogger("app.reputation")

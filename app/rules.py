@@ -35,8 +35,8 @@ from typing import Any
 
 import re2
 
+from .clients import client_address
 from .model import Finding
-from .policy import client_address
 
 ACTIONS = ("reject", "junk", "accept")
 MATCH_LIMIT = 16 * 1024  # characters of a header value or subject a regex sees (the parser's cap)

@@ -18,20 +18,20 @@ import ipaddress
 import re
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiosmtpd.proxy_protocol import V2_CMD, ProxyData
 from aiosmtpd.smtp import SMTP
 
 from . import metrics, replies
+from .clients import client_key
 from .config import Settings
-from .connections import Connections, Hold, client_key
+from .connections import Connections, Hold
 from .db_dedup import Confirmation
 from .model import Finding
 
 if TYPE_CHECKING:
     from .reputation import Result
-    from .smtp import Handler
 
 CHUNK = 64 * 1024
 TERMINATOR = b"\r\n.\r\n"
@@ -56,6 +56,18 @@ def push_back(reader: asyncio.StreamReader, data: bytes | bytearray) -> None:
     are the client's next (pipelined) commands. StreamReader has no public
     unread; its buffer is a bytearray in CPython's asyncio and in uvloop."""
     reader._buffer[:0] = data  # type: ignore[attr-defined]
+
+
+class Handler(Protocol):
+    """What a session asks of its handler (app/smtp.py) beyond aiosmtpd's hooks."""
+
+    def client_connected(self, server: Session) -> None: ...
+
+    async def greeting_refusal(self, server: Session) -> tuple[str, str] | None: ...
+
+    async def failed_command(self, server: Session) -> bool: ...
+
+    def confirmed(self, confirmation: Confirmation) -> None: ...
 
 
 class Session(SMTP):

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import config
-from app.connections import Connections, Hold, RefusalLog, client_key
+from app.clients import client_key
+from app.connections import Connections, Hold, RefusalLog
 from app.replies import with_enhanced_code
 from app.session import Session
 from app.smtp import Handler
