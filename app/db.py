@@ -1,9 +1,10 @@
 """The service's SQL: pool, list tables, and what the db_* modules share.
 
 Only app/db*.py speak SQL: db_batch.py holds the batch insert the writer
-makes, db_schema.py installs and upgrades the schema,
-db_expiry.py holds retention's partitions and deletes, db_catalog.py reads
-what `check` reports about the mail tables.
+makes, db_schema.py installs and upgrades the schema, db_partitions.py,
+db_fences.py and db_expiry.py hold retention's partitions, fences and
+deletes (db_retention_locks.py: the lock rules they keep), db_catalog.py
+reads what `check` reports about the mail tables.
 
 What a failed write calls for is db_errors.py's.
 """

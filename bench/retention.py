@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from app import db, db_expiry, db_schema, retention
+from app import db, db_partitions, db_schema, retention, retention_partitions, retention_plan
 
 from .__main__ import admin_url, sql
 
@@ -104,10 +104,10 @@ async def prepared(partitioned: bool, rows: int, day: datetime.datetime) -> str:
     if partitioned:
         pool = await db.create_pool(url)
         try:
-            await retention.make_ahead(pool, 24, datetime.datetime.now(UTC))
-            for table in retention.TABLES:
-                await db_expiry.create_partition(
-                    pool, table, retention.partition_name(table, day), day, day + DAY, None
+            await retention_partitions.make_ahead(pool, 24, datetime.datetime.now(UTC))
+            for table in retention_plan.TABLES:
+                await db_partitions.create_partition(
+                    pool, table, retention_plan.partition_name(table, day), day, day + DAY, None
                 )
         finally:
             await pool.close()
@@ -162,7 +162,7 @@ async def measure(
 
 async def run(rows: int) -> list[dict[str, object]]:
     now = datetime.datetime.now(UTC)
-    day = retention.floor_to(now, DAY) - 3 * DAY
+    day = retention_plan.floor_to(now, DAY) - 3 * DAY
     cutoff = day + DAY
     results = []
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app import db_expiry, db_schema
+from app import db_retention_locks, db_schema
 
 from .helpers import (
     ROOT,
@@ -187,7 +187,7 @@ def one_at_a_time(database_url: str, servers: dict[str, Server], named: bool) ->
         loop.run_until_complete(conn.execute("LOCK TABLE retention_state IN ACCESS EXCLUSIVE MODE"))
         runner = eventually(lambda: waiting_on(database_url, "retention_state"), 60)
         assert len(runner) == 1, runner
-        holder = holders(database_url, db_expiry.RUN_LOCK)
+        holder = holders(database_url, db_retention_locks.RUN_LOCK)
         assert len(holder) == 1, holder
         skips = {host: server.log.count(SKIPPED) for host, server in servers.items()}
         # Several runs of the other host come and go, all skipped; none of the
@@ -196,7 +196,7 @@ def one_at_a_time(database_url: str, servers: dict[str, Server], named: bool) ->
         blocked = next(host for host in servers if host != other)
         assert servers[blocked].log.count(SKIPPED) == skips[blocked]
         assert len(waiting_on(database_url, "retention_state")) == 1
-        assert holders(database_url, db_expiry.RUN_LOCK) == holder
+        assert holders(database_url, db_retention_locks.RUN_LOCK) == holder
         if named:  # through PgBouncer a server's application_name is another client's, or none
             assert holder == [f"tempmail {blocked}"]
         loop.run_until_complete(conn.execute("COMMIT"))

@@ -1,4 +1,4 @@
-"""retention.py: partition planning (pure) and maintenance on a real PostgreSQL."""
+"""Retention: partition planning (retention_plan, pure) and maintenance on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import db, db_expiry, db_schema, retention
-from app.retention import Partition, Step, expired, parse_bound, partition_width, plan, steps
+from app import db, db_partitions, db_schema, retention, retention_plan
+from app.retention_plan import Partition, Step, expired, parse_bound, partition_width, plan, steps
 
 UTC = datetime.UTC
 H = datetime.timedelta(hours=1)
@@ -78,13 +78,13 @@ def test_plan_splits_the_future_partition_and_catches_up_after_a_stall():
 
 @given(
     st.integers(min_value=0, max_value=10**6).map(lambda m: NOW + datetime.timedelta(minutes=m)),
-    st.sampled_from(retention.WIDTHS_HOURS).map(lambda w: w * H),
+    st.sampled_from(retention_plan.WIDTHS_HOURS).map(lambda w: w * H),
 )
 def test_plan_ranges_are_contiguous_aligned_and_cover_now(now, width):
     ranges = plan([], now, width)
     assert ranges[0][0] <= now < ranges[0][1]
     for lower, upper in ranges:
-        assert upper == retention.floor_to(lower, width) + width
+        assert upper == retention_plan.floor_to(lower, width) + width
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
 
 
@@ -166,7 +166,7 @@ async def test_maintain_reports_first_then_drops_keeping_private_mail(database_u
         )
         assert [tuple(r) for r in kept] == [("P@example.com", True)]
         assert await count(database_url, "SELECT count(*) FROM emails_default") == 1
-        parts = [parse_bound(*p) for p in await db_expiry.partitions(pool, "emails")]
+        parts = [parse_bound(*p) for p in await db_partitions.partitions(pool, "emails")]
         uppers = [p.upper for p in parts if p.upper]
         assert min(uppers) > later - 24 * H and max(uppers) >= later + 6 * H
         # The kept row stays kept by later runs, in DEFAULT.
@@ -180,7 +180,7 @@ async def test_partitions_of_rows_from_before_the_upgrade_are_kept(database_url)
     """Our old migration 002 put existing rows in a partition from MINVALUE."""
     conn = await asyncpg.connect(database_url)
     await db_schema.install_schema(conn)
-    for table in retention.TABLES:
+    for table in retention_plan.TABLES:
         await conn.execute(
             f"CREATE TABLE {table}_legacy PARTITION OF {table} "
             "FOR VALUES FROM (MINVALUE) TO (now() - interval '47 hours')"

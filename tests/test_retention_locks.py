@@ -24,7 +24,15 @@ import time
 
 import asyncpg
 
-from app import db, db_expiry, retention
+from app import (
+    db,
+    db_expiry,
+    db_fences,
+    db_retention_locks,
+    retention,
+    retention_partitions,
+    retention_plan,
+)
 
 from .helpers import app_command, eventually, query
 from .probes import probing
@@ -192,15 +200,15 @@ def test_new_partitions_attach_without_scanning_kept_mail(database_url):
     DEFAULT partition under ACCESS EXCLUSIVE (0.3 to 0.8 s here)."""
     install(database_url)
     now = datetime.datetime.now(UTC)
-    slot = retention.floor_to(now, H)
-    for table in retention.TABLES:  # the previous release's partitions, made ahead
+    slot = retention_plan.floor_to(now, H)
+    for table in retention_plan.TABLES:  # the previous release's partitions, made ahead
         for hour in range(-1, 7):
             lower = slot + hour * H
             query(
                 database_url,
-                f"CREATE TABLE {retention.partition_name(table, lower)} PARTITION OF {table} "
-                f"FOR VALUES FROM ({db_expiry.quote_time(lower)}) "
-                f"TO ({db_expiry.quote_time(lower + H)})",
+                f"CREATE TABLE {retention_plan.partition_name(table, lower)} PARTITION OF {table} "
+                f"FOR VALUES FROM ({db_retention_locks.quote_time(lower)}) "
+                f"TO ({db_retention_locks.quote_time(lower + H)})",
             )
     # 800,000 rows of 1.5 KB (below TOAST's threshold: all in the table's own
     # pages), unlogged only so that they load in seconds: locks are the same.
@@ -219,11 +227,11 @@ def test_new_partitions_attach_without_scanning_kept_mail(database_url):
         """What expiring a partition above the fence does first."""
         pool = await db.create_pool(database_url)
         try:
-            existing = await retention.shape(pool, "emails")
+            existing = await retention_partitions.shape(pool, "emails")
             assert existing is not None
-            future = retention.future_of(existing)
+            future = retention_plan.future_of(existing)
             assert future is not None and future.lower is not None
-            assert await retention.make_room(pool, existing, future.lower)
+            assert await retention_partitions.make_room(pool, existing, future.lower)
             return future.lower
         finally:
             await pool.close()
@@ -243,21 +251,21 @@ def test_new_partitions_attach_without_scanning_kept_mail(database_url):
             "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'emails'::regclass",
         )
     }
-    assert retention.partition_name("emails", slot + 9 * H) in names
+    assert retention_plan.partition_name("emails", slot + 9 * H) in names
     assert "emails_future" in names
     fences = query(
         database_url,
         "SELECT conname, convalidated FROM pg_constraint "
         "WHERE conrelid = 'emails_default'::regclass AND contype = 'c'",
     )
-    assert [tuple(r) for r in fences] == [(db_expiry.fence_name(top), True)]
+    assert [tuple(r) for r in fences] == [(db_fences.fence_name(top), True)]
 
 
 def test_a_drop_stopped_after_its_detach_is_finished_by_the_next_run(database_url):
     """A run killed between the DETACH and the copy leaves the partition
     detached (and marked): the next run puts its kept rows back."""
     install(database_url)
-    for table in retention.TABLES:
+    for table in retention_plan.TABLES:
         old_partition(database_url, table)
     query(
         database_url,
@@ -269,7 +277,7 @@ def test_a_drop_stopped_after_its_detach_is_finished_by_the_next_run(database_ur
     )
     cutoff = datetime.datetime.now(UTC) - 24 * H
 
-    async def stopped_then_run() -> dict[str, retention.Totals]:
+    async def stopped_then_run() -> dict[str, retention_plan.Totals]:
         pool = await db.create_pool(database_url)
         try:
             assert await db_expiry.detach_expiring(pool, "emails", "emails_p_old")
@@ -313,7 +321,9 @@ def test_mail_past_the_made_partitions_is_never_refused(database_url):
     where = query(
         database_url, "SELECT tableoid::regclass::text FROM emails WHERE subject = 'late'"
     )
-    assert where == [(retention.partition_name("emails", retention.floor_to(now, H) + 7 * H),)]
+    assert where == [
+        (retention_plan.partition_name("emails", retention_plan.floor_to(now, H) + 7 * H),)
+    ]
 
 
 def test_ranges_that_ran_out_resume_above_the_mail_arriving(database_url):
@@ -325,7 +335,7 @@ def test_ranges_that_ran_out_resume_above_the_mail_arriving(database_url):
     old_partition(database_url)  # the last range made
     add_mail(database_url, 15_000, "10 days", 1, "kept private mail body, " * 3)
     assert query(database_url, "SELECT pg_relation_size('emails_default')")[0][0] > (
-        retention.SMALL_DEFAULT
+        retention_partitions.SMALL_DEFAULT
     )
     now = datetime.datetime.now(UTC)
     asyncio.run(maintain(database_url, now))
@@ -345,7 +355,7 @@ def test_ranges_that_ran_out_resume_above_the_mail_arriving(database_url):
             "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'emails'::regclass",
         )
     }
-    start = retention.floor_to(now, H) + 2 * H  # ranges resume here; the hours before: DEFAULT
-    assert retention.partition_name("emails", start) in made
-    assert retention.partition_name("emails", start - H) not in made
+    start = retention_plan.floor_to(now, H) + 2 * H  # ranges resume here; the hours before: DEFAULT
+    assert retention_plan.partition_name("emails", start) in made
+    assert retention_plan.partition_name("emails", start - H) not in made
     assert "emails_future" in made

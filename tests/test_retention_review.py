@@ -17,7 +17,17 @@ import itertools
 
 import asyncpg
 
-from app import db, db_expiry, db_schema, retention
+from app import (
+    db,
+    db_expiry,
+    db_fences,
+    db_partitions,
+    db_retention_locks,
+    db_schema,
+    retention,
+    retention_partitions,
+    retention_plan,
+)
 
 UTC = datetime.UTC
 H = datetime.timedelta(hours=1)
@@ -48,7 +58,7 @@ async def add_mail(pool: db.Pool, owner: str, subject: str, received: datetime.d
 
 
 async def partition_names(pool: db.Pool, table: str = "emails") -> set[str]:
-    return {name for name, _ in await db_expiry.partitions(pool, table) or []}
+    return {name for name, _ in await db_partitions.partitions(pool, table) or []}
 
 
 GENERATED = (
@@ -66,8 +76,8 @@ async def test_an_operators_generated_column_does_not_stop_partitions_or_expiry(
         await add_mail(pool, "p@example.com", "kept", now)  # in DEFAULT: moved by the first run
         await retention.maintain(pool, 24, PRIVATE, now=now)
         names = await partition_names(pool)
-        assert retention.partition_name("emails", retention.floor_to(now, H)) in names
-        assert retention.future_name("emails") in names
+        assert retention_plan.partition_name("emails", retention_plan.floor_to(now, H)) in names
+        assert retention_plan.future_name("emails") in names
         await add_mail(pool, "o@example.com", "late", now + 20 * H)  # in the future partition
         later = now + 30 * H
         await retention.maintain(pool, 24, PRIVATE, now=later)
@@ -78,7 +88,7 @@ async def test_an_operators_generated_column_does_not_stop_partitions_or_expiry(
         assert [(r["subject"], r["subject_length"]) for r in rows] == [("kept", 4), ("late", 4)]
         assert rows[0]["part"] == "emails_default"  # its partition expired: copied back
         assert rows[1]["part"].startswith("emails_p")  # moved out of the future partition
-        assert retention.partition_name("emails", retention.floor_to(now, H)) not in (
+        assert retention_plan.partition_name("emails", retention_plan.floor_to(now, H)) not in (
             await partition_names(pool)
         )
     finally:
@@ -90,7 +100,7 @@ def insert_after_first_move(monkeypatch, url: str, source: str, received: dateti
     of `source` is done, another session commits a row received at `received`
     (into `source`: its new partition is not attached yet). Returns the list
     of subjects so inserted."""
-    moved = db_expiry.move_rows
+    moved = db_partitions.move_rows
     inserted: list[str] = []
 
     async def move_then_insert(conn, from_, target, lower, upper):
@@ -108,7 +118,7 @@ def insert_after_first_move(monkeypatch, url: str, source: str, received: dateti
             inserted.append("meanwhile")
         return count
 
-    monkeypatch.setattr(db_expiry, "move_rows", move_then_insert)
+    monkeypatch.setattr(db_partitions, "move_rows", move_then_insert)
     return inserted
 
 
@@ -132,11 +142,11 @@ async def test_mail_arriving_while_the_future_partition_is_split(database_url, m
         inserted = insert_after_first_move(monkeypatch, database_url, "emails_future", later)
         await retention.maintain(pool, 24, PRIVATE, now=later)
         assert inserted == ["meanwhile"]
-        current = retention.partition_name("emails", retention.floor_to(later, H))
+        current = retention_plan.partition_name("emails", retention_plan.floor_to(later, H))
         assert await where(pool, "meanwhile") == [current]
         assert (await where(pool, "stalled"))[0].startswith("emails_p")
-        existing = await retention.shape(pool, "emails")
-        future = retention.future_of(existing or [])
+        existing = await retention_partitions.shape(pool, "emails")
+        future = retention_plan.future_of(existing or [])
         assert future is not None and future.lower is not None and future.lower > later
     finally:
         await pool.close()
@@ -152,7 +162,7 @@ async def test_mail_arriving_while_the_first_ranges_are_made(database_url, monke
         inserted = insert_after_first_move(monkeypatch, database_url, "emails_default", now)
         await retention.maintain(pool, 24, PRIVATE, now=now)
         assert inserted == ["meanwhile"]
-        current = retention.partition_name("emails", retention.floor_to(now, H))
+        current = retention_plan.partition_name("emails", retention_plan.floor_to(now, H))
         assert await where(pool, "before") == [current]
         assert await where(pool, "meanwhile") == [current]
     finally:
@@ -192,15 +202,15 @@ async def test_catching_up_while_mail_arrives(database_url, caplog):
             stop.set()
             await mail
         assert "failed" not in caplog.text
-        current = retention.partition_name("emails", retention.floor_to(now, H))
+        current = retention_plan.partition_name("emails", retention_plan.floor_to(now, H))
         assert set(await where(pool, "arriving")) <= {
             current,
-            retention.partition_name("emails", retention.floor_to(now, H) + H),
+            retention_plan.partition_name("emails", retention_plan.floor_to(now, H) + H),
         }
         assert gone == {"emails": 0, "raw_messages": 0}
-        assert retention.partition_name("emails", retention.floor_to(now - 30 * H, H)) not in (
-            await partition_names(pool)
-        )
+        assert retention_plan.partition_name(
+            "emails", retention_plan.floor_to(now - 30 * H, H)
+        ) not in (await partition_names(pool))
     finally:
         await pool.close()
 
@@ -217,7 +227,7 @@ async def test_a_failure_making_partitions_does_not_stop_expiry(database_url, mo
         async def failing(*args, **kwargs):
             raise asyncpg.CheckViolationError("simulated")
 
-        monkeypatch.setattr(db_expiry, "split_future", failing)
+        monkeypatch.setattr(db_partitions, "split_future", failing)
         later = now + 30 * H
         gone = await retention.maintain(pool, 24, PRIVATE, now=later)
         assert gone["emails"] == 1
@@ -249,7 +259,7 @@ async def test_a_failing_copy_back_attaches_the_partition_again(database_url, ca
         await retention.maintain(pool, 24, PRIVATE, now=now)
         await add_mail(pool, "p@example.com", "private", now)
         await add_mail(pool, "o@example.com", "other", now)
-        hour = retention.partition_name("emails", retention.floor_to(now, H))
+        hour = retention_plan.partition_name("emails", retention_plan.floor_to(now, H))
         finish = db_expiry.finish_expiring
 
         async def replayed_meanwhile(pool_, table, name, private):
@@ -290,23 +300,23 @@ async def test_a_fence_left_not_valid_by_a_stopped_run_is_dropped(database_url, 
     try:
         now = datetime.datetime.now(UTC)
         await retention.maintain(pool, 24, None, now=now)
-        future = retention.future_of(await retention.shape(pool, "emails") or [])
+        future = retention_plan.future_of(await retention_partitions.shape(pool, "emails") or [])
         assert future is not None and future.lower is not None
-        stopped = await db_expiry.add_fence(pool, "emails_default", future.lower - H)
-        assert [f.name for f in await db_expiry.fences(pool, "emails_default")] == [
+        stopped = await db_fences.add_fence(pool, "emails_default", future.lower - H)
+        assert [f.name for f in await db_fences.fences(pool, "emails_default")] == [
             stopped,
-            db_expiry.fence_name(future.lower),
+            db_fences.fence_name(future.lower),
         ]
         other = await asyncpg.connect(database_url)
         try:
-            await other.execute("SELECT pg_advisory_lock($1)", db_expiry.RUN_LOCK)
+            await other.execute("SELECT pg_advisory_lock($1)", db_retention_locks.RUN_LOCK)
             await retention.maintain(pool, 24, None, now=now)  # another run is under way
-            assert stopped in [f.name for f in await db_expiry.fences(pool, "emails_default")]
+            assert stopped in [f.name for f in await db_fences.fences(pool, "emails_default")]
         finally:
             await other.close()
         await retention.maintain(pool, 24, None, now=now)
-        left = await db_expiry.fences(pool, "emails_default")
-        assert [(f.name, f.valid) for f in left] == [(db_expiry.fence_name(future.lower), True)]
+        left = await db_fences.fences(pool, "emails_default")
+        assert [(f.name, f.valid) for f in left] == [(db_fences.fence_name(future.lower), True)]
         assert f"dropped {stopped}" in caplog.text
     finally:
         await pool.close()
