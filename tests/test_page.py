@@ -21,8 +21,11 @@ from .api_helpers import account, mail, send, wait_messages
 from .helpers import ROOT
 
 STATIC = ROOT / "app" / "api" / "static"
-SCRIPTS = {"app.js", "api.js", "codes.js", "home.js", "inbox.js", "live.js", "render.js"}
-SCRIPTS |= {"search.js", "util.js"}
+# app.js, an ES module, imports the others.
+SCRIPTS = {
+    "app.js", "api.js", "codes.js", "home.js", "inbox.js", "live.js", "render.js", "search.js",
+    "util.js",
+}  # fmt: skip
 PAGE_FILES = {"index.html", "inbox.html", "style.css", "icon.svg"} | SCRIPTS
 
 
