@@ -17,371 +17,28 @@ serves SPF, DKIM and DMARC records for the bench's sender domain.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import functools
 import os
-import random
 import resource
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
-from pathlib import Path
 
-import asyncpg
-import dkim
 import uvloop
 
-from tests.dnsserver import DnsServer, dkim_key
+from . import mta, scaling
+from .client import stuffed, typical
+from .rows import Row, table
+from .scenarios import (
+    CORPUS,
+    corpus_bodies,
+    large,
+    many_connections,
+    memory,
+    paced,
+    throughput,
+)
+from .targets import ROOT, Target, signed_typical, start_service, start_sink
 
-from . import mta, procstat, scaling
-from .client import Pacer, Sent, idle_connections, percentile, session, stuffed, typical
-from .report import cell, markdown_table
-
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "bench" / "results"
-
-
-@functools.cache
-def bench_dns() -> tuple[DnsServer, bytes]:
-    """The services' DNS server (what a sender with SPF, DKIM and DMARC
-    publishes; all else NXDOMAIN) and the sender's DKIM private key."""
-    private, public = dkim_key()
-    server = DnsServer(
-        {
-            ("sender.test", "TXT"): ["v=spf1 ip4:127.0.0.1 -all"],
-            ("_dmarc.sender.test", "TXT"): ["v=DMARC1; p=none"],
-            ("bench._domainkey.sender.test", "TXT"): [f"v=DKIM1; k=rsa; p={public}"],
-        }
-    )
-    return server, private
-
-
-def signed_typical() -> bytes:
-    """One DKIM-signed typical message (signed once: signing is not what we measure)."""
-    raw = typical("signed")
-    key = bench_dns()[1]
-    headers = [b"from", b"to", b"subject", b"message-id"]
-    return stuffed(dkim.sign(raw, b"bench", b"sender.test", key, include_headers=headers) + raw)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def admin_url() -> str:
-    for name in ("BENCH_DATABASE_URL", "TEST_DATABASE_URL", "DATABASE_URL"):
-        if os.environ.get(name):
-            return os.environ[name]
-    return "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-async def sql(url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
-
-
-@dataclasses.dataclass
-class Target:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    database_url: str | None = None
-
-    def pids(self) -> list[int]:
-        return procstat.family(self.process.pid)
-
-    async def stored(self) -> int:
-        if self.database_url is None:
-            return -1
-        return (await sql(self.database_url, "SELECT count(*) FROM emails"))[0][0]
-
-    async def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(self.process.wait, 60)
-        if self.database_url is not None:
-            await drop_database(self.database_url)
-
-
-async def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"target exited with {process.returncode}")
-        results: list[Sent] = []
-        try:
-            if await session(port, [("ready", stuffed(b"Subject: ready\r\n\r\nx"))], results) == 0:
-                return
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("target not ready in 30 s")
-
-
-async def start_sink(workers: int) -> Target:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.nullsink", str(port), str(workers)], cwd=ROOT
-    )
-    await wait_ready(port, process)
-    return Target(f"null sink x{workers}", port, process)
-
-
-# Limits the load scenarios would hit from one client address: raised for
-# them; the headline (mta) runs with every default.
-LOAD_LIMITS = {
-    "MAX_CONNECTIONS": "20000",
-    "MAX_CONNECTIONS_PER_IP": "20000",
-    "USE_BANS": "false",
-}
-
-
-async def fresh_database() -> str:
-    """A new database with the schema installed; its URL."""
-    name = "bench_" + uuid.uuid4().hex[:10]
-    await sql(admin_url(), f"CREATE DATABASE {name}")
-    url = admin_url().rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute((ROOT / "sql" / "schema.sql").read_text())
-    finally:
-        await conn.close()
-    return url
-
-
-async def drop_database(url: str) -> None:
-    await sql(admin_url(), f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
-
-
-async def start_service(
-    ack_mode: str | None, workers: int, module: str = "app", defaults: bool = False, **settings: str
-) -> Target:
-    url = await fresh_database()
-    await sql(url, "INSERT INTO domains (domain) VALUES ('example.com')")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)},
-        "DATABASE_URL": url,
-        "SMTP_RECEIVE_PORT": str(port),
-        "SMTP_BIND": "127.0.0.1",
-        "SMTP_HOSTNAME": "mx.bench",
-        **({"ACK_MODE": ack_mode} if ack_mode else {}),
-        "WORKERS": str(workers),
-        "LOG_LEVEL": "warning",
-        "SPOOL_DIR": tempfile.mkdtemp(prefix="bench-spool-"),
-        **({} if defaults else LOAD_LIMITS),
-        # One client flooding one mailbox is what a bench does (and what
-        # RATE_PER_NETWORK and RATE_PER_MAILBOX refuse): the defence rows
-        # (bench/defence.py) turn the limits on with their own values.
-        "RATE_LIMITS": "off",
-        "DNS_RESOLVER": bench_dns()[0].address,
-        **{k.upper(): v for k, v in settings.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "--env-file", "/dev/null", "serve"], cwd=ROOT, env=env
-    )
-    await wait_ready(port, process)
-    mode = ack_mode or "default"
-    label = f"ours {mode} x{workers}" + (" metrics off" if module == "bench.nometrics" else "")
-    return Target(label, port, process, url)
-
-
-@dataclasses.dataclass
-class Row:
-    run: str
-    accepted_rate: float = float("nan")
-    stored_rate: float = float("nan")
-    ratio: float = float("nan")
-    cpu_ms: float = float("nan")
-    pg_cpu_ms: float = float("nan")
-    p50: float = float("nan")
-    p99: float = float("nan")
-    p999: float = float("nan")
-    lag50: float = float("nan")
-    lag99: float = float("nan")
-    cpu_ratio: float = float("nan")
-    rss_mib: str = ""
-    errors: int = 0
-
-
-def rss_text(target: Target, field: str = "VmHWM") -> str:
-    return "/".join(str(procstat.memory_kib(pid, field) // 1024) for pid in target.pids())
-
-
-def latency_row(
-    run: str, results: list[Sent], target: Target, errors: int, rss_field: str = "VmHWM"
-) -> Row:
-    """A table row with the 250 latency percentiles of `results`, in ms."""
-    latencies = [r.latency * 1000 for r in results]
-    return Row(
-        run=run,
-        p50=percentile(latencies, 0.5),
-        p99=percentile(latencies, 0.99),
-        p999=percentile(latencies, 0.999),
-        rss_mib=rss_text(target, rss_field),
-        errors=errors,
-    )
-
-
-async def load(
-    target: Target, bodies: list[tuple[str, bytes]], sessions: int, rate: float | None = None
-) -> tuple[list[Sent], int, float]:
-    """Send `bodies` over `sessions` connections; (results, errors, seconds)."""
-    results: list[Sent] = []
-    pacer = Pacer(rate) if rate else None
-    shares = [bodies[n::sessions] for n in range(sessions)]
-    started = time.perf_counter()
-    errors = await asyncio.gather(*(session(target.port, s, results, pacer) for s in shares))
-    return results, sum(errors), time.perf_counter() - started
-
-
-async def wait_stored(target: Target, expected: int, started: float) -> float:
-    """Seconds from `started` (perf_counter) until `expected` rows are committed."""
-    deadline = time.perf_counter() + 120
-    while await target.stored() < expected and time.perf_counter() < deadline:
-        await asyncio.sleep(0.02)
-    return time.perf_counter() - started
-
-
-def corpus_bodies(count: int) -> list[tuple[str, bytes]]:
-    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix != ".md")
-    files = [f for f in files if f.name != ".gitattributes" and f.stat().st_size < 200_000]
-    rng = random.Random(5)
-    picked = [rng.choice(files) for _ in range(count)]
-    # A file picked twice is a new message, not a resend (app/db_dedup.py): other bytes.
-    return [
-        (f"c{n}", stuffed(_crlf(b"X-Bench-Copy: %d\n" % n + p.read_bytes())))
-        for n, p in enumerate(picked)
-    ]
-
-
-def _crlf(raw: bytes) -> bytes:
-    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-
-async def throughput(
-    target: Target, bodies: list[tuple[str, bytes]], sessions: int, label: str = ""
-) -> Row:
-    pg_before = procstat.total_cpu(procstat.postgres_pids())
-    ours_before = procstat.total_cpu(target.pids())
-    stored_before = await target.stored()
-    started = time.perf_counter()
-    results, errors, seconds = await load(target, bodies, sessions)
-    accepted = sum(r.code == 250 for r in results)
-    if target.database_url is not None:
-        stored_seconds = await wait_stored(target, stored_before + accepted, started)
-    else:
-        stored_seconds = seconds
-    cpu = procstat.cpu_delta(ours_before, target.pids())
-    pg_cpu = procstat.cpu_delta(pg_before, procstat.postgres_pids())
-    row = latency_row(f"{target.name} {label}".strip(), results, target, errors)
-    row.accepted_rate = accepted / seconds
-    row.stored_rate = accepted / stored_seconds
-    row.cpu_ms = cpu * 1000 / max(accepted, 1)
-    if target.database_url:
-        row.pg_cpu_ms = pg_cpu * 1000 / max(accepted, 1)
-    return row
-
-
-async def paced(target: Target, rate: float, seconds: float, sessions: int = 20) -> Row:
-    count = int(rate * seconds)
-    tag = uuid.uuid4().hex[:6]
-    bodies = [(f"p{tag}-{n}", stuffed(typical(f"p{tag}-{n}"))) for n in range(count)]
-    results, errors, _ = await load(target, bodies, sessions, rate)
-    row = latency_row(f"{target.name} paced {rate:.0f}/s", results, target, errors)
-    if target.database_url is not None:
-        acked = {r.marker: r.acked_at for r in results if r.code == 250}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            rows = await sql(
-                target.database_url,
-                "SELECT subject, extract(epoch FROM created_at) FROM emails WHERE subject LIKE $1",
-                f"p{tag}-%",
-            )
-            if len(rows) >= len(acked):
-                break
-            await asyncio.sleep(0.1)
-        # created_at is the batch transaction's start: the commit follows within
-        # the batch time, so this lag is slightly early.
-        lags = [(float(r[1]) - acked[r[0]]) * 1000 for r in rows if r[0] in acked]
-        row.lag50, row.lag99 = percentile(lags, 0.5), percentile(lags, 0.99)
-    return row
-
-
-async def memory(target: Target, idle: int, steady_rate: float = 100) -> Row:
-    writers, failures = await idle_connections(target.port, idle)
-    tag = uuid.uuid4().hex[:6]
-    bodies = [(f"m{tag}-{n}", stuffed(typical(f"m{tag}-{n}"))) for n in range(int(steady_rate * 3))]
-    results, errors, _ = await load(target, bodies, 10, steady_rate)
-    row = latency_row(f"{target.name} +{idle} idle", results, target, errors + failures, "VmRSS")
-    for writer in writers:
-        writer.close()
-    await asyncio.sleep(0.5)
-    return row
-
-
-async def large(target: Target) -> Row:
-    big = stuffed(b"Subject: big\r\n\r\n" + (b"B" * 76 + b"\r\n") * (20 * 1024 * 1024 // 78))
-    tag = uuid.uuid4().hex[:6]
-    small = [(f"s{tag}-{n}", stuffed(typical(f"s{tag}-{n}"))) for n in range(400)]
-    small_results: list[Sent] = []
-    pacer = Pacer(100)
-
-    async def small_sessions() -> None:
-        await asyncio.gather(
-            *(session(target.port, small[n::20], small_results, pacer) for n in range(20))
-        )
-
-    big_results: list[Sent] = []
-    started = time.perf_counter()
-    await asyncio.gather(
-        small_sessions(),
-        *(session(target.port, [(f"big{n}", big)], big_results) for n in range(10)),
-    )
-    errors = sum(r.code != 250 for r in small_results + big_results)
-    row = latency_row(f"{target.name} small during 10x20MB", small_results, target, errors)
-    row.accepted_rate = len(small_results) / (time.perf_counter() - started)
-    return row
-
-
-async def many_connections(target: Target, count: int) -> Row:
-    writers, failures = await idle_connections(target.port, count)
-    row = Row(
-        run=f"{target.name} {len(writers)} of {count} connections open",
-        rss_mib=rss_text(target, "VmRSS"),
-        errors=failures,
-    )
-    for writer in writers:
-        writer.close()
-    await asyncio.sleep(1)
-    return row
-
-
-COLUMNS = (
-    "run", "msg/s accepted", "msg/s stored", "stored / null sink", "CPU ms/msg ours",
-    "CPU / null sink", "CPU ms/msg PostgreSQL", "250 p50 ms", "p99 ms", "p99.9 ms",
-    "lag p50 ms", "lag p99 ms", "RSS MiB", "errors",
-)  # fmt: skip
-
-
-def table(rows: list[Row]) -> str:
-    return markdown_table(COLUMNS, (
-        (r.run, cell(r.accepted_rate, 0), cell(r.stored_rate, 0), cell(r.ratio),
-         cell(r.cpu_ms), cell(r.cpu_ratio), cell(r.pg_cpu_ms), cell(r.p50), cell(r.p99),
-         cell(r.p999), cell(r.lag50, 1), cell(r.lag99, 1), r.rss_mib, r.errors)
-        for r in rows
-    ))  # fmt: skip
-
 
 SCENARIOS = (
     "mta",
@@ -410,87 +67,119 @@ async def fresh(kind: str, scenario, *args: object) -> Row:  # type: ignore[no-u
         await target.stop()
 
 
-async def run(args: argparse.Namespace) -> list[Row]:
-    rows: list[Row] = []
-    chosen = set(args.only.split(",")) if args.only else set(SCENARIOS)
-    if args.smoke:
-        chosen &= {"mta", "throughput", "paced"}
-    count, sessions = args.messages, args.sessions
-    typical_bodies = [(f"t{n}", stuffed(typical(f"t{n}"))) for n in range(count)]
-    mix = corpus_bodies(count // 2) if CORPUS.is_dir() and not args.smoke else []
-    baselines: dict[tuple[int, str], float] = {}
+@dataclasses.dataclass
+class Workload:
+    """What the throughput rows send, and the null sink's rates (by worker
+    count and body kind) that the services' stored rates are divided by."""
 
-    async def measure(target: Target, workers: int) -> None:
-        for label, bodies in (("4KB", typical_bodies), ("corpus mix", mix)):
+    args: argparse.Namespace
+    typical_bodies: list[tuple[str, bytes]]
+    mix: list[tuple[str, bytes]]
+    baselines: dict[tuple[int, str], float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Workload:
+        count = args.messages
+        typical_bodies = [(f"t{n}", stuffed(typical(f"t{n}"))) for n in range(count)]
+        mix = corpus_bodies(count // 2) if CORPUS.is_dir() and not args.smoke else []
+        return cls(args, typical_bodies, mix)
+
+    async def measure(self, target: Target, workers: int) -> list[Row]:
+        """4 KB and corpus-mix throughput rows (no corpus mix for durable)."""
+        rows = []
+        for label, bodies in (("4KB", self.typical_bodies), ("corpus mix", self.mix)):
             if not bodies or (label == "corpus mix" and "durable" in target.name):
                 continue
-            row = await throughput(target, bodies, sessions, label)
+            row = await throughput(target, bodies, self.args.sessions, label)
             if target.database_url is None:
-                baselines[workers, label] = row.accepted_rate
-            elif (workers, label) in baselines:
-                row.ratio = row.stored_rate / baselines[workers, label]
+                self.baselines[workers, label] = row.accepted_rate
+            elif (workers, label) in self.baselines:
+                row.ratio = row.stored_rate / self.baselines[workers, label]
             rows.append(row)
+        return rows
 
-    if "mta" in chosen and mta.available():
-        sink = await start_sink(1)
-        baseline = await mta.run(sink, "smtp-source 4KB 1 msg/conn", args.mta_messages)
-        await sink.stop()
-        rows.append(baseline)
-        service = await start_service(None, 1, defaults=True)
-        row = await mta.run(service, "smtp-source 4KB 1 msg/conn", args.mta_messages)
-        await service.stop()
-        row.ratio = row.stored_rate / baseline.stored_rate
-        row.cpu_ratio = row.cpu_ms / baseline.cpu_ms
-        rows.append(row)
-    if chosen & {"throughput", "paced"}:
-        sink = await start_sink(1)
+
+async def mta_rows(messages: int) -> list[Row]:
+    """The headline: smtp-source against the null sink, then our service with defaults."""
+    sink = await start_sink(1)
+    baseline = await mta.run(sink, "smtp-source 4KB 1 msg/conn", messages)
+    await sink.stop()
+    service = await start_service(None, 1, defaults=True)
+    row = await mta.run(service, "smtp-source 4KB 1 msg/conn", messages)
+    await service.stop()
+    row.ratio = row.stored_rate / baseline.stored_rate
+    row.cpu_ratio = row.cpu_ms / baseline.cpu_ms
+    return [baseline, row]
+
+
+async def throughput_and_paced_rows(work: Workload, chosen: set[str]) -> list[Row]:
+    """Null sink, then our service in instant and in durable mode, one target each."""
+    rows: list[Row] = []
+    args = work.args
+    for ack_mode in (None, "instant", "durable"):
+        target = await (start_sink(1) if ack_mode is None else start_service(ack_mode, 1))
         if "throughput" in chosen:
-            await measure(sink, 1)
+            rows += await work.measure(target, 1)
         if "paced" in chosen:
-            rows.append(await paced(sink, args.rate, args.seconds))
-        await sink.stop()
-        for ack_mode in ("instant", "durable"):
-            service = await start_service(ack_mode, 1)
-            if "throughput" in chosen:
-                await measure(service, 1)
-            if "paced" in chosen:
-                rows.append(await paced(service, args.rate, args.seconds))
-            await service.stop()
+            rows.append(await paced(target, args.rate, args.seconds))
+        await target.stop()
+    return rows
+
+
+async def fresh_pair_rows(chosen: set[str]) -> list[Row]:
+    """Memory, large messages and connections: sink and service, each started for one row."""
+    rows: list[Row] = []
+    kinds = ("sink", "service")
     if "memory" in chosen:
-        rows += [await fresh(kind, memory, 1000) for kind in ("sink", "service")]
+        rows += [await fresh(kind, memory, 1000) for kind in kinds]
     if "large" in chosen:
-        rows += [await fresh(kind, large) for kind in ("sink", "service")]
+        rows += [await fresh(kind, large) for kind in kinds]
     if "connections" in chosen:
-        rows += [await fresh(kind, many_connections, 10_000) for kind in ("sink", "service")]
-    if "metrics" in chosen:
-        # A/B/A/B, each on a fresh service: the instrumentation's cost.
-        on_rows: list[Row] = []
-        for _ in range(2):
-            for module in ("app", "bench.nometrics"):
-                service = await start_service("instant", 1, module=module)
-                row = await throughput(service, typical_bodies, sessions, "4KB")
-                (on_rows if module == "app" else rows).append(row)
+        rows += [await fresh(kind, many_connections, 10_000) for kind in kinds]
+    return rows
+
+
+async def metrics_rows(work: Workload) -> list[Row]:
+    """A/B/A/B, each on a fresh service: the instrumentation's cost."""
+    on_rows: list[Row] = []
+    off_rows: list[Row] = []
+    for _ in range(2):
+        for module in ("app", "bench.nometrics"):
+            service = await start_service("instant", 1, module=module)
+            row = await throughput(service, work.typical_bodies, work.args.sessions, "4KB")
+            (on_rows if module == "app" else off_rows).append(row)
+            await service.stop()
+    for on, off in zip(on_rows, off_rows, strict=True):
+        on.ratio = on.stored_rate / off.stored_rate
+        on.run += " metrics on (ratio: on / off)"
+    return off_rows + on_rows
+
+
+async def auth_rows(work: Workload) -> list[Row]:
+    """DKIM-signed mail with AUTH_CHECKS off then record (A/B/A/B instant, A/B durable)."""
+    rows: list[Row] = []
+    one = signed_typical()
+    bodies = [(f"auth{n}", one) for n in range(work.args.messages)]
+    for ack_mode in ("instant", "durable"):
+        pair: dict[str, Row] = {}
+        for _ in range(2 if ack_mode == "instant" else 1):
+            for checks in ("off", "record"):
+                service = await start_service(ack_mode, 1, auth_checks=checks)
+                label = f"signed 4KB auth {checks}"
+                row = await throughput(service, bodies, work.args.sessions, label)
+                if checks == "off":
+                    pair["off"] = row
+                else:
+                    row.ratio = row.stored_rate / pair["off"].stored_rate
+                    row.run += " (ratio: record / off)"
+                rows.append(row)
                 await service.stop()
-        for on, off in zip(on_rows, rows[-2:], strict=True):
-            on.ratio = on.stored_rate / off.stored_rate
-            on.run += " metrics on (ratio: on / off)"
-        rows += on_rows
-    if "auth" in chosen:
-        one = signed_typical()
-        bodies = [(f"auth{n}", one) for n in range(count)]
-        for ack_mode in ("instant", "durable"):
-            pair: dict[str, Row] = {}
-            for _ in range(2 if ack_mode == "instant" else 1):
-                for checks in ("off", "record"):
-                    service = await start_service(ack_mode, 1, auth_checks=checks)
-                    row = await throughput(service, bodies, sessions, f"signed 4KB auth {checks}")
-                    if checks == "off":
-                        pair["off"] = row
-                    else:
-                        row.ratio = row.stored_rate / pair["off"].stored_rate
-                        row.run += " (ratio: record / off)"
-                    rows.append(row)
-                    await service.stop()
+    return rows
+
+
+async def scaling_rows(chosen: set[str]) -> list[Row]:
+    """How cost grows (bench/scaling.py): rows stored, sizes, recipients, memory, storage."""
+    rows: list[Row] = []
     if "growth" in chosen:
         rows += [await scaling.growth(count) for count in scaling.GROWTH_SIZES]
     if "sizes" in chosen:
@@ -511,13 +200,38 @@ async def run(args: argparse.Namespace) -> list[Row]:
             service = await start_service(None, 1, defaults=True)
             rows.append(await scaling.storage(service, below))
             await service.stop()
+    return rows
+
+
+async def workers_rows(work: Workload) -> list[Row]:
+    """WORKERS=2 against a two-process null sink."""
+    sink = await start_sink(2)
+    rows = await work.measure(sink, 2)
+    await sink.stop()
+    service = await start_service("instant", 2)
+    rows += await work.measure(service, 2)
+    await service.stop()
+    return rows
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    chosen = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    if args.smoke:
+        chosen &= {"mta", "throughput", "paced"}
+    work = Workload.of(args)
+    rows: list[Row] = []
+    if "mta" in chosen and mta.available():
+        rows += await mta_rows(args.mta_messages)
+    if chosen & {"throughput", "paced"}:
+        rows += await throughput_and_paced_rows(work, chosen)
+    rows += await fresh_pair_rows(chosen)
+    if "metrics" in chosen:
+        rows += await metrics_rows(work)
+    if "auth" in chosen:
+        rows += await auth_rows(work)
+    rows += await scaling_rows(chosen)
     if "workers" in chosen:
-        sink = await start_sink(2)
-        await measure(sink, 2)
-        await sink.stop()
-        service = await start_service("instant", 2)
-        await measure(service, 2)
-        await service.stop()
+        rows += await workers_rows(work)
     return rows
 
 

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -35,9 +36,9 @@ from app.api import access, queries
 from app.policy import normalize_address
 
 from . import procstat
-from .__main__ import ROOT, Target, free_port, start_service
 from .client import Pacer, Sent, percentile, session, stuffed, typical
 from .report import cell, markdown_table
+from .targets import ROOT, Target, free_port, start_service
 
 SECRET = "bench-secret-" + "x" * 32
 READER = "reader@example.com"
@@ -182,6 +183,22 @@ def stream_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=None, limits=limits)
 
 
+@dataclasses.dataclass
+class FrameworkRun:
+    """One framework's API beside the SMTP service, its two accounts, and the load offered."""
+
+    kind: str
+    target: Target
+    api: Api
+    streams: httpx.AsyncClient
+    reader: str  # the reading account's token
+    streamed_id: str
+    streamed: str  # the streamed account's token
+    seconds: float
+    rate: float
+    reads: float
+
+
 async def framework_rows(kind: str, seconds: float, rate: float, reads: float) -> list[Row]:
     target = await start_service("durable", 1)
     api = await start_api(kind, target.database_url or "")
@@ -191,56 +208,11 @@ async def framework_rows(kind: str, seconds: float, rate: float, reads: float) -
         _, reader = await make_account(target.database_url or "", READER)
         streamed_id, streamed = await make_account(target.database_url or "", STREAMED)
         await fill(target, 100)
+        run = FrameworkRun(
+            kind, target, api, streams, reader, streamed_id, streamed, seconds, rate, reads
+        )
         for load in ("none", f"{rate:g} msg/s"):
-            list_ms: list[float] = []
-            read_ms: list[float] = []
-            arrivals: dict[str, float] = {}
-            sent: list[Sent] = []
-            stream_task = None
-            if kind == "starlette":
-                ready = asyncio.Event()
-                stream_task = asyncio.create_task(
-                    read_stream(streams, api, f"/accounts/{streamed_id}", streamed, arrivals, ready)
-                )
-                await ready.wait()
-            until = time.perf_counter() + seconds
-            # Four readers sharing one paced budget (an open-loop load: latency,
-            # not how many requests a saturated server queues).
-            budget = Pacer(reads)
-            readers = [reader_loop(api, reader, until, list_ms, read_ms, budget) for _ in range(4)]
-            mail: list[Any] = []
-            if load != "none":
-                count = int(rate * seconds)
-                bodies = [(f"ev-{n}", stuffed(typical(f"ev-{n}"))) for n in range(count)]
-                pacer = Pacer(rate)
-                mail = [session(target.port, bodies[i::10], sent, pacer, STREAMED.encode())
-                        for i in range(10)]  # fmt: skip
-            started = time.perf_counter()
-            await asyncio.gather(*readers, *mail)
-            elapsed = time.perf_counter() - started
-            if stream_task is not None:
-                deadline = time.perf_counter() + 10
-                while len(arrivals) < len(sent) and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.05)
-                stream_task.cancel()
-            latencies = [
-                (arrivals[s.marker] - s.acked_at) * 1000 for s in sent if s.marker in arrivals
-            ]
-            rows.append(
-                Row(
-                    api=kind,
-                    load=load,
-                    list50=percentile(list_ms, 0.5),
-                    list99=percentile(list_ms, 0.99),
-                    read50=percentile(read_ms, 0.5),
-                    read99=percentile(read_ms, 0.99),
-                    rps=(len(list_ms) + len(read_ms)) / elapsed,
-                    event50=percentile(latencies, 0.5),
-                    event99=percentile(latencies, 0.99),
-                    events=f"{len(latencies)}/{len(sent)}" if stream_task else "",
-                    rss_mib=str(procstat.memory_kib(api.process.pid, "VmRSS") // 1024),
-                )
-            )
+            rows.append(await load_row(run, load))
         if kind == "starlette":
             rows.append(await streams_row(streams, api, target, 1000 if seconds > 3 else 50))
     finally:
@@ -248,6 +220,65 @@ async def framework_rows(kind: str, seconds: float, rate: float, reads: float) -
         await api.stop()
         await target.stop()
     return rows
+
+
+async def load_row(run: FrameworkRun, load: str) -> Row:
+    """Readers for `run.seconds`, with SMTP mail to the streamed account unless
+    `load` is "none"; on Starlette, that account's stream open throughout."""
+    list_ms: list[float] = []
+    read_ms: list[float] = []
+    arrivals: dict[str, float] = {}
+    sent: list[Sent] = []
+    stream_task = await open_stream(run, arrivals) if run.kind == "starlette" else None
+    until = time.perf_counter() + run.seconds
+    # Four readers sharing one paced budget (an open-loop load: latency,
+    # not how many requests a saturated server queues).
+    budget = Pacer(run.reads)
+    readers = [reader_loop(run.api, run.reader, until, list_ms, read_ms, budget) for _ in range(4)]
+    mail = mail_sessions(run, sent) if load != "none" else []
+    started = time.perf_counter()
+    await asyncio.gather(*readers, *mail)
+    elapsed = time.perf_counter() - started
+    if stream_task is not None:
+        deadline = time.perf_counter() + 10
+        while len(arrivals) < len(sent) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        stream_task.cancel()
+    latencies = [(arrivals[s.marker] - s.acked_at) * 1000 for s in sent if s.marker in arrivals]
+    return Row(
+        api=run.kind,
+        load=load,
+        list50=percentile(list_ms, 0.5),
+        list99=percentile(list_ms, 0.99),
+        read50=percentile(read_ms, 0.5),
+        read99=percentile(read_ms, 0.99),
+        rps=(len(list_ms) + len(read_ms)) / elapsed,
+        event50=percentile(latencies, 0.5),
+        event99=percentile(latencies, 0.99),
+        events=f"{len(latencies)}/{len(sent)}" if stream_task else "",
+        rss_mib=str(procstat.memory_kib(run.api.process.pid, "VmRSS") // 1024),
+    )
+
+
+async def open_stream(run: FrameworkRun, arrivals: dict[str, float]) -> asyncio.Task[None]:
+    """The streamed account's Mercure stream, open (read in a task) when this returns."""
+    ready = asyncio.Event()
+    topic = f"/accounts/{run.streamed_id}"
+    task = asyncio.create_task(
+        read_stream(run.streams, run.api, topic, run.streamed, arrivals, ready)
+    )
+    await ready.wait()
+    return task
+
+
+def mail_sessions(run: FrameworkRun, sent: list[Sent]) -> list[Coroutine[Any, Any, int]]:
+    """Ten SMTP sessions sharing `run.rate` msg/s for `run.seconds`, to the streamed account."""
+    count = int(run.rate * run.seconds)
+    bodies = [(f"ev-{n}", stuffed(typical(f"ev-{n}"))) for n in range(count)]
+    pacer = Pacer(run.rate)
+    return [
+        session(run.target.port, bodies[i::10], sent, pacer, STREAMED.encode()) for i in range(10)
+    ]
 
 
 async def streams_row(client: httpx.AsyncClient, api: Api, target: Target, count: int) -> Row:

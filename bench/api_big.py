@@ -24,8 +24,8 @@ import time
 import httpx
 import uvloop
 
-from .__main__ import start_service
 from .api import start_api
+from .targets import start_service
 
 ADDRESS = "big@example.com"
 BASE = f"/mailpit/{ADDRESS}/api/v1"

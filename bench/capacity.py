@@ -32,17 +32,11 @@ import asyncpg
 import uvloop
 
 from . import procstat
-from .__main__ import (
-    Target,
-    drop_database,
-    fresh_database,
-    start_service,
-    start_sink,
-    throughput,
-)
 from .api import make_account, reader_loop, start_api
 from .client import Pacer, percentile, stuffed, typical
 from .report import cell, markdown_table
+from .scenarios import throughput
+from .targets import Target, drop_database, fresh_database, start_service, start_sink
 
 SIZES = {"1KB": (1024, 4000), "64KB": (64 * 1024, 1000)}  # size, messages a round
 SMOKE_SIZES = {"1KB": (1024, 100)}

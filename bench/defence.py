@@ -33,17 +33,9 @@ from tests.helpers import free_port
 from tests.scanners import rspamd_config
 
 from . import procstat
-from .__main__ import (
-    Target,
-    bench_dns,
-    corpus_bodies,
-    load,
-    paced,
-    sql,
-    start_service,
-    throughput,
-)
 from .client import Pacer, percentile, stuffed, typical
+from .scenarios import corpus_bodies, load, paced, throughput
+from .targets import Target, bench_dns, sql, start_service
 
 UNREACHED = "100000000/minute"
 OFF = {"dnsbl_checks": "off", "rate_limits": "off", "rules_checks": "off", "content_checks": "off"}

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from typing import TYPE_CHECKING
 
 from . import procstat
-
-if TYPE_CHECKING:
-    from .__main__ import Row, Target
+from .rows import Row
+from .scenarios import wait_stored
+from .targets import Target
 
 SESSIONS = 20
 SIZE = 4096
@@ -54,8 +53,6 @@ async def smtp_source(
 
 async def run(target: Target, label: str, count: int, **load: int | bool) -> Row:
     """One smtp-source run: stored msg/s and CPU per message of `target`."""
-    from .__main__ import Row, wait_stored
-
     rows_per_message = int(load.get("recipients", 1))
     pg_before = procstat.total_cpu(procstat.postgres_pids())
     ours_before = procstat.total_cpu(target.pids())

@@ -24,7 +24,7 @@ import asyncpg
 
 from app import db, db_partitions, db_schema, retention, retention_partitions, retention_plan
 
-from .__main__ import admin_url, sql
+from .targets import admin_url, sql
 
 UTC = datetime.UTC
 DAY = datetime.timedelta(days=1)

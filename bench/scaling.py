@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from . import mta, procstat
 from .client import Sent, session, stuffed, typical
-
-if TYPE_CHECKING:
-    from .__main__ import Row
+from .rows import Row, rss_text
+from .scenarios import CORPUS, crlf, load, wait_stored
+from .targets import drop_database, fresh_database, sql
 
 MIB = 1024 * 1024
 GROWTH_SIZES = (0, 1_000_000, 10_000_000)
@@ -68,8 +67,6 @@ async def growth(rows: int) -> Row:
     from app.model import Envelope, Prepared
     from app.parse import parse
 
-    from .__main__ import Row, drop_database, fresh_database
-
     url = await fresh_database()
     try:
         pool = await db.create_pool(url)
@@ -100,8 +97,6 @@ async def growth(rows: int) -> Row:
 
 async def sizes(target_factory, size: int, count: int) -> Row:  # type: ignore[no-untyped-def]
     """CPU of our processes per message of `size` bytes (one session)."""
-    from .__main__ import Row, wait_stored
-
     target = await target_factory()
     try:
         body = stuffed(typical("size", size) if size < MIB else _big(size))
@@ -133,8 +128,6 @@ async def recipients(target, count: int, rcpts: int) -> Row:  # type: ignore[no-
 async def memory25(target, clients: int = 50, one_address: bool = False) -> Row:  # type: ignore[no-untyped-def]
     """Peak RSS while `clients` each send a 25 MiB message at once, from as
     many loopback addresses (or all from 127.0.0.1: one client's share)."""
-    from .__main__ import Row, rss_text
-
     body = stuffed(_big(25 * MIB - 1024))
     results: list[Sent] = []
     started = time.perf_counter()
@@ -172,12 +165,10 @@ FROM unnest(ARRAY['emails', 'raw_messages', 'inbox']) AS t(name)
 async def storage(target, below: int | None = None, sessions: int = 10) -> Row:  # type: ignore[no-untyped-def]
     """Every corpus message once (or those smaller than `below` bytes): the
     tables' size against the bytes received."""
-    from .__main__ import CORPUS, Row, _crlf, load, sql, wait_stored
-
     skip = {"README.md", ".gitattributes"}
     files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name not in skip)
     files = [p for p in files if below is None or p.stat().st_size < below]
-    raws = [_crlf(p.read_bytes()) for p in files]
+    raws = [crlf(p.read_bytes()) for p in files]
     started = time.perf_counter()
     results, errors, _ = await load(
         target, [(f"c{n}", stuffed(r)) for n, r in enumerate(raws)], sessions

@@ -29,8 +29,8 @@ from app import prepare, spool
 from app.model import Envelope
 from app.parse import parse
 
-from .__main__ import start_service
 from .client import typical
+from .targets import start_service
 
 WORD = b"=?utf-8?q?a?= "
 SUBJECT_SIZES = (245_000, 980_000, 2_000_000)

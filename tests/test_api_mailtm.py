@@ -113,6 +113,44 @@ def test_token_me_account_and_delete(stack):
         assert client.get("/me", headers={"Authorization": f"Bearer {carol}"}).status_code == 200
 
 
+def check_full_message(client, ident: str) -> dict:
+    """GET /messages/{id} of Bob's message: its HTML sanitised (remote images on
+    request only), its attachment listed; that attachment's entry."""
+    full = client.get(f"/messages/{ident}")
+    assert full.status_code == 200 and full.headers["content-type"] == LD
+    body = full.json()
+    assert body["@type"] == "Message" and body["text"].startswith("Hello Bob,")
+    assert isinstance(body["html"], list) and len(body["html"]) == 1
+    html = body["html"][0]
+    assert "<b>Bob</b>" in html
+    assert "script" not in html and "onclick" not in html and "tracker.test" not in html
+    remote = client.get(f"/messages/{ident}", params={"remoteImages": "1"}).json()
+    assert 'src="https://tracker.test/p.gif"' in remote["html"][0]
+    assert body["cc"] == [] and body["bcc"] == [] and body["verifications"] == []
+    [attached] = body["attachments"]
+    assert attached["filename"] == "report.pdf"
+    assert attached["contentType"] == "application/pdf"
+    assert attached["size"] == len(b"%PDF-1.4 fake")
+    return attached
+
+
+def check_downloads(client, ident: str, attached: dict) -> bytes:
+    """The attachment and the whole message go out as sandboxed downloads; the
+    message's bytes."""
+    pdf = client.get(attached["downloadUrl"])
+    assert pdf.status_code == 200 and pdf.content == b"%PDF-1.4 fake"
+    assert pdf.headers["content-disposition"].startswith("attachment;")
+    assert pdf.headers["x-content-type-options"] == "nosniff"
+    assert pdf.headers["content-security-policy"].startswith("sandbox")
+    assert client.get(f"/messages/{ident}/attachment/ATTACH000009").status_code == 404
+    eml = client.get(f"/messages/{ident}/download")
+    assert eml.status_code == 200
+    assert eml.headers["content-type"] == "message/rfc822"
+    assert eml.headers["content-disposition"] == f'attachment; filename="{ident}.eml"'
+    assert eml.headers["content-security-policy"].startswith("sandbox")
+    return eml.content
+
+
 def test_read_mark_download_delete(stack):
     with stack.client() as client:
         _, token = account(client, "bob@example.com")
@@ -137,37 +175,11 @@ def test_read_mark_download_delete(stack):
         assert summary["size"] == size[0][0] > 0
         assert summary["downloadUrl"] == f"{stack.api.url}/messages/{ident}/download"
 
-        full = client.get(f"/messages/{ident}")
-        assert full.status_code == 200 and full.headers["content-type"] == LD
-        body = full.json()
-        assert body["@type"] == "Message" and body["text"].startswith("Hello Bob,")
-        assert isinstance(body["html"], list) and len(body["html"]) == 1
-        html = body["html"][0]
-        assert "<b>Bob</b>" in html
-        assert "script" not in html and "onclick" not in html and "tracker.test" not in html
-        remote = client.get(f"/messages/{ident}", params={"remoteImages": "1"}).json()
-        assert 'src="https://tracker.test/p.gif"' in remote["html"][0]
-        assert body["cc"] == [] and body["bcc"] == [] and body["verifications"] == []
-        [attached] = body["attachments"]
-        assert attached["filename"] == "report.pdf"
-        assert attached["contentType"] == "application/pdf"
-        assert attached["size"] == len(b"%PDF-1.4 fake")
-
-        pdf = client.get(attached["downloadUrl"])
-        assert pdf.status_code == 200 and pdf.content == b"%PDF-1.4 fake"
-        assert pdf.headers["content-disposition"].startswith("attachment;")
-        assert pdf.headers["x-content-type-options"] == "nosniff"
-        assert pdf.headers["content-security-policy"].startswith("sandbox")
-        assert client.get(f"/messages/{ident}/attachment/ATTACH000009").status_code == 404
-
-        eml = client.get(f"/messages/{ident}/download")
-        assert eml.status_code == 200
-        assert eml.headers["content-type"] == "message/rfc822"
-        assert eml.headers["content-disposition"] == f'attachment; filename="{ident}.eml"'
-        assert eml.headers["content-security-policy"].startswith("sandbox")
-        assert as_sent(eml.content) == raw
+        attached = check_full_message(client, ident)
+        eml = check_downloads(client, ident, attached)
+        assert as_sent(eml) == raw
         stored = query(stack.database_url, "SELECT raw FROM raw_messages WHERE id = $1", sent_id)
-        assert eml.content == stored[0][0]
+        assert eml == stored[0][0]
 
         source = client.get(f"/sources/{ident}").json()
         assert source["id"] == ident and "Subject: Greetings" in source["data"]

@@ -40,6 +40,58 @@ def index_names(url: str) -> set[str]:
     return {r[0] for r in rows}
 
 
+def assert_table_and_access_kept(
+    url: str, old_rows: int, anon_before: set, vip_before: set
+) -> None:
+    """The table is the same table: plain, every row, RLS on, same policies
+    (each role sees what it saw before), same grants."""
+    assert query(
+        url,
+        "SELECT relkind::text, relrowsecurity FROM pg_class WHERE oid = 'emails'::regclass",
+    ) == [("r", True)]
+    assert count(url, "SELECT count(*) FROM emails") == old_rows
+    assert count(url, "SELECT count(*) FROM emails WHERE received_at IS NULL") == old_rows
+    policies = query(url, "SELECT polname FROM pg_policy ORDER BY 1")
+    assert [r[0] for r in policies] == ["emails_owner_read", "emails_public_read"]
+    assert visible_ids(url, "anon") == anon_before
+    assert visible_ids(url, "authenticated", "vip@example.com") == vip_before
+    assert visible_ids(url, "authenticated", "nobody@example.com") == set()
+    grants = query(
+        url,
+        "SELECT grantee, string_agg(privilege_type, ',' ORDER BY privilege_type) FROM "
+        "information_schema.role_table_grants WHERE table_name = 'emails' "
+        "AND grantee IN ('anon', 'authenticated', 'service_role') GROUP BY 1 ORDER BY 1",
+    )
+    assert [tuple(r) for r in grants] == [
+        ("anon", "SELECT"),
+        ("authenticated", "SELECT"),
+        ("service_role", "DELETE,INSERT,REFERENCES,SELECT,TRIGGER,TRUNCATE,UPDATE"),
+    ]
+
+
+def assert_dependents_kept(url: str, old_rows: int) -> None:
+    """What Cybertemp built on `emails` is still there and valid: its view,
+    trigger, publication and indexes (beside ours), its domains table."""
+    summary = as_role(url, "anon", "SELECT mailbox_owner, messages FROM inbox_summary")
+    assert [tuple(r) for r in summary] == [(PUBLIC, old_rows // 3)]
+    assert query(url, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == [
+        ("emails_count_mail",)
+    ]
+    assert query(url, "SELECT pubname FROM pg_publication_tables WHERE tablename = 'emails'") == [
+        ("supabase_realtime",)
+    ]
+    assert index_names(url) == THEIR_INDEXES | OUR_INDEXES
+    assert query(url, "SELECT bool_and(indisvalid) FROM pg_index") == [(True,)]
+    # Lists as Cybertemp keeps them: no `active` column was added to domains.
+    assert "active" not in {
+        r[0]
+        for r in query(
+            url,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'domains'",
+        )
+    }
+
+
 def test_init_db_keeps_everything_the_operator_built(database_url, tmp_path):
     old_rows = cybertemp.build(database_url)
     anon_before = visible_ids(database_url, "anon")
@@ -51,47 +103,8 @@ def test_init_db_keeps_everything_the_operator_built(database_url, tmp_path):
     again = init_db(database_url)  # nothing left to do: no DDL at all
     assert "[schema]" not in again
 
-    # The table is the same table: plain, every row, RLS on, same policies.
-    assert query(
-        database_url,
-        "SELECT relkind::text, relrowsecurity FROM pg_class WHERE oid = 'emails'::regclass",
-    ) == [("r", True)]
-    assert count(database_url, "SELECT count(*) FROM emails") == old_rows
-    assert count(database_url, "SELECT count(*) FROM emails WHERE received_at IS NULL") == old_rows
-    policies = query(database_url, "SELECT polname FROM pg_policy ORDER BY 1")
-    assert [r[0] for r in policies] == ["emails_owner_read", "emails_public_read"]
-    assert visible_ids(database_url, "anon") == anon_before
-    assert visible_ids(database_url, "authenticated", "vip@example.com") == vip_before
-    assert visible_ids(database_url, "authenticated", "nobody@example.com") == set()
-    grants = query(
-        database_url,
-        "SELECT grantee, string_agg(privilege_type, ',' ORDER BY privilege_type) FROM "
-        "information_schema.role_table_grants WHERE table_name = 'emails' "
-        "AND grantee IN ('anon', 'authenticated', 'service_role') GROUP BY 1 ORDER BY 1",
-    )
-    assert [tuple(r) for r in grants] == [
-        ("anon", "SELECT"),
-        ("authenticated", "SELECT"),
-        ("service_role", "DELETE,INSERT,REFERENCES,SELECT,TRIGGER,TRUNCATE,UPDATE"),
-    ]
-    summary = as_role(database_url, "anon", "SELECT mailbox_owner, messages FROM inbox_summary")
-    assert [tuple(r) for r in summary] == [(PUBLIC, old_rows // 3)]
-    assert query(database_url, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == [
-        ("emails_count_mail",)
-    ]
-    assert query(
-        database_url, "SELECT pubname FROM pg_publication_tables WHERE tablename = 'emails'"
-    ) == [("supabase_realtime",)]
-    assert index_names(database_url) == THEIR_INDEXES | OUR_INDEXES
-    assert query(database_url, "SELECT bool_and(indisvalid) FROM pg_index") == [(True,)]
-    # Lists as Cybertemp keeps them: no `active` column was added to domains.
-    assert "active" not in {
-        r[0]
-        for r in query(
-            database_url,
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'domains'",
-        )
-    }
+    assert_table_and_access_kept(database_url, old_rows, anon_before, vip_before)
+    assert_dependents_kept(database_url, old_rows)
 
     check = app("check", database_url=database_url, spool_dir=str(tmp_path))
     for line in (
@@ -144,23 +157,12 @@ def add_our_old_mail(url: str, owner: str, subject: str) -> None:
     )
 
 
-def test_serving_keeps_old_mail_private_mail_and_the_website_view(
-    database_url, tmp_path, quiet_dns
-):
-    old_rows = cybertemp.build(database_url)
-    anon_before = visible_ids(database_url, "anon")
-    init_db(database_url)
-    add_our_old_mail(database_url, PUBLIC, "ours, expired")
-    add_our_old_mail(database_url, PRIVATE[0], "ours, private")
-    counted = count(
-        database_url, "SELECT received FROM mail_counter WHERE mailbox_owner = $1", PUBLIC
-    )
+def serve_mail_and_retention(database_url: str, spool, dns: str, old_rows: int) -> None:
+    """The service on Cybertemp's tables: a new public and a new private
+    message, a banned sender refused; retention's first run deletes nothing,
+    its next one expires our expired public message only."""
     server = cybertemp.server(
-        database_url,
-        tmp_path / "spool",
-        quiet_dns.address,
-        retention_hours="24",
-        retention_interval="0.3",
+        database_url, spool, dns, retention_hours="24", retention_interval="0.3"
     ).start()
     try:
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
@@ -180,17 +182,11 @@ def test_serving_keeps_old_mail_private_mail_and_the_website_view(
         server.wait_for_log(r"\[retention\] expired 1 emails rows and 1 raw messages")
     finally:
         assert server.stop() == 0
-    subjects = [
-        r[0]
-        for r in query(
-            database_url,
-            "SELECT subject FROM emails WHERE received_at IS NOT NULL ORDER BY subject",
-        )
-    ]
-    assert subjects == ["new private", "new public", "ours, private"]
-    assert count(database_url, "SELECT count(*) FROM emails WHERE received_at IS NULL") == old_rows
-    assert count(database_url, "SELECT count(*) FROM raw_messages") == 3
-    # The website's anon role reads what it read, plus the new public mail.
+
+
+def assert_website_view(database_url: str, old_rows: int, anon_before: set, counted: int) -> None:
+    """The website's anon role reads what it read, plus the new public mail; the
+    private address its own; Cybertemp's summary, counter and publication follow."""
     anon_after = visible_ids(database_url, "anon")
     new_public = {
         str(r[0]) for r in query(database_url, "SELECT id FROM emails WHERE subject = 'new public'")
@@ -212,6 +208,31 @@ def test_serving_keeps_old_mail_private_mail_and_the_website_view(
     assert query(
         database_url, "SELECT pubname FROM pg_publication_tables WHERE tablename = 'emails'"
     ) == [("supabase_realtime",)]
+
+
+def test_serving_keeps_old_mail_private_mail_and_the_website_view(
+    database_url, tmp_path, quiet_dns
+):
+    old_rows = cybertemp.build(database_url)
+    anon_before = visible_ids(database_url, "anon")
+    init_db(database_url)
+    add_our_old_mail(database_url, PUBLIC, "ours, expired")
+    add_our_old_mail(database_url, PRIVATE[0], "ours, private")
+    counted = count(
+        database_url, "SELECT received FROM mail_counter WHERE mailbox_owner = $1", PUBLIC
+    )
+    serve_mail_and_retention(database_url, tmp_path / "spool", quiet_dns.address, old_rows)
+    subjects = [
+        r[0]
+        for r in query(
+            database_url,
+            "SELECT subject FROM emails WHERE received_at IS NOT NULL ORDER BY subject",
+        )
+    ]
+    assert subjects == ["new private", "new public", "ours, private"]
+    assert count(database_url, "SELECT count(*) FROM emails WHERE received_at IS NULL") == old_rows
+    assert count(database_url, "SELECT count(*) FROM raw_messages") == 3
+    assert_website_view(database_url, old_rows, anon_before, counted)
     # Readers ordering newest first see our rows first, the pre-upgrade ones after.
     newest = query(
         database_url,

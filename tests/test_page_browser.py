@@ -175,6 +175,35 @@ def traces_in_this_document(driver: WebDriver) -> dict:
     )
 
 
+def assert_message_frame_runs_nothing(driver: WebDriver) -> None:
+    """The open message's iframe: sandboxed (no scripts, no same origin), under
+    its own CSP, nothing risky left in it, and its links clicked to no effect
+    there; back on the page afterwards."""
+    iframe = driver.find_element(By.ID, "m-html")
+    sandbox = set((iframe.get_attribute("sandbox") or "").split())
+    assert iframe.get_attribute("sandbox") is not None
+    assert sandbox <= {"allow-popups", "allow-popups-to-escape-sandbox"}, sandbox
+    frame_ready(driver)
+    inside = driver.execute_script(
+        "return {hooked: window.__hooked === true, origin: window.origin,"
+        "text: document.body.innerText,"
+        "risky: document.body.querySelectorAll("
+        "  'script, iframe, svg, meta, object, embed, form, link, base, [style*=url]').length,"
+        "links: [...document.links].map((a) => [a.getAttribute('href'), a.target, a.rel])}"
+    )
+    assert inside["hooked"] is False, "a script ran in the message's frame"
+    assert inside["origin"] == "null", "the message's frame has the page's origin"
+    assert "Dear user, nothing here runs." in inside["text"]
+    assert inside["risky"] == 0
+    for href, target, rel in inside["links"]:
+        assert href is None or href.startswith(("http:", "https:")), href
+        assert target == "_blank" and {"noopener", "noreferrer"} <= set(rel.split())
+    assert traces_in_this_document(driver) == {"flags": [], "calls": [], "handlers": []}
+    for link in driver.find_elements(By.TAG_NAME, "a"):  # click what is left
+        link.click()
+    driver.switch_to.default_content()
+
+
 def test_hostile_message_runs_nothing(stack, browser):
     driver = browser
     address = "target@example.com"
@@ -209,30 +238,7 @@ def test_hostile_message_runs_nothing(stack, browser):
         row.click()
         wait(driver, lambda d: text_of(d, "m-subject") == subject)
         assert text_of(driver, "m-from") == f"{name} <evil@sender.test>"
-        # The iframe: sandboxed (no scripts, no same origin), under its own CSP.
-        iframe = driver.find_element(By.ID, "m-html")
-        sandbox = set((iframe.get_attribute("sandbox") or "").split())
-        assert iframe.get_attribute("sandbox") is not None
-        assert sandbox <= {"allow-popups", "allow-popups-to-escape-sandbox"}, sandbox
-        frame_ready(driver)
-        inside = driver.execute_script(
-            "return {hooked: window.__hooked === true, origin: window.origin,"
-            "text: document.body.innerText,"
-            "risky: document.body.querySelectorAll("
-            "  'script, iframe, svg, meta, object, embed, form, link, base, [style*=url]').length,"
-            "links: [...document.links].map((a) => [a.getAttribute('href'), a.target, a.rel])}"
-        )
-        assert inside["hooked"] is False, "a script ran in the message's frame"
-        assert inside["origin"] == "null", "the message's frame has the page's origin"
-        assert "Dear user, nothing here runs." in inside["text"]
-        assert inside["risky"] == 0
-        for href, target, rel in inside["links"]:
-            assert href is None or href.startswith(("http:", "https:")), href
-            assert target == "_blank" and {"noopener", "noreferrer"} <= set(rel.split())
-        assert traces_in_this_document(driver) == {"flags": [], "calls": [], "handlers": []}
-        for link in driver.find_elements(By.TAG_NAME, "a"):  # click what is left
-            link.click()
-        driver.switch_to.default_content()
+        assert_message_frame_runs_nothing(driver)
         assert driver.current_url == page_url + "#" + row.get_attribute("data-id")
         assert len(driver.window_handles) == 1
         # The page: nothing ran, nothing was called, and nothing was even tried

@@ -93,6 +93,24 @@ def report(what: str, reader: object, inserter: object) -> tuple[float, float]:
     return read, insert
 
 
+def assert_no_lock_waits(doing: str, read: float, insert: float) -> None:
+    assert read < WORST and insert < WORST, (
+        f"while {doing} a mailbox read waited {read * 1000:.0f} ms "
+        f"for locks and an insert {insert * 1000:.0f} ms"
+    )
+
+
+def emails_partitions(url: str) -> set[str]:
+    """The names of the partitions attached to `emails`."""
+    return {
+        r[0]
+        for r in query(
+            url,
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'emails'::regclass",
+        )
+    }
+
+
 def test_dropping_a_partition_with_private_mail_blocks_nobody(database_url):
     """The reviewer's case: one expired hour of 300,000 rows, a third of them for
     private addresses, dropped by `python -m app retention`."""
@@ -106,10 +124,7 @@ def test_dropping_a_partition_with_private_mail_blocks_nobody(database_url):
     read, insert = report("dropping 300,000 rows, 100,000 kept", reader, inserter)
     assert "deleted 200000 emails rows" in run.stdout
     assert vip_count(database_url) == 100_000
-    assert read < WORST and insert < WORST, (
-        f"while retention dropped one partition a mailbox read waited {read * 1000:.0f} ms "
-        f"for locks and an insert {insert * 1000:.0f} ms"
-    )
+    assert_no_lock_waits("retention dropped one partition", read, insert)
 
 
 class Watcher(threading.Thread):
@@ -190,6 +205,34 @@ async def maintain(url: str, *moments: datetime.datetime) -> None:
         await pool.close()
 
 
+def make_partitions_ahead(url: str, slot: datetime.datetime) -> None:
+    """The previous release's hourly partitions, made from an hour before `slot`
+    to six hours after it, for every table."""
+    for table in retention_plan.TABLES:
+        for hour in range(-1, 7):
+            lower = slot + hour * H
+            query(
+                url,
+                f"CREATE TABLE {retention_plan.partition_name(table, lower)} PARTITION OF {table} "
+                f"FOR VALUES FROM ({db_retention_locks.quote_time(lower)}) "
+                f"TO ({db_retention_locks.quote_time(lower + H)})",
+            )
+
+
+async def raise_fence(url: str) -> datetime.datetime:
+    """What expiring a partition above the fence does first; the new fence."""
+    pool = await db.create_pool(url)
+    try:
+        existing = await retention_partitions.shape(pool, "emails")
+        assert existing is not None
+        future = retention_plan.future_of(existing)
+        assert future is not None and future.lower is not None
+        assert await retention_partitions.make_room(pool, existing, future.lower)
+        return future.lower
+    finally:
+        await pool.close()
+
+
 def test_new_partitions_attach_without_scanning_kept_mail(database_url):
     """A DEFAULT partition holding much kept private mail, as the previous
     release left it (ranges made ahead, no future partition). The first run
@@ -201,15 +244,7 @@ def test_new_partitions_attach_without_scanning_kept_mail(database_url):
     install(database_url)
     now = datetime.datetime.now(UTC)
     slot = retention_plan.floor_to(now, H)
-    for table in retention_plan.TABLES:  # the previous release's partitions, made ahead
-        for hour in range(-1, 7):
-            lower = slot + hour * H
-            query(
-                database_url,
-                f"CREATE TABLE {retention_plan.partition_name(table, lower)} PARTITION OF {table} "
-                f"FOR VALUES FROM ({db_retention_locks.quote_time(lower)}) "
-                f"TO ({db_retention_locks.quote_time(lower + H)})",
-            )
+    make_partitions_ahead(database_url, slot)
     # 800,000 rows of 1.5 KB (below TOAST's threshold: all in the table's own
     # pages), unlogged only so that they load in seconds: locks are the same.
     query(database_url, "ALTER TABLE emails_default SET UNLOGGED")
@@ -218,39 +253,14 @@ def test_new_partitions_attach_without_scanning_kept_mail(database_url):
     with probing(database_url) as (reader, inserter):
         asyncio.run(maintain(database_url, now + 3 * H, now + 4 * H))
     read, insert = report("making partitions beside 800,000 kept rows", reader, inserter)
-    assert read < WORST and insert < WORST, (
-        f"while partitions were made a mailbox read waited {read * 1000:.0f} ms "
-        f"for locks and an insert {insert * 1000:.0f} ms"
-    )
-
-    async def raise_fence() -> datetime.datetime:
-        """What expiring a partition above the fence does first."""
-        pool = await db.create_pool(database_url)
-        try:
-            existing = await retention_partitions.shape(pool, "emails")
-            assert existing is not None
-            future = retention_plan.future_of(existing)
-            assert future is not None and future.lower is not None
-            assert await retention_partitions.make_room(pool, existing, future.lower)
-            return future.lower
-        finally:
-            await pool.close()
+    assert_no_lock_waits("partitions were made", read, insert)
 
     with probing(database_url) as (reader, inserter):
-        top = asyncio.run(raise_fence())
+        top = asyncio.run(raise_fence(database_url))
     read, insert = report("moving the fence up over them", reader, inserter)
-    assert read < WORST and insert < WORST, (
-        f"while the fence moved a mailbox read waited {read * 1000:.0f} ms "
-        f"for locks and an insert {insert * 1000:.0f} ms"
-    )
+    assert_no_lock_waits("the fence moved", read, insert)
     assert vip_count(database_url) == 800_000
-    names = {
-        r[0]
-        for r in query(
-            database_url,
-            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'emails'::regclass",
-        )
-    }
+    names = emails_partitions(database_url)
     assert retention_plan.partition_name("emails", slot + 9 * H) in names
     assert "emails_future" in names
     fences = query(
@@ -348,13 +358,7 @@ def test_ranges_that_ran_out_resume_above_the_mail_arriving(database_url):
         database_url, "SELECT tableoid::regclass::text FROM emails WHERE subject = $1", "arriving"
     )
     assert where == [("emails_default",)]
-    made = {
-        r[0]
-        for r in query(
-            database_url,
-            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'emails'::regclass",
-        )
-    }
+    made = emails_partitions(database_url)
     start = retention_plan.floor_to(now, H) + 2 * H  # ranges resume here; the hours before: DEFAULT
     assert retention_plan.partition_name("emails", start) in made
     assert retention_plan.partition_name("emails", start - H) not in made

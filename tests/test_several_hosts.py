@@ -166,27 +166,14 @@ def test_a_lagging_replica_serves_lists_and_the_primary_the_events(tmp_path, qui
         assert listeners(primary.url) == 1  # the API's LISTEN is on the primary
         with httpx.Client(base_url=api.url, timeout=30) as client:
             bob_id, token = account(client, "bob@example.com")  # a write: to the primary
-            # Start-up's DDL (partitions made ahead) replayed, replay held back from now on.
-            eventually(lambda: replayed(primary.url, replica.url), timeout=60, interval=0.1)
-            replica.configure("recovery_min_apply_delay = '1h'\n")
-            replica.reload()
-            eventually(lambda: apply_delay(replica.url) == "1h", interval=0.1)
+            hold_replay_back(primary, replica)
             auth = {"Authorization": f"Bearer {token}"}
             with open_stream(client, f"/accounts/{bob_id}", token) as response:
                 events = sse_events(response)
                 send(smtp.port, ["bob@example.com"], mail("bob@example.com", subject="lagged"))
                 announced = next_event(events)["data"]
             assert announced["subject"] == "lagged"
-            read = client.get(announced["@id"], headers=auth)
-            assert read.status_code == 200, read.text
-            assert read.json()["subject"] == "lagged"
-            source = client.get(announced["@id"] + "/download", headers=auth)
-            assert source.status_code == 200 and b"Subject: lagged" in source.content
-            mailpit = f"/mailpit/bob@example.com/api/v1/message/{announced['id']}"
-            viewed = client.get(mailpit, headers=auth)  # Mailpit's route, the same way
-            assert viewed.status_code == 200 and viewed.json()["Subject"] == "lagged"
-            raw = client.get(mailpit + "/raw", headers=auth)
-            assert raw.status_code == 200 and b"Subject: lagged" in raw.content
+            assert_readable_at_once(client, auth, announced)
             listed = client.get("/messages", headers={**auth, "Accept": "application/ld+json"})
             assert listed.json()["hydra:totalItems"] == 0  # the replica's view: not replayed yet
             replica.configure("recovery_min_apply_delay = '0'\n")
@@ -204,6 +191,29 @@ def test_a_lagging_replica_serves_lists_and_the_primary_the_events(tmp_path, qui
         eventually(wrong.exited)
         assert "DATABASE_URL is a standby" in wrong.log, wrong.log
         assert wrong.process is not None and wrong.process.returncode == 1
+
+
+def hold_replay_back(primary: clusters.Cluster, replica: clusters.Cluster) -> None:
+    """Once start-up's DDL (partitions made ahead) is replayed, the replica's
+    replay waits an hour from now on."""
+    eventually(lambda: replayed(primary.url, replica.url), timeout=60, interval=0.1)
+    replica.configure("recovery_min_apply_delay = '1h'\n")
+    replica.reload()
+    eventually(lambda: apply_delay(replica.url) == "1h", interval=0.1)
+
+
+def assert_readable_at_once(client: httpx.Client, auth: dict, announced: dict) -> None:
+    """The announced message, its source, and the same through Mailpit's routes."""
+    read = client.get(announced["@id"], headers=auth)
+    assert read.status_code == 200, read.text
+    assert read.json()["subject"] == "lagged"
+    source = client.get(announced["@id"] + "/download", headers=auth)
+    assert source.status_code == 200 and b"Subject: lagged" in source.content
+    mailpit = f"/mailpit/bob@example.com/api/v1/message/{announced['id']}"
+    viewed = client.get(mailpit, headers=auth)  # Mailpit's route, the same way
+    assert viewed.status_code == 200 and viewed.json()["Subject"] == "lagged"
+    raw = client.get(mailpit + "/raw", headers=auth)
+    assert raw.status_code == 200 and b"Subject: lagged" in raw.content
 
 
 def replayed(primary: str, replica: str) -> bool:

@@ -29,6 +29,26 @@ def api_role(database_url: str) -> Iterator[str]:
         query(ADMIN_URL, f"DROP ROLE {role}")
 
 
+def make_a_webhook(client: httpx.Client, receiver: Receiver, as_a: dict) -> dict:
+    """Webhooks need a token; a's is made for a's address whatever the body
+    names (its secret given to `receiver`); a bad URL and a second webhook
+    (over WEBHOOK_MAX_PER_ADDRESS=1) are refused. The webhook made."""
+    assert client.get("/webhooks").status_code == 401
+    assert client.post("/webhooks", json={"url": receiver.url}).status_code == 401
+    # The address is the token's: one named in the body is not taken.
+    body = {"url": receiver.url, "address": "b@example.com"}
+    made = client.post("/webhooks", json=body, headers=as_a)
+    assert made.status_code == 201, made.text
+    hook = made.json()
+    assert hook["address"] == "a@example.com" and hook["secret"].startswith("whsec_")
+    receiver.secret = hook["secret"]
+    bad = client.post("/webhooks", json={"url": "ftp://x/"}, headers=as_a)
+    assert bad.status_code == 422 and "only http://" in bad.text
+    over = client.post("/webhooks", json={"url": receiver.url}, headers=as_a)
+    assert over.status_code == 422 and "may have 1 webhooks" in over.text
+    return hook
+
+
 def test_token_manages_only_its_own_webhooks(make_server, database_url, api_role, tmp_path):
     server = make_server(**FAST)
     granted = app_command("init-db", DATABASE_URL=database_url, API_DATABASE_URL=api_role)
@@ -51,19 +71,7 @@ def test_token_manages_only_its_own_webhooks(make_server, database_url, api_role
         as_a = {"Authorization": f"Bearer {token_a}"}
         as_b = {"Authorization": f"Bearer {token_b}"}
 
-        assert client.get("/webhooks").status_code == 401
-        assert client.post("/webhooks", json={"url": receiver.url}).status_code == 401
-        # The address is the token's: one named in the body is not taken.
-        body = {"url": receiver.url, "address": "b@example.com"}
-        made = client.post("/webhooks", json=body, headers=as_a)
-        assert made.status_code == 201, made.text
-        hook = made.json()
-        assert hook["address"] == "a@example.com" and hook["secret"].startswith("whsec_")
-        receiver.secret = hook["secret"]
-        bad = client.post("/webhooks", json={"url": "ftp://x/"}, headers=as_a)
-        assert bad.status_code == 422 and "only http://" in bad.text
-        over = client.post("/webhooks", json={"url": receiver.url}, headers=as_a)
-        assert over.status_code == 422 and "may have 1 webhooks" in over.text
+        hook = make_a_webhook(client, receiver, as_a)
 
         listed_a = client.get("/webhooks", headers=as_a).json()
         assert [h["id"] for h in listed_a] == [hook["id"]] and "secret" not in listed_a[0]
