@@ -121,7 +121,7 @@ async def receives_mail_for(settings: config.Settings, conn: Any, address: str) 
 
 
 def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
-    from .api import access, queries
+    from .api import access, queries_accounts
 
     address = policy.normalize_address(args.address) if args.action != "list" else ""
     if args.action != "list" and policy.address_problem(address):
@@ -138,15 +138,19 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
     async def change(conn: Any) -> bool:
         """passwd, revoke-tokens or remove; False if the address has no account."""
         if args.action == "passwd":  # also revokes the tokens issued before (012)
-            return await queries.set_password(conn, address, await access.hash_password(password))
+            return await queries_accounts.set_password(
+                conn, address, await access.hash_password(password)
+            )
         if args.action == "revoke-tokens":
-            return await queries.revoke_tokens(conn, address)
-        return await queries.remove_account(conn, address)
+            return await queries_accounts.revoke_tokens(conn, address)
+        return await queries_accounts.remove_account(conn, address)
 
     async def act(conn: Any) -> int:
         if args.action == "add":
             password_hash = await access.hash_password(password)
-            row = await queries.create_account(conn, address, password_hash, by_operator=True)
+            row = await queries_accounts.create_account(
+                conn, address, password_hash, by_operator=True
+            )
             if row is None:
                 print(f"error: {address} already has an account", file=sys.stderr)
                 return 1
@@ -159,7 +163,7 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         elif args.action == "list":
-            for row in await queries.all_accounts(conn):
+            for row in await queries_accounts.all_accounts(conn):
                 created = row["created_at"].isoformat(timespec="seconds")
                 made = "operator" if row["by_operator"] else "api"  # who made it (011)
                 print(f"{row['address']}\t{created}\t{made}")
