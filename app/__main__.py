@@ -121,7 +121,7 @@ async def receives_mail_for(settings: config.Settings, conn: Any, address: str) 
 
 
 def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
-    from .api import access, queries
+    from .api import access, queries_accounts
 
     address = policy.normalize_address(args.address) if args.action != "list" else ""
     if args.action != "list" and policy.address_problem(address):
@@ -138,15 +138,19 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
     async def change(conn: Any) -> bool:
         """passwd, revoke-tokens or remove; False if the address has no account."""
         if args.action == "passwd":  # also revokes the tokens issued before (012)
-            return await queries.set_password(conn, address, await access.hash_password(password))
+            return await queries_accounts.set_password(
+                conn, address, await access.hash_password(password)
+            )
         if args.action == "revoke-tokens":
-            return await queries.revoke_tokens(conn, address)
-        return await queries.remove_account(conn, address)
+            return await queries_accounts.revoke_tokens(conn, address)
+        return await queries_accounts.remove_account(conn, address)
 
     async def act(conn: Any) -> int:
         if args.action == "add":
             password_hash = await access.hash_password(password)
-            row = await queries.create_account(conn, address, password_hash, by_operator=True)
+            row = await queries_accounts.create_account(
+                conn, address, password_hash, by_operator=True
+            )
             if row is None:
                 print(f"error: {address} already has an account", file=sys.stderr)
                 return 1
@@ -159,7 +163,7 @@ def cmd_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         elif args.action == "list":
-            for row in await queries.all_accounts(conn):
+            for row in await queries_accounts.all_accounts(conn):
                 created = row["created_at"].isoformat(timespec="seconds")
                 made = "operator" if row["by_operator"] else "api"  # who made it (011)
                 print(f"{row['address']}\t{created}\t{made}")
@@ -318,6 +322,12 @@ def cmd_check(settings: config.Settings, args: argparse.Namespace) -> int:
 LOGGING = ("serve", "api", "run", "init-db")
 
 
+# How build_parser's helpers (and cli_defence's, cli_webhooks') add subcommands:
+# `command(name, run, text)` a subcommand, `actions(sub)(name)` an action of it.
+Command = Callable[[str, Callable[..., int], str], argparse.ArgumentParser]
+Actions = Callable[[argparse.ArgumentParser], Callable[[str], argparse.ArgumentParser]]
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --env-file is accepted before and after the command (tempmail check --env-file x).
     common = argparse.ArgumentParser(add_help=False)
@@ -336,6 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
         chosen = sub.add_subparsers(dest="action", required=True)
         return lambda name: chosen.add_parser(name, parents=[common])
 
+    add_service_parsers(command)
+    add_list_parsers(command, actions)
+    from . import cli_defence
+
+    cli_defence.add_parsers(
+        command, actions, cli_defence.cmd_rules, cli_defence.cmd_pause, cli_defence.cmd_resume
+    )
+    from . import cli_webhooks
+
+    cli_webhooks.add_parsers(command, actions)
+    return parser
+
+
+def add_service_parsers(command: Command) -> None:
+    """The commands that run or look after the service: serve, api, run,
+    init-db, check, retention."""
     command("serve", cmd_serve, "run the SMTP service")
     command("api", cmd_api, "run the HTTP API (read side)")
     runner.add_arguments(command("run", cmd_run, runner.HELP))
@@ -353,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     expire.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
+
+def add_list_parsers(command: Command, actions: Actions) -> None:
+    """The commands that edit the domains, bans and accounts tables."""
     domain_action = actions(command("domains", cmd_domains, "manage the domain whitelist"))
     for action in ("add", "remove"):
         domain_action(action).add_argument("domain", help="example.com or *.example.com")
@@ -373,16 +402,6 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("add", "passwd", "revoke-tokens", "remove"):
         account_action(action).add_argument("address")
     account_action("list")
-
-    from . import cli_defence
-
-    cli_defence.add_parsers(
-        command, actions, cli_defence.cmd_rules, cli_defence.cmd_pause, cli_defence.cmd_resume
-    )
-    from . import cli_webhooks
-
-    cli_webhooks.add_parsers(command, actions)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,16 +3,16 @@
 The algorithms are the libraries': pyspf (SPF), dkimpy (DKIM signatures and
 the ARC chain), dmarc (DMARC record parsing, alignment and policy, on
 authheaders' public-suffix list) and authres (the Authentication-Results
-header). DMARC is given the From domain we parse ourselves (authheaders'
-extraction cut `bank-of-trust.com` to `bank`), and its `pct` is applied
-(RFC 7489 6.6.4: a message outside the sample gets the next less strict
-policy). At most MAX_SIGNATURES DKIM signatures are verified per message:
-each costs DNS queries to domains the sender chooses. The libraries
-are synchronous and do their own DNS, so they run here on answers already
-in the asynchronous resolver's cache: a lookup they need and the cache lacks
-raises `NeedLookup`, we resolve it (awaiting, never blocking the loop) and
-run the check again. The names every check needs are resolved up front, in
-parallel, so the reruns are few (only SPF's include/a/mx chains).
+header). This module runs the checks of one message on cached DNS; which
+signatures to verify is decided in auth_dkim.py, the DMARC policy in
+auth_dmarc.py, the stored record in auth_results.py. At most MAX_SIGNATURES
+DKIM signatures are verified per message: each costs DNS queries to domains
+the sender chooses. The libraries are synchronous and do their own DNS, so
+they run here on answers already in the asynchronous resolver's cache: a
+lookup they need and the cache lacks raises `NeedLookup`, we resolve it
+(awaiting, never blocking the loop) and run the check again. The names
+every check needs are resolved up front, in parallel, so the reruns are few
+(only SPF's include/a/mx chains).
 
 Every check is bounded by AUTH_TIMEOUT: what is unfinished by then, or what
 DNS could not answer, is `temperror`. Nothing here raises or loses mail.
@@ -24,30 +24,29 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
-import functools
-import importlib.resources
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from email.utils import getaddresses
 from typing import Any, TypeVar
 
 import authres
 import dkim
-import dmarc
 import spf
 from authres.arc import ARCAuthenticationResult
 from authres.dmarc import DMARCAuthenticationResult
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from publicsuffix2 import PublicSuffixList
 
+from .auth_dkim import MAX_SIGNATURES, dkim_parts, signature_keys
+from .auth_dmarc import (
+    DmarcVerdict,
+    applied_disposition,
+    dmarc_outcome,
+    from_domains,
+    org_domain,
+    strictness,
+)
+from .auth_results import auth_record
 from .model import AuthResult, Envelope
-from .parse import clean_text, parses_slowly
+from .parse import parses_slowly
 from .policy import normalize_domain
 from .resolver import DnsFailure, NeedLookup, Resolver, normal_name
 
@@ -58,8 +57,6 @@ MAX_RERUNS = 30  # SPF allows 10 DNS-querying terms, each maybe two lookups
 # Hashing and parsing a bigger message takes milliseconds: done in a thread,
 # so the event loop (and every session on it) never waits for it.
 OFFLOAD_SIZE = 256 * 1024
-SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
-MAX_SIGNATURES = 5  # DKIM signatures verified per message; the rest are not checked
 # Each DKIM signature and each ARC message signature hashes the whole body
 # again, in Python (dkimpy's canonicalisation: about 0.8 s of CPU for 20 MB).
 # A thread cannot be cancelled at AUTH_TIMEOUT, so the work itself is bounded:
@@ -68,75 +65,6 @@ BODY_WORK = 32 * 1024 * 1024
 SPF_VERDICT_TTL = 30.0  # seconds an SPF verdict is reused: the shortest DNS cache time
 SPF_VERDICTS = 10_000  # (client, sender, HELO) verdicts kept
 MAX_ARC_SETS = 50  # RFC 8617 5.1.1.1: a longer chain fails without lookups
-# Strictest first: with several From domains the strictest policy applies.
-DISPOSITIONS = ("reject", "quarantine", "none")
-_TAG = re.compile(rb"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", re.IGNORECASE)
-
-
-@functools.cache
-def _public_suffixes() -> PublicSuffixList:
-    ref = importlib.resources.files("authheaders") / "public_suffix_list.txt"
-    with importlib.resources.as_file(ref) as path, open(path, encoding="utf-8") as lines:
-        return PublicSuffixList(lines)
-
-
-@functools.lru_cache(maxsize=65536)
-def org_domain(domain: str) -> str:
-    """The organizational domain (RFC 7489 3.2) by authheaders' public-suffix list.
-
-    A TLD the list does not know is a public suffix by the list's default
-    rule `*`: the organizational domain is one label below it (publicsuffix2
-    would give the TLD itself, making every domain under it "aligned").
-    """
-    known = _public_suffixes().get_public_suffix(domain, strict=True)
-    if known is not None:
-        return str(known)
-    return ".".join(domain.split(".")[-2:])
-
-
-# dkimpy verifies RSA signatures in pure Python (its own modular
-# exponentiation and byte conversions, about 0.35 ms a signature here) and
-# re-parses the signer's DER key for every message. The same verification
-# through OpenSSL (cryptography), with keys parsed once: a tenth of the cost
-# for the signatures that pass. tests/test_auth.py and
-# tests/test_review_rsa_agreement.py check both agree.
-_dkimpy_verify = dkim.RSASSA_PKCS1_v1_5_verify
-_DIGESTS = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}
-
-
-@functools.lru_cache(maxsize=1024)
-def _rsa_key(modulus: int, exponent: int) -> rsa.RSAPublicKey:
-    return rsa.RSAPublicNumbers(exponent, modulus).public_key()
-
-
-def rsa_verify(digest: Any, signature: bytes, public_key: dict[str, int]) -> bool:
-    """RFC 8017 RSASSA-PKCS1-v1_5 verification of a hashlib `digest`."""
-    algorithm = _DIGESTS.get(digest.name)
-    if algorithm is None:
-        return bool(_dkimpy_verify(digest, signature, public_key))
-    key = _rsa_key(public_key["modulus"], public_key["publicExponent"])
-    try:
-        key.verify(signature, digest.digest(), padding.PKCS1v15(), Prehashed(algorithm))
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
-        # OpenSSL is stricter than dkimpy (the signature's exact length and
-        # range, RFC 8017 8.2.2) and refuses some keys: dkimpy's verdict
-        # stands, so no result changes; only failing signatures pay for it.
-        return bool(_dkimpy_verify(digest, signature, public_key))
-    return True
-
-
-dkim.RSASSA_PKCS1_v1_5_verify = rsa_verify
-dkim.parse_public_key = functools.lru_cache(maxsize=1024)(dkim.parse_public_key)
-
-
-class _OrganizationalDomains:
-    """The public-suffix interface the dmarc library asks for, memoized."""
-
-    def get_public_suffix(self, domain: str) -> str:
-        return org_domain(domain)
-
-
-_PSL = _OrganizationalDomains()
 
 
 class Authenticator:
@@ -202,92 +130,6 @@ class Authenticator:
         texts = [b"".join(r).decode("utf-8", "replace") for r in records or ()]
         dmarc = [t for t in texts if t.startswith("v=DMARC1")]
         return dmarc[0] if len(dmarc) == 1 else None
-
-
-def dkim_parts(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
-    """dkimpy's (headers, body) of `message`, by parsing only its header; None
-    where that is not certain to be the same (a bare LF, no header end, a
-    header dkimpy refuses): dkimpy then parses the message itself.
-
-    dkimpy's verifier splits the whole message into lines to find them
-    (about a fifth of a signed message's checks); with CRLF only, its body is
-    what follows the first blank line, as sent."""
-    end = message.find(b"\r\n\r\n")
-    if end < 0 or message.count(b"\n") != message.count(b"\r\n"):
-        return None
-    try:
-        headers, _ = dkim.rfc822_parse(message[: end + 4])
-    except (dkim.MessageFormatError, IndexError):  # IndexError: a continuation first
-        return None
-    return headers, message[end + 4 :]
-
-
-def signature_keys(headers: list[tuple[bytes, bytes]]) -> list[str]:
-    """The `s._domainkey.d` names of the signatures we will verify: the first
-    MAX_SIGNATURES of each kind (DKIM, ARC seal, ARC message signature)."""
-    names: list[str] = []
-    seen = dict.fromkeys(SIGNATURE_HEADERS, 0)
-    for field, value in headers:
-        kind = field.lower()
-        if kind not in seen or seen[kind] >= MAX_SIGNATURES:
-            continue
-        seen[kind] += 1
-        tags = {k.lower(): v.strip() for k, v in _TAG.findall(value.replace(b"\r\n", b""))}
-        if tags.get(b"s") and tags.get(b"d"):
-            names.append(normal_name(tags[b"s"] + b"._domainkey." + tags[b"d"]))
-    return list(dict.fromkeys(names))
-
-
-def from_domains(headers: list[tuple[bytes, bytes]]) -> list[str]:
-    """The domains of the header From addresses, lower case, IDNs in punycode."""
-    return list(_from_domains(tuple(v for f, v in headers if f.lower() == b"from")))
-
-
-@functools.lru_cache(maxsize=4096)  # a sender's From header repeats message after message
-def _from_domains(values: tuple[bytes, ...]) -> tuple[str, ...]:
-    texts = [v.decode("utf-8", "replace") for v in values]
-    found = (normalize_domain(a.rpartition("@")[2]) for _, a in getaddresses(texts) if "@" in a)
-    return tuple(dict.fromkeys(domain for domain in found if domain))
-
-
-def sampled(envelope: Envelope, pct: int) -> bool:
-    """RFC 7489 6.6.4 sampling, deterministic per message: is it in the pct%?"""
-    return envelope.id.int % 100 < pct
-
-
-@functools.lru_cache(maxsize=4096)  # pure on its inputs, which repeat per sender
-def dmarc_outcome(
-    record: str,
-    domain: str,
-    found_at: str | None,
-    spf_domain: str | None,
-    dkim_domains: tuple[str, ...],
-) -> tuple[str, str, int]:
-    """(pass, fail or permerror; the published disposition; pct) of the DMARC
-    `record` for the From `domain`, found at the organizational domain
-    `found_at` (None: at the domain itself), given the identities that passed."""
-    try:
-        # strict=False: a bad tag value falls back to its default (RFC 7489
-        # 6.3) rather than voiding the whole policy, as a typo in rua= would.
-        policy = dmarc.DMARC(_PSL).parse_record(record, domain, org_domain=found_at, strict=False)
-    except dmarc.Error:
-        return "permerror", "none", 100
-    passes = dmarc.AuthResults(
-        spf=dmarc.SPF(spf_domain, dmarc.SPFResult.PASS) if spf_domain else None,
-        dkim=[dmarc.DKIM(d, dmarc.DKIMResult.PASS) for d in dkim_domains],
-    )
-    outcome = dmarc.DMARC(_PSL).get_result(policy, auth_results=passes)
-    if outcome.result is dmarc.DMARCResult.PASS:
-        return "pass", "none", policy.pct
-    return "fail", outcome.disposition.value, policy.pct
-
-
-@dataclasses.dataclass(frozen=True)
-class DmarcVerdict:
-    result: str  # pass, fail, none, permerror
-    domain: str
-    applied: str | None  # the disposition applied after pct: none, quarantine, reject
-    comment: str | None = None
 
 
 class _Checks:
@@ -486,7 +328,7 @@ class _Checks:
             for d in self.from_domains
         ]
         # RFC 7489 6.6.1: with several From domains, the strictest policy applies.
-        strictest = min(verdicts, key=_strictness)
+        strictest = min(verdicts, key=strictness)
         self.dmarc = DMARCAuthenticationResult(
             result=strictest.result,
             result_comment=strictest.comment,
@@ -516,10 +358,7 @@ class _Checks:
         result, published, pct = dmarc_outcome(record, domain, found_at, spf_domain, dkim_domains)
         if result != "fail":  # pass: nothing to apply; permerror: no usable policy
             return DmarcVerdict(result, domain, "none" if result == "pass" else None)
-        applied = published
-        if pct < 100 and not sampled(self.envelope, pct):
-            # Outside the sample: the next less strict policy (RFC 7489 6.6.4).
-            applied = {"reject": "quarantine", "quarantine": "none"}.get(published, published)
+        applied = applied_disposition(self.envelope, published, pct)
         comment = f"p={published} pct={pct}" if applied != published else None
         return DmarcVerdict("fail", domain, applied, comment)
 
@@ -540,38 +379,10 @@ class _Checks:
                 )
             )
         dmarc = self.dmarc or DMARCAuthenticationResult(result=self._missing("dmarc"))
-        results: list[Any] = [spf_result]
-        results += dkim_results or [authres.DKIMAuthenticationResult(result="none")]
+        arc = None
         if self.has_arc:
-            results.append(self.arc or ARCAuthenticationResult(result=self._missing("arc")))
-        results.append(dmarc)
-        header = str(
-            authres.AuthenticationResultsHeader(authserv_id=self.auth.authserv_id, results=results)
-        )
-        # The header quotes what the sender wrote (signature tags, identities):
-        # clean, or a NUL in a DKIM tag would make PostgreSQL refuse the row.
-        return AuthResult(
-            spf=str(spf_result.result),
-            dkim=_best([str(d.result) for d in dkim_results]),
-            dmarc=str(dmarc.result),
-            dmarc_domain=clean_text(getattr(dmarc, "header_from", None)) or None,
-            dmarc_policy=getattr(dmarc, "policy", None) or None,
-            header=clean_text(header),
-        )
-
-
-# Most trustworthy first: the column shows the best signature's result.
-_DKIM_ORDER = ("pass", "fail", "permerror", "temperror", "neutral", "policy", "none")
-
-
-def _strictness(verdict: DmarcVerdict) -> int:
-    return DISPOSITIONS.index(verdict.applied) if verdict.applied else len(DISPOSITIONS)
-
-
-def _best(results: list[str]) -> str:
-    if not results:
-        return "none"
-    return min(results, key=lambda r: _DKIM_ORDER.index(r) if r in _DKIM_ORDER else 99)
+            arc = self.arc or ARCAuthenticationResult(result=self._missing("arc"))
+        return auth_record(self.auth.authserv_id, spf_result, dkim_results, arc, dmarc)
 
 
 _QUIET = logging.getLogger("app.auth.libraries")

@@ -75,24 +75,40 @@ NAMED_OVER_EMAILS = (
 
 
 async def emails_report(conn: db.Connection) -> list[Line]:
-    lines: list[Line] = []
-    if await db.relkind(conn, "emails") == "r":
-        existing = await conn.fetchval("SELECT count(*) FROM emails WHERE received_at IS NULL")
-    else:  # a partition from MINVALUE: made by our old migration 002 of the rows it found
-        existing = 0
-        for (name,) in await conn.fetch(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'emails'::regclass "
-            "AND pg_get_expr(c.relpartbound, c.oid) LIKE '%FROM (MINVALUE)%'"
-        ):
-            existing += await conn.fetchval(f"SELECT count(*) FROM {db.quote_ident(name)}")
-    lines.append(
+    """What `emails` holds from before the upgrade and what the operator built on it."""
+    lines: list[Line] = [
         (
             True,
-            f"emails: {existing} rows stored before the upgrade, kept by retention "
-            "(`python -m app retention --include-existing --dry-run` shows what it would delete)",
-        )
-    )
+            f"emails: {await rows_before_upgrade(conn)} rows stored before the upgrade, kept by "
+            "retention (`python -m app retention --include-existing --dry-run` shows what it "
+            "would delete)",
+        ),
+        await security_line(conn),
+        await grants_line(conn),
+    ]
+    for label, sql in NAMED_OVER_EMAILS:
+        names = [r[0] for r in await conn.fetch(sql)]
+        lines.append((True, f"emails: {label}: {listed(names)}"))
+    return lines + await index_lines(conn)
+
+
+async def rows_before_upgrade(conn: db.Connection) -> int:
+    """Rows without received_at: in a plain table, or in a partition from MINVALUE
+    (made by our old migration 002 of the rows it found)."""
+    if await db.relkind(conn, "emails") == "r":
+        return int(await conn.fetchval("SELECT count(*) FROM emails WHERE received_at IS NULL"))
+    existing = 0
+    for (name,) in await conn.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'emails'::regclass "
+        "AND pg_get_expr(c.relpartbound, c.oid) LIKE '%FROM (MINVALUE)%'"
+    ):
+        existing += await conn.fetchval(f"SELECT count(*) FROM {db.quote_ident(name)}")
+    return existing
+
+
+async def security_line(conn: db.Connection) -> Line:
+    """Row-level security on `emails` and its policies."""
     security = await conn.fetchrow(
         "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'emails'::regclass"
     )
@@ -104,28 +120,30 @@ async def emails_report(conn: db.Connection) -> list[Line]:
         )
     ]
     state = "on" + (" (forced)" if security[1] else "") if security[0] else "off"
-    lines.append((True, f"emails: row-level security {state}; policies: {listed(policies)}"))
+    return (True, f"emails: row-level security {state}; policies: {listed(policies)}")
+
+
+async def grants_line(conn: db.Connection) -> Line:
+    """The privileges on `emails` granted to others than its owner."""
     grants = await conn.fetch(
         "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, "
         "string_agg(a.privilege_type, ',' ORDER BY a.privilege_type) "
         "FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'emails'::regclass "
         "AND a.grantee <> c.relowner GROUP BY 1 ORDER BY 1"
     )
-    lines.append(
-        (
-            True,
-            "emails: privileges granted: "
-            + ("; ".join(f"{r[0]} {r[1]}" for r in grants) or "none"),
-        )
+    return (
+        True,
+        "emails: privileges granted: " + ("; ".join(f"{r[0]} {r[1]}" for r in grants) or "none"),
     )
-    for label, sql in NAMED_OVER_EMAILS:
-        names = [r[0] for r in await conn.fetch(sql)]
-        lines.append((True, f"emails: {label}: {listed(names)}"))
+
+
+async def index_lines(conn: db.Connection) -> list[Line]:
+    """The indexes on `emails`, and one not-ok line per index not valid yet."""
     indexes = await conn.fetch(
         "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
         "WHERE indrelid = 'emails'::regclass ORDER BY 1"
     )
-    lines.append((True, "emails: indexes: " + listed([r[0] for r in indexes])))
+    lines: list[Line] = [(True, "emails: indexes: " + listed([r[0] for r in indexes]))]
     for name, valid in indexes:
         if not valid:
             lines.append(

@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from . import db
-from .config import Settings, mask_url
+from .config import Settings
+from .masking import mask_url
 
 CONNECT_TIMEOUT = 5.0  # seconds, as db.connect and the pools
 # Supabase's transaction-mode pooler (Supavisor) listens on this port; its

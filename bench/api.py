@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import uvloop
 
-from app.api import access, queries
+from app.api import access, queries, queries_accounts
 from app.policy import normalize_address
 
 from . import procstat
@@ -121,7 +121,7 @@ async def make_account(database_url: str, address: str) -> tuple[str, str]:
     try:
         password_hash = await access.hash_password("bench-password")
         # Made as `accounts add` makes them: by the operator, not through the API.
-        row = await queries.create_account(
+        row = await queries_accounts.create_account(
             pool, normalize_address(address), password_hash, by_operator=True
         )
         assert row is not None

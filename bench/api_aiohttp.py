@@ -15,7 +15,7 @@ import uvloop
 from aiohttp import web
 
 from app import config
-from app.api import access, queries, shapes
+from app.api import access, queries, queries_accounts, queries_mail, shapes
 
 PER_PAGE = shapes.PER_PAGE
 
@@ -34,7 +34,7 @@ async def account(request: web.Request) -> tuple[uuid.UUID, str] | None:
     claims = access.read_token(request.app["secret"], token) if token else None
     if claims is None:
         return None
-    row = await queries.account_by_id(request.app["pool"], claims.account_id)
+    row = await queries_accounts.account_by_id(request.app["pool"], claims.account_id)
     if row is None or claims.generation != access.token_generation(row):
         return None
     return row["id"], row["address"]
@@ -45,7 +45,7 @@ async def list_messages(request: web.Request) -> web.Response:
     if owner is None:
         return reply(shapes.unauthorized("JWT Token not found"), 401)
     page = int(request.query.get("page", "1"))
-    rows, total, _ = await queries.page(
+    rows, total, _ = await queries_mail.page(
         request.app["pool"], owner[1], (page - 1) * PER_PAGE, PER_PAGE
     )
     base = f"http://{request.host}"
@@ -57,7 +57,9 @@ async def get_message(request: web.Request) -> web.Response:
     owner = await account(request)
     if owner is None:
         return reply(shapes.unauthorized("JWT Token not found"), 401)
-    row = await queries.message(request.app["pool"], owner[1], uuid.UUID(request.match_info["id"]))
+    row = await queries_mail.message(
+        request.app["pool"], owner[1], uuid.UUID(request.match_info["id"])
+    )
     if row is None:
         return reply(shapes.error(404, "Not Found"), 404)
     base = f"http://{request.host}"

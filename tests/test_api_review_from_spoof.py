@@ -1,6 +1,6 @@
 """Review finding: the API showed a From address DMARC never checked.
 
-DMARC (app/auth.py) evaluates the address of the From field (`"support@bank.com"
+DMARC (app/auth_dmarc.py) evaluates the address of the From field (`"support@bank.com"
 <x@evil.com>` is evil.com's mail). The stored header_from keeps the display
 name; the API read earlier writers' unquoted `support@bank.com <x@evil.com>`
 back as address support@bank.com, so mail that passed as evil.com was shown

@@ -15,7 +15,7 @@ from app.api.access import Decision
 from app.api.app import RateLimit
 from app.api.context import content_disposition
 from app.api.mercure import topic_target
-from app.api.queries import Term, search_condition
+from app.api.queries_search import Term, search_condition
 
 ROW = {
     "id": uuid.UUID("11111111-1111-4111-8111-111111111111"),

@@ -289,15 +289,15 @@ def test_resolver_address_forms():
 
 
 def test_openssl_rsa_verification_agrees_with_dkimpy():
-    """auth.rsa_verify replaces dkimpy's pure-Python RSA: same verdicts."""
+    """auth_dkim.rsa_verify replaces dkimpy's pure-Python RSA: same verdicts."""
     import hashlib
     import random
 
     from dkim import crypto
 
-    from app import auth
+    from app import auth_dkim
 
-    assert dkim.RSASSA_PKCS1_v1_5_verify is auth.rsa_verify  # installed where dkimpy looks
+    assert dkim.RSASSA_PKCS1_v1_5_verify is auth_dkim.rsa_verify  # installed where dkimpy looks
     private = crypto.parse_pem_private_key(KEY)
     public = {"modulus": private["modulus"], "publicExponent": private["publicExponent"]}
     rng = random.Random(3)
@@ -308,14 +308,14 @@ def test_openssl_rsa_verification_agrees_with_dkimpy():
         forged[rng.randrange(len(forged))] ^= 1 << rng.randrange(8)
         other = hashlib.sha256(b"another message")
         for args in ((digest, signature), (digest, bytes(forged)), (other, signature)):
-            assert auth.rsa_verify(*args, public) == auth._dkimpy_verify(*args, public)
-        assert auth.rsa_verify(digest, signature, public)
+            assert auth_dkim.rsa_verify(*args, public) == auth_dkim._dkimpy_verify(*args, public)
+        assert auth_dkim.rsa_verify(digest, signature, public)
 
 
 def test_our_parse_is_the_one_dkimpy_would_make():
-    """auth.dkim_parts spares dkimpy a second parse of the whole message: where
+    """auth_dkim.dkim_parts spares dkimpy a second parse of the whole message: where
     it answers, its headers and body are dkimpy's own, on every corpus message."""
-    from app.auth import dkim_parts
+    from app.auth_dkim import dkim_parts
 
     from .helpers import corpus_files
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-from app.auth import Authenticator, org_domain
+from app.auth import Authenticator
+from app.auth_dmarc import org_domain
 from app.model import Envelope
 from app.resolver import Resolver
 

@@ -1,4 +1,4 @@
-"""Review: auth.rsa_verify (OpenSSL) is claimed to give dkimpy's verdicts.
+"""Review: auth_dkim.rsa_verify (OpenSSL) is claimed to give dkimpy's verdicts.
 dkimpy reads the signature as an integer (any length, any value), OpenSSL
 demands exactly the modulus length and a value below the modulus. The same
 valid signature written with a leading zero byte (or its leading zero byte
@@ -13,7 +13,7 @@ import hashlib
 import pytest
 from dkim import crypto
 
-from app import auth
+from app import auth_dkim
 
 from .test_auth import KEY
 
@@ -40,5 +40,6 @@ def variants():
     "name,digest,signature,public", list(variants()), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_openssl_verdict_matches_dkimpy(name, digest, signature, public):
-    expected = auth._dkimpy_verify(digest, signature, public)
-    assert auth.rsa_verify(digest, signature, public) == expected, f"{name}: dkimpy says {expected}"
+    expected = auth_dkim._dkimpy_verify(digest, signature, public)
+    verdict = auth_dkim.rsa_verify(digest, signature, public)
+    assert verdict == expected, f"{name}: dkimpy says {expected}"

@@ -207,59 +207,15 @@ async def not_found(request: Request, exc: Exception) -> Response:
 def build(settings: Settings, routes: replica.Routes) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pooled = db_connect.looks_pooled(routes.primary, settings.database_pooled)
-        pool = await queries.create_pool(routes.primary, POOL_SIZE, pooled)
-        reads = (
-            await queries.create_pool(
-                routes.reads,
-                POOL_SIZE,
-                db_connect.looks_pooled(routes.reads, settings.database_pooled),
-            )
-            if routes.fallback
-            else pool
-        )
-        # LISTEN needs a session: DATABASE_DIRECT_URL when set (README: poolers).
-        if pooled and not settings.database_direct_url:
-            log.warning(
-                "[events] the database URL is a transaction-mode pooler and "
-                "DATABASE_DIRECT_URL is empty: live events may be missed"
-            )
-        hub = Hub(routes.listen, pool)
-        private = PrivateAddresses(settings, pool)
-        await private.load()
-        mime_work = MimeWork()
-        mime_work.warm()
-        app.state.api = State(
-            settings=settings,
-            pool=pool,
-            reads=reads,
-            hub=hub,
-            private=private,
-            secret=access.load_secret(settings.api_secret, settings.data_dir),
-            shape=await queries.schema(pool),
-            started=datetime.datetime.now(datetime.UTC),
-            mime=mime_work,
-        )
-        tasks = [
-            asyncio.create_task(hub.run(), name="api-listen"),
-            asyncio.create_task(private.keep_fresh(hub.access_changed), name="api-private"),
-        ]
+        api = await start_state(settings, routes)
+        app.state.api = api
+        tasks = start_tasks(api)
         with contextlib.suppress(TimeoutError):  # "ready" includes live push, if it comes
-            await asyncio.wait_for(hub.connected.wait(), HUB_WAIT)
+            await asyncio.wait_for(api.hub.connected.wait(), HUB_WAIT)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await mime_work.close()
-            await asyncio.wait_for(pool.close(), 5)
-            if reads is not pool:
-                await asyncio.wait_for(reads.close(), 5)
-            # Here, not at exit: uvicorn ends the process with the stop signal it caught.
-            embedded.release()
+            await stop(api, tasks)
 
     app = Starlette(
         routes=[
@@ -274,6 +230,75 @@ def build(settings: Settings, routes: replica.Routes) -> Starlette:
         lifespan=lifespan,
     )
     return RateLimit(NoNul(BodyLimit(app)), settings.api_rate_limit)  # type: ignore[return-value]
+
+
+async def open_pools(
+    settings: Settings, routes: replica.Routes
+) -> tuple[asyncpg.Pool, asyncpg.Pool]:
+    """The primary's pool and the one reads use (the primary's, without a replica)."""
+    pooled = db_connect.looks_pooled(routes.primary, settings.database_pooled)
+    pool = await queries.create_pool(routes.primary, POOL_SIZE, pooled)
+    reads = (
+        await queries.create_pool(
+            routes.reads,
+            POOL_SIZE,
+            db_connect.looks_pooled(routes.reads, settings.database_pooled),
+        )
+        if routes.fallback
+        else pool
+    )
+    # LISTEN needs a session: DATABASE_DIRECT_URL when set (README: poolers).
+    if pooled and not settings.database_direct_url:
+        log.warning(
+            "[events] the database URL is a transaction-mode pooler and "
+            "DATABASE_DIRECT_URL is empty: live events may be missed"
+        )
+    return pool, reads
+
+
+async def start_state(settings: Settings, routes: replica.Routes) -> State:
+    """What the routes share: the pools, the hub, the private_email list (its
+    first load awaited), the MIME workers, the token secret, the schema's shape."""
+    pool, reads = await open_pools(settings, routes)
+    hub = Hub(routes.listen, pool)
+    private = PrivateAddresses(settings, pool)
+    await private.load()
+    mime_work = MimeWork()
+    mime_work.warm()
+    return State(
+        settings=settings,
+        pool=pool,
+        reads=reads,
+        hub=hub,
+        private=private,
+        secret=access.load_secret(settings.api_secret, settings.data_dir),
+        shape=await queries.schema(pool),
+        started=datetime.datetime.now(datetime.UTC),
+        mime=mime_work,
+    )
+
+
+def start_tasks(api: State) -> list[asyncio.Task[None]]:
+    """The process's long-lived tasks: the LISTEN hub and the private_email refresh."""
+    return [
+        asyncio.create_task(api.hub.run(), name="api-listen"),
+        asyncio.create_task(api.private.keep_fresh(api.hub.access_changed), name="api-private"),
+    ]
+
+
+async def stop(api: State, tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks, stop the MIME workers, close the pools, release the database."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await api.mime.close()
+    await asyncio.wait_for(api.pool.close(), 5)
+    if api.reads is not api.pool:
+        await asyncio.wait_for(api.reads.close(), 5)
+    # Here, not at exit: uvicorn ends the process with the stop signal it caught.
+    embedded.release()
 
 
 def raise_fd_limit() -> None:

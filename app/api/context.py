@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from ..config import Settings
 from ..policy import DomainList, build_domains, normalize_address
-from . import access, queries
+from . import access, queries, queries_accounts, queries_mail
 from .events import Hub
 from .mimework import MimeWork
 from .private import PrivateAddresses
@@ -146,17 +146,17 @@ async def message(ctx: State, address: str, ident: uuid.UUID) -> Any:
     """The row `ident` names in `address` (None: none), from the reads pool;
     one a replica has not replayed yet from the primary: a message an event
     announced is readable at once (replica.py)."""
-    row = await queries.message(ctx.reads, address, ident)
+    row = await queries_mail.message(ctx.reads, address, ident)
     if row is None and ctx.reads is not ctx.pool:
-        row = await queries.message(ctx.pool, address, ident)
+        row = await queries_mail.message(ctx.pool, address, ident)
     return row
 
 
 async def raw(ctx: State, raw_id: uuid.UUID) -> bytes | None:
     """A raw message's bytes by id, as `message` reads rows."""
-    value = await queries.raw(ctx.reads, raw_id)
+    value = await queries_mail.raw(ctx.reads, raw_id)
     if value is None and ctx.reads is not ctx.pool:
-        value = await queries.raw(ctx.pool, raw_id)
+        value = await queries_mail.raw(ctx.pool, raw_id)
     return value
 
 
@@ -182,7 +182,7 @@ async def account_for_token(ctx: State, token: str | None) -> Account | None:
     claims = access.read_token(ctx.secret, token)
     if claims is None:
         return None
-    row = await queries.account_by_id(ctx.pool, claims.account_id)
+    row = await queries_accounts.account_by_id(ctx.pool, claims.account_id)
     if row is None or row["address"] != claims.address or not holds(ctx, row):
         return None
     if claims.generation != access.token_generation(row):
@@ -191,7 +191,7 @@ async def account_for_token(ctx: State, token: str | None) -> Account | None:
 
 
 async def account_for_basic(ctx: State, user: str, password: str) -> Account | None:
-    row = await queries.account_by_address(ctx.pool, normalize_address(user))
+    row = await queries_accounts.account_by_address(ctx.pool, normalize_address(user))
     if row is None or not holds(ctx, row):
         return None
     if not await ctx.passwords.verify(row["password_hash"], password):
@@ -222,7 +222,7 @@ class Reader:
 
 async def reader_for(ctx: State, address: str, cred: access.Credential) -> Reader:
     """access.decide for `address` and `cred`, on what the database says now."""
-    claimed_row = await queries.account_by_address(ctx.pool, address)
+    claimed_row = await queries_accounts.account_by_address(ctx.pool, address)
     account = await authenticate(ctx, cred) if cred.present else None
     decision = access.decide(
         address,

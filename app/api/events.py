@@ -8,7 +8,7 @@ are fetched together (by primary key) and handed to every stream of that
 address, which formats them as Mercure does: one unnamed event per
 resource, a JSON object per `data:` field.
 
-The same connection LISTENs for account changes (queries.ACCOUNTS_CHANNEL:
+The same connection LISTENs for account changes (queries_accounts.ACCOUNTS_CHANNEL:
 every write to `accounts`, by any API process or the command line,
 announces its address), and the private_email refresh reports addresses
 that joined or left the list: the streams of such an address are told
@@ -50,7 +50,7 @@ from typing import Any
 import asyncpg
 
 from .. import db
-from . import queries
+from . import queries, queries_accounts, queries_mail
 
 log = logging.getLogger("app.api.events")
 
@@ -189,7 +189,7 @@ class Hub:
                 self._lost.clear()
                 conn.add_termination_listener(lambda _conn: self._lost.set())
                 await conn.add_listener(db.NEW_MAIL_CHANNEL, self._notified)
-                await conn.add_listener(queries.ACCOUNTS_CHANNEL, self._account_changed)
+                await conn.add_listener(queries_accounts.ACCOUNTS_CHANNEL, self._account_changed)
                 self._alive_at = await queries.database_time(conn)
                 self.connected.set()
                 if heard_until is not None:
@@ -235,7 +235,7 @@ class Hub:
         while self._pending:
             ids, self._pending = self._pending, []
             try:
-                rows = await queries.messages_by_ids(self.pool, ids)
+                rows = await queries_mail.messages_by_ids(self.pool, ids)
             except queries.DATABASE_ERRORS as error:
                 # The rows are committed: try again shortly (if the database is
                 # gone, LISTEN goes too and the catch-up finds them anyway).
@@ -259,7 +259,7 @@ class Hub:
             if not streams:
                 continue
             if address not in used:
-                used[address] = await queries.used_bytes(self.pool, address)
+                used[address] = await queries_mail.used_bytes(self.pool, address)
             delivery = Delivery(row, used[address])
             for stream in list(streams):
                 stream.offer(delivery)
@@ -276,5 +276,5 @@ class Hub:
         addresses = list(self.streams)
         if not addresses:
             return 0
-        rows = await queries.written_since(self.pool, addresses, since)
+        rows = await queries_mail.written_since(self.pool, addresses, since)
         return await self.deliver(rows)

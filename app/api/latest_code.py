@@ -30,15 +30,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..policy import address_problem, normalize_address
-from . import access, queries, shapes
+from . import access, queries_mail, queries_search, shapes
 from .context import SAFE_HEADERS, State, json_response, reader_for, state
 from .events import Signal, Stream
 
 log = logging.getLogger("app.api.codes")
 
 WAIT_MAX = 60.0  # seconds a request may wait for the next code
-# Search term of a message with a code or a verification link (queries.FLAG_CONDITIONS).
-WITH_CODE = queries.Term("code", "")
+# Search term of a message with a code or a verification link (queries_search.FLAG_CONDITIONS).
+WITH_CODE = queries_search.Term("code", "")
 
 
 def answer(row: Any) -> dict[str, Any]:
@@ -132,7 +132,7 @@ async def latest_code(request: Request) -> Response:
     if not seconds:
         # The primary, not a read replica: a lagging one would give a script
         # the code of the mail before the one it just asked for.
-        row = await queries.latest(ctx.pool, address, [WITH_CODE])
+        row = await queries_mail.latest(ctx.pool, address, [WITH_CODE])
         if row is None:
             return json_response(shapes.error(404, "No message with a code or a link yet"), 404)
         return json_response(answer(row))

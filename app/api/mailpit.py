@@ -20,7 +20,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import mailpit_other, mailpit_tags, mailpit_views, queries, search, shapes_mailpit
+from . import (
+    mailpit_other,
+    mailpit_tags,
+    mailpit_views,
+    queries_mail,
+    queries_search,
+    search,
+    shapes_mailpit,
+)
 from .context import download, json_response, raw_of, state
 from .mailpit_common import (
     BodyError,
@@ -41,11 +49,11 @@ async def list_messages(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     start, limit = start_limit(request)
-    rows, counts = await queries.listing(state(request).reads, found[0], (), start, limit)
+    rows, counts = await queries_mail.listing(state(request).reads, found[0], (), start, limit)
     return json_response(shapes_mailpit.page(rows, start, counts))
 
 
-async def _searched(request: Request) -> tuple[str, list[queries.Term]] | Response:
+async def _searched(request: Request) -> tuple[str, list[queries_search.Term]] | Response:
     """(the address, the terms of ?query=), or the refusal or Mailpit's 400."""
     found = await mailbox(request)
     if isinstance(found, Response):
@@ -64,7 +72,7 @@ async def search_messages(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     start, limit = start_limit(request)
-    rows, counts = await queries.listing(state(request).reads, *found, start, limit)
+    rows, counts = await queries_mail.listing(state(request).reads, *found, start, limit)
     return json_response(shapes_mailpit.page(rows, start, counts))
 
 
@@ -76,7 +84,7 @@ async def delete_search(request: Request) -> Response:
         return found
     address, terms = found
     if terms:  # a query of only spaces between quotes matches nothing to delete
-        await queries.delete_mail(state(request).pool, address, None, terms)
+        await queries_mail.delete_mail(state(request).pool, address, None, terms)
     return text("ok")
 
 
@@ -96,7 +104,7 @@ async def set_read(request: Request) -> Response:
     if fields["Search"] and not terms:
         return text("ok")  # a search of nothing matches nothing
     selected = uuids(ids) if ids else None
-    await queries.set_seen(state(request).pool, found[0], selected, fields["Read"], terms)
+    await queries_mail.set_seen(state(request).pool, found[0], selected, fields["Read"], terms)
     return text("ok")
 
 
@@ -108,7 +116,7 @@ async def delete_messages(request: Request) -> Response:
         ids = (await body_fields(request, {"IDs": list}))["IDs"]
     except BodyError:
         ids = []  # as Mailpit: no IDs (or an unreadable body) deletes all of this address
-    await queries.delete_mail(state(request).pool, found[0], uuids(ids) if ids else None)
+    await queries_mail.delete_mail(state(request).pool, found[0], uuids(ids) if ids else None)
     return text("ok")
 
 
@@ -118,7 +126,7 @@ async def get_message(request: Request) -> Response:
         return found
     address, row = found
     parsed = await parsed_of(request, row)
-    await queries.set_seen(state(request).pool, address, [row["id"]], True)
+    await queries_mail.set_seen(state(request).pool, address, [row["id"]], True)
     cids = shapes_mailpit.cid_map(parsed.parts, None) if parsed else {}
     return json_response(shapes_mailpit.message(row, parsed, cids))
 

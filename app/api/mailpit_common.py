@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import policy
-from . import access, context, mime, queries, search
+from . import access, context, mime, queries_mail, search
 from .context import Reader, raw_of, reader_for, state
 
 DEFAULT_LIMIT = 50
@@ -72,7 +72,7 @@ async def message_row(request: Request, address: str, ident: str) -> Any:
     ctx = state(request)
     if ident == "latest":
         terms = search.terms(request.query_params.get("query", "").strip())
-        return await queries.latest(ctx.reads, address, terms)
+        return await queries_mail.latest(ctx.reads, address, terms)
     try:
         ident_uuid = uuid.UUID(ident)
     except ValueError:

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
-from . import queries
+from . import queries_mail, queries_tags
 from .context import json_response, state
 from .mailpit_common import bad_request, mailbox, text
 
@@ -44,7 +44,7 @@ async def info(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     ctx = state(request)
-    stats = await queries.mailbox_stats(ctx.pool, found[0])
+    stats = await queries_mail.mailbox_stats(ctx.pool, found[0])
     uptime = datetime.datetime.now(datetime.UTC) - ctx.started
     runtime = dict.fromkeys(
         ("Memory", "MessagesDeleted", "SMTPAccepted", "SMTPAcceptedSize", "SMTPRejected"), 0
@@ -57,7 +57,7 @@ async def info(request: Request) -> Response:
             "DatabaseSize": int(stats["size"]),
             "Messages": int(stats["total"]),
             "Unread": int(stats["unread"]),
-            "Tags": await queries.tag_counts(ctx.pool, found[0]),
+            "Tags": await queries_tags.tag_counts(ctx.pool, found[0]),
             "RuntimeStats": {
                 "Uptime": int(uptime.total_seconds()),
                 **runtime,

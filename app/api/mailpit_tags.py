@@ -8,7 +8,7 @@ Mailpit prunes unused ones. Names are Mailpit's: cleaned (characters
 outside letters, digits, space, `-`, `_`, `.` and `@` become spaces, runs
 of spaces one, at most 100 characters) and unique in any case: a tag set
 in another case than one the address has takes that one's spelling. What a
-message shows as tags is queries.TAGS (where another mark, such as junk,
+message shows as tags is queries_search.TAGS (where another mark, such as junk,
 can become a tag).
 """
 
@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import queries, shapes_mailpit
+from . import queries_tags, shapes_mailpit
 from .context import json_response, state
 from .mailpit_common import BodyError, bad_request, body_fields, mailbox, text, uuids
 
@@ -60,7 +60,7 @@ def rename_problem(old: str, new: str, existing: Sequence[str]) -> str | None:
 
 
 async def _tags(request: Request, address: str) -> list[str]:
-    return list(await queries.tag_counts(state(request).pool, address))
+    return list(await queries_tags.tag_counts(state(request).pool, address))
 
 
 async def get_tags(request: Request) -> Response:
@@ -82,7 +82,7 @@ async def set_tags(request: Request) -> Response:
     ids = uuids(fields["IDs"])
     if ids:
         tags = tags_to_set(fields["Tags"], await _tags(request, found[0]))
-        await queries.set_tags(state(request).pool, found[0], ids, tags)
+        await queries_tags.set_tags(state(request).pool, found[0], ids, tags)
     return text("ok")
 
 
@@ -101,7 +101,7 @@ async def rename_tag(request: Request) -> Response:
     problem = rename_problem(old, new, await _tags(request, found[0]))
     if problem is not None:
         return bad_request(problem)
-    await queries.replace_tag(state(request).pool, found[0], old, new)
+    await queries_tags.replace_tag(state(request).pool, found[0], old, new)
     return text("ok")
 
 
@@ -113,7 +113,7 @@ async def delete_tag(request: Request) -> Response:
     tag = request.path_params["tag"]
     if tag.lower() not in {t.lower() for t in await _tags(request, found[0])}:
         return bad_request(f"tag not found: {tag}")
-    await queries.replace_tag(state(request).pool, found[0], tag, None)
+    await queries_tags.replace_tag(state(request).pool, found[0], tag, None)
     return text("ok")
 
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import policy
-from . import access, context, mime, queries, shapes
+from . import access, context, mime, queries_accounts, queries_mail, shapes
 from .context import (
     Account,
     account_for_basic,
@@ -160,7 +160,7 @@ async def create_account(request: Request) -> Response:
     if problems:
         return json_response(shapes.violations(problems), 422, ld=True)
     assert isinstance(address, str)
-    row = await queries.create_account(
+    row = await queries_accounts.create_account(
         ctx.pool, address, await access.hash_password(body["password"]), by_operator=False
     )
     if row is None:
@@ -168,7 +168,7 @@ async def create_account(request: Request) -> Response:
             shapes.violations([("address", "This value is already used.")]), 422, ld=True
         )
     ld = wants_ld(request)
-    used = await queries.used_bytes(ctx.pool, address)
+    used = await queries_mail.used_bytes(ctx.pool, address)
     return json_response(shapes.account(row, used, ld, QUOTA), 201, ld)
 
 
@@ -197,7 +197,7 @@ async def me(request: Request) -> Response:
 
 async def _account_response(request: Request, account: Account) -> Response:
     ld = wants_ld(request)
-    used = await queries.used_bytes(state(request).pool, account.address)
+    used = await queries_mail.used_bytes(state(request).pool, account.address)
     return json_response(shapes.account(account.row, used, ld, QUOTA), ld=ld)
 
 
@@ -220,7 +220,7 @@ async def delete_account(request: Request) -> Response:
         return account
     if not _same_account(request, account):
         return not_found(request)
-    await queries.delete_account(state(request).pool, account.id, account.address)
+    await queries_accounts.delete_account(state(request).pool, account.id, account.address)
     return Response(status_code=204)
 
 
@@ -234,7 +234,7 @@ async def list_messages(request: Request) -> Response:
     page = page_number(request)
     if isinstance(page, Response):
         return page
-    rows, total, _unread = await queries.page(
+    rows, total, _unread = await queries_mail.page(
         state(request).reads, account.address, (page - 1) * shapes.PER_PAGE, shapes.PER_PAGE
     )
     ld = wants_ld(request)
@@ -316,8 +316,8 @@ async def patch_message(request: Request) -> Response:
         return error(400, "Syntax error", request)
     pool = state(request).pool
     if "seen" in body:
-        await queries.set_seen(pool, account.address, [row["id"]], body["seen"])
-        row = await queries.message(pool, account.address, row["id"])
+        await queries_mail.set_seen(pool, account.address, [row["id"]], body["seen"])
+        row = await queries_mail.message(pool, account.address, row["id"])
         if row is None:
             return not_found(request)
     return await _full(request, account, row)
@@ -328,7 +328,7 @@ async def delete_message(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     account, row = found
-    await queries.delete_mail(state(request).pool, account.address, [row["id"]])
+    await queries_mail.delete_mail(state(request).pool, account.address, [row["id"]])
     return Response(status_code=204)
 
 

@@ -11,7 +11,7 @@ connections for seconds.
 
 from __future__ import annotations
 
-from .queries import Term
+from .queries_search import Term
 
 MAX_TERMS = 20
 FIELDS = ("to", "from", "subject", "message-id", "tag")

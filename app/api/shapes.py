@@ -97,7 +97,7 @@ def is_seen(row: Row) -> bool:
 
 
 def attachment_count(row: Row) -> int:
-    """How many attachments the writer listed (queries.LIST_COLUMNS counts them
+    """How many attachments the writer listed (queries_mail.LIST_COLUMNS counts them
     in the database: the list itself can be megabytes)."""
     return int(row.get("attachment_count") or 0)
 

@@ -3,7 +3,7 @@
 Pure functions, tested without a server. Go's field names; `From` is
 always an address object (empty Name and Address when there is none, as
 Mailpit's Metadata); dates are RFC 3339 in UTC; lists are [] when empty,
-never null. A row's `tags` are queries.TAGS (what a message shows as
+never null. A row's `tags` are queries_search.TAGS (what a message shows as
 tags), sorted as Mailpit sorts tag names (case-insensitively).
 """
 
