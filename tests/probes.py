@@ -35,12 +35,14 @@ class ProbeThread(threading.Thread):
 
 class LockWatch(threading.Thread):
     """Adds to each probe's `locked` the time between two looks at
-    pg_stat_activity that both found it waiting for a lock."""
+    pg_stat_activity that both found it waiting for a lock; `longest` keeps,
+    per probe's pid, its longest single wait (one statement's, unbroken)."""
 
     def __init__(self, url: str, probes: list[Probe]) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.probes = {probe.pid: probe for probe in probes}
+        self.longest = dict.fromkeys(self.probes, 0.0)
         self.running = True
 
     def run(self) -> None:
@@ -49,6 +51,7 @@ class LockWatch(threading.Thread):
     async def watch(self) -> None:
         conn = await asyncpg.connect(self.url)
         waiting: set[int] = set()
+        current = dict.fromkeys(self.probes, 0.0)  # the wait going on, per pid
         last = time.perf_counter()
         try:
             while self.running:
@@ -59,8 +62,13 @@ class LockWatch(threading.Thread):
                 )
                 now = time.perf_counter()
                 still = {row["pid"] for row in rows}
-                for pid in still & waiting:
-                    self.probes[pid].locked += now - last
+                for pid in self.probes:
+                    if pid in still & waiting:
+                        self.probes[pid].locked += now - last
+                        current[pid] += now - last
+                        self.longest[pid] = max(self.longest[pid], current[pid])
+                    else:
+                        current[pid] = 0.0
                 waiting, last = still, now
                 await asyncio.sleep(0.002)
         finally:
