@@ -31,6 +31,8 @@ import uuid
 import asyncpg
 import uvloop
 
+from app.model import Envelope, Prepared
+
 from . import procstat
 from .api import make_account, reader_loop, start_api
 from .client import Pacer, percentile, stuffed, typical
@@ -131,8 +133,7 @@ async def receiver(repeats: int, sizes: dict[str, tuple[int, int]]) -> list[Row]
     return rows
 
 
-def prepared_batch(count: int, owners: int) -> list[object]:
-    from app.model import Envelope, Prepared
+def prepared_batch(count: int, owners: int) -> list[Prepared]:
     from app.parse import parse
 
     made = []
@@ -144,15 +145,15 @@ def prepared_batch(count: int, owners: int) -> list[object]:
     return made
 
 
-async def insert_all(pool: asyncpg.Pool, prepared: list[object]) -> float:
+async def insert_all(pool: asyncpg.Pool, prepared: list[Prepared]) -> float:
     """Insert `prepared` from WRITERS connections at once; seconds taken."""
     from app import db_batch
 
     batches = [prepared[n : n + BATCH] for n in range(0, len(prepared), BATCH)]
 
-    async def writer(share: list[list[object]]) -> None:
+    async def writer(share: list[list[Prepared]]) -> None:
         for batch in share:
-            await db_batch.insert_batch(pool, batch)  # type: ignore[arg-type]
+            await db_batch.insert_batch(pool, batch)
 
     started = time.perf_counter()
     await asyncio.gather(*(writer(batches[w::WRITERS]) for w in range(WRITERS)))

@@ -62,7 +62,7 @@ RULES = (
 
 
 async def started(settings: dict[str, str], ack_mode: str = "instant") -> Target:
-    target = await start_service(ack_mode, 1, **settings)
+    target = await start_service(ack_mode, 1, "app", False, **settings)
     if settings.get("rules_checks") == "enforce":
         for statement in RULES:
             await sql(target.database_url or "", statement)

@@ -85,7 +85,7 @@ def parse_rows(sizes: tuple[int, ...]) -> list[str]:
     return rows
 
 
-async def slowest_greeting(port: int, during: asyncio.Future[object] | None) -> float:
+async def slowest_greeting(port: int, during: asyncio.Future[int] | None) -> float:
     """The slowest connect-to-220 of probes every PROBE_EVERY seconds, while
     `during` runs (or for 2 s)."""
     slowest = 0.0
