@@ -91,13 +91,20 @@ class Refusals:
         batch = self._live(batch)
         while batch:
             rest: list[Item] = []
+            refused = True  # `batch` itself was refused, not only inferred to hold the refusal
             while len(batch) > 1:
                 half = len(batch) // 2
                 error = await self._commit(batch[:half])
                 if error is None:  # the refusal is in the other half
-                    batch = self._live(batch[half:])
+                    batch, refused = self._live(batch[half:]), False
                 else:
                     refusal, rest, batch = error, batch[half:] + rest, self._live(batch[:half])
+                    refused = len(batch) == half
+            if batch and not refused:
+                # The database may take it now (an operator's fix landed meanwhile):
+                # only a refusal of the message alone tells it is the cause.
+                error = await self._commit(batch)
+                batch, refusal = ([], refusal) if error is None else (batch, error)
             if batch:
                 await self._refused_alone(batch[0], refusal)
             batch = self._live(rest)

@@ -167,3 +167,38 @@ def test_a_database_refusing_every_row_dead_letters_nothing(
     assert "rejected by the database" not in server.log
     with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:  # mail flows
         client.sendmail("a@sender.test", ["p@example.com"], b"Subject: later\r\n\r\nx\r\n")
+
+
+# The operator's fix lands between a refused write of two held messages and
+# the writer's halving of it: the first statement inserting two rows is
+# refused, and every statement after it is taken.
+FIXED_MID_SPLIT = """
+CREATE SEQUENCE fixed_at;  -- advanced outside the refused transaction's rollback
+CREATE FUNCTION refuse_until_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT is_called FROM fixed_at) OR NOT EXISTS (SELECT FROM added) THEN RETURN NULL; END IF;
+    IF (SELECT count(*) FROM added) >= 2 THEN PERFORM nextval('fixed_at'); END IF;
+    RAISE EXCEPTION 'mail is closed';
+END $$;
+CREATE TRIGGER refuse_until_fixed AFTER INSERT ON emails REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_until_fixed();
+"""
+
+
+def test_a_fix_landing_while_a_refused_write_is_split_dead_letters_nothing(
+    make_server, database_url, tmp_path
+):
+    """Seen once under load: two messages held while the database refused every
+    row were probed together and refused, the fix landed, the first half
+    committed, and the last message, only inferred to be the refused one, went
+    to the dead letters as "refused again after other mail committed"."""
+    server = make_server(ack_mode="instant")
+    script(database_url, FIXED_MID_SPLIT)
+    assert send(server.port, "first")[0] == 250
+    server.wait_for_log(r"refused by the database .*: held aside")
+    assert send(server.port, "second")[0] == 250
+    server.wait_for_log(r"the database refuses every message")
+    # Probed together while idle: refused once as a pair, then every row is taken.
+    eventually(lambda: subjects(database_url) == ["first", "second"] or dead_letters(tmp_path))
+    assert dead_letters(tmp_path) == []
+    assert subjects(database_url) == ["first", "second"]
