@@ -33,6 +33,7 @@ from .queued import Item, prepared_of
 log = logging.getLogger("app.store")
 
 PAUSE_FIRST, PAUSE_MAX = 0.05, 2.0  # seconds between retries while every row is refused
+POISON, REFUSED_TOO, TAKEN = "poison", "refused too", "taken"  # a message beside its twin
 
 
 def _kind(error: BaseException) -> str:
@@ -119,9 +120,12 @@ class Refusals:
     async def _refused_alone(self, item: Item, refusal: BaseException) -> None:
         reason, kind = db_errors.describe(refusal), _kind(refusal)
         again = item.refused_at is not None and self.commits > item.refused_at
-        if (again and item.refusal == kind) or await self._refused_beside_twin(item):
-            self._dead(item, reason)  # refused while the database takes other rows: poison
+        beside = POISON if again and item.refusal == kind else await self._beside_twin(item)
+        if beside == POISON:  # refused while the database takes other rows
+            self._dead(item, reason)
             return
+        if beside == TAKEN and await self._commit([item]) is None:
+            return  # the refusal has passed (a race with partition upkeep, say): written
         item.refused_at, item.refusal = self.commits, kind
         item.held = True
         self.held.append(item)
@@ -140,14 +144,17 @@ class Refusals:
                 reason,
             )
 
-    async def _refused_beside_twin(self, item: Item) -> bool:
-        """Does the database refuse `item` while it takes a benign twin of it?"""
+    async def _beside_twin(self, item: Item) -> str:
+        """What the database does with `item` beside a benign twin of it (rolled
+        back): refuses it alone (POISON), refuses both (REFUSED_TOO), or now
+        takes both (TAKEN)."""
         prepared = prepared_of(item)
         try:
-            return await db_batch.refused_beside(self._pool, prepared, benign_twin(prepared))
+            refused = await db_batch.refused_beside(self._pool, prepared, benign_twin(prepared))
         except Exception as error:
             log.info("[store] the twin of %s was refused too: %r", item.envelope.id, error)
-            return False
+            return REFUSED_TOO
+        return POISON if refused else TAKEN
 
     def take(self, probe: bool = False) -> list[Item]:
         """Held messages to try again: those refused before the last commit,
