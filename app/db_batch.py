@@ -196,7 +196,7 @@ async def insert_batch(
     dedup_window: float = 0,
     beside: Callable[[Sequence[Prepared]], tuple[str, list[Any]] | None] | None = None,
     seen: db_dedup.Seen = db_dedup.NOTHING_SEEN,
-) -> None:
+) -> BaseException | None:
     """Insert `batch` and delete the messages in `revoke`, in one transaction.
 
     Without resend keys it is one statement: one implicit transaction, one round trip. `revoke`
@@ -206,6 +206,8 @@ async def insert_batch(
     resends are found first, in the same transaction (app/db_dedup.py).
     `beside` makes a statement of the rows kept, run after them in the same
     transaction: the webhook events of the batch (app/webhooks_outbox.py).
+    Returns the refusal of that statement, if PostgreSQL refused it: it ran
+    in a savepoint, rolled back, so the mail is written all the same.
     """
     async with pool.acquire() as conn:
         try:
@@ -220,11 +222,11 @@ async def insert_batch(
                     batch, revoke = await db_dedup.claim(conn, batch, revoke, dedup_window, seen)
                 await _insert(conn, batch, revoke)
                 events = beside(batch) if beside is not None else None
-                if events is not None:
-                    await conn.execute(events[0], *events[1])
+                refused = await _in_savepoint(conn, *events) if events is not None else None
                 await transaction.commit()
-            else:
-                await _insert(conn, batch, revoke)
+                return refused
+            await _insert(conn, batch, revoke)
+            return None
         except BaseException:
             # Its state is unknown after a failure: the pool makes a new one.
             # A connection that was lost is released already: terminating it
@@ -232,6 +234,24 @@ async def insert_batch(
             with contextlib.suppress(asyncpg.InterfaceError):
                 conn.terminate()
             raise
+
+
+async def _in_savepoint(
+    conn: asyncpg.Connection, statement: str, args: list[Any]
+) -> BaseException | None:
+    """Run `statement` in a savepoint; if PostgreSQL refuses it, roll back to
+    the savepoint and return the refusal (any other error is raised)."""
+    savepoint = conn.transaction()  # nested: a savepoint
+    await savepoint.start()
+    try:
+        await conn.execute(statement, *args)
+    except Exception as error:
+        if classify(error) != REFUSED:
+            raise
+        await savepoint.rollback()
+        return error
+    await savepoint.commit()
+    return None
 
 
 async def _insert(

@@ -134,24 +134,21 @@ class Outbox:
     ) -> None:
         """db_batch.insert_batch, with the events of the rows it keeps (a resend is
         not stored: app/db_dedup.py) in its transaction. Should PostgreSQL
-        refuse the batch with them but take it without them (a broken outbox
-        table), the mail is written and those events are lost, said loudly:
-        mail matters more than its notification."""
+        refuse the events (a broken outbox table), the mail is written and
+        those events are lost, said loudly: mail matters more than its
+        notification. A refusal of the mail itself is raised, events untouched."""
         if not self.wanted(batch):
             await db_batch.insert_batch(pool, batch, revoke, dedup_window, seen=seen)
             return
-        try:
-            await db_batch.insert_batch(pool, batch, revoke, dedup_window, self.statement, seen)
-        except Exception as error:
-            if db_errors.classify(error) != db_errors.REFUSED:
-                raise
-            # Raises if refused.
-            await db_batch.insert_batch(pool, batch, revoke, dedup_window, seen=seen)
+        refused = await db_batch.insert_batch(
+            pool, batch, revoke, dedup_window, self.statement, seen
+        )
+        if refused is not None:
             log.error(
                 "[webhooks] the outbox refused the events of %d messages (%s): "
                 "their mail is stored, those events are not",
                 len(batch),
-                db_errors.describe(error),
+                db_errors.describe(refused),
             )
             return
         if self.wake is not None:

@@ -14,7 +14,7 @@ import time
 import httpx
 
 from .api_helpers import mail, send
-from .helpers import eventually, free_port, query
+from .helpers import eventually, free_port, query, script
 from .webhook_helpers import FAST, add_hook, email_ids, endpoint, hooks_list, outbox
 from .webhook_receiver import Receiver
 
@@ -172,6 +172,35 @@ def test_broken_outbox_never_costs_mail(make_server, database_url):
         eventually(lambda: len(email_ids(database_url, ADDRESS)) == 1)
         server.wait_for_log(r"\[webhooks\] the outbox refused the events of 1 messages")
         assert outbox(database_url) == [] and receiver.received == []
+    finally:
+        receiver.stop()
+
+
+# The mail's own row refused once (a passing refusal), then taken.
+REFUSE_ONCE = """
+CREATE SEQUENCE refusals;
+CREATE FUNCTION refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('refusals') = 1 THEN RAISE EXCEPTION 'not this time'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_once BEFORE INSERT ON emails FOR EACH ROW EXECUTE FUNCTION refuse_once();
+"""
+
+
+def test_a_refusal_of_the_mail_is_not_blamed_on_the_outbox(make_server, database_url):
+    """A write refused for the mail's own row was retried without its events
+    and, once taken, the events were dropped as if the outbox had refused them."""
+    receiver = Receiver()
+    try:
+        _, receiver.secret = add_hook(database_url, receiver.url)
+        server = make_server(**FAST)
+        server.wait_for_log(r"\[webhooks\] subscribed")
+        script(database_url, REFUSE_ONCE)
+        send(server.port, [ADDRESS], mail(ADDRESS, "refused once"))
+        eventually(lambda: receiver.received)
+        assert receiver.received[0].payload["data"]["subject"] == "refused once"
+        assert "the outbox refused" not in server.log
     finally:
         receiver.stop()
 
