@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .db import Connection
+from .db import Connection, Pool
 
 MESSAGE_RECEIVED = "message.received"
 EVENTS = (MESSAGE_RECEIVED,)
@@ -92,6 +92,14 @@ async def remove_endpoint(conn: Connection, endpoint: int, address: str | None =
             address,
         )
     return bool(status != "DELETE 0")
+
+
+async def remove_all_own(conn: Connection | Pool, address: str) -> None:
+    """Delete the webhooks accounts made for `address` (its account is going:
+    whoever takes the address next must not have its mail sent to them)."""
+    await conn.execute(
+        "DELETE FROM webhook_endpoints WHERE address = $1 AND created_by = 'api'", address
+    )
 
 
 async def subscribed(conn: Connection) -> list[str | None]:
