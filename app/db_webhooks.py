@@ -128,13 +128,18 @@ ON CONFLICT (endpoint_id, email_id) DO NOTHING
 
 async def due_endpoints(conn: Connection, busy: Sequence[int], limit: int) -> list[int]:
     """Endpoints whose oldest event is due, other than the `busy` ones."""
+    # Longest due first: by id, endpoints that keep failing (each attempt a
+    # whole WEBHOOK_TIMEOUT) could take every turn from one with a higher id.
     rows = await conn.fetch(
         """
         SELECT e.id FROM webhook_endpoints e
+        CROSS JOIN LATERAL (
+            SELECT o.next_attempt_at FROM webhook_outbox o
+            WHERE o.endpoint_id = e.id ORDER BY o.id LIMIT 1
+        ) head
         WHERE e.disabled_at IS NULL AND e.id <> ALL($1::bigint[])
-          AND (SELECT o.next_attempt_at FROM webhook_outbox o
-               WHERE o.endpoint_id = e.id ORDER BY o.id LIMIT 1) <= now()
-        ORDER BY e.id LIMIT $2
+          AND head.next_attempt_at <= now()
+        ORDER BY head.next_attempt_at, e.id LIMIT $2
         """,
         list(busy),
         limit,
