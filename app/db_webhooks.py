@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .db import Connection
+from .db import Connection, Pool
 
 MESSAGE_RECEIVED = "message.received"
 EVENTS = (MESSAGE_RECEIVED,)
@@ -94,6 +94,14 @@ async def remove_endpoint(conn: Connection, endpoint: int, address: str | None =
     return bool(status != "DELETE 0")
 
 
+async def remove_all_own(conn: Connection | Pool, address: str) -> None:
+    """Delete the webhooks accounts made for `address` (its account is going:
+    whoever takes the address next must not have its mail sent to them)."""
+    await conn.execute(
+        "DELETE FROM webhook_endpoints WHERE address = $1 AND created_by = 'api'", address
+    )
+
+
 async def subscribed(conn: Connection) -> list[str | None]:
     """The addresses with an active endpoint for new mail (None: every address)."""
     rows = await conn.fetch(
@@ -120,13 +128,18 @@ ON CONFLICT (endpoint_id, email_id) DO NOTHING
 
 async def due_endpoints(conn: Connection, busy: Sequence[int], limit: int) -> list[int]:
     """Endpoints whose oldest event is due, other than the `busy` ones."""
+    # Longest due first: by id, endpoints that keep failing (each attempt a
+    # whole WEBHOOK_TIMEOUT) could take every turn from one with a higher id.
     rows = await conn.fetch(
         """
         SELECT e.id FROM webhook_endpoints e
+        CROSS JOIN LATERAL (
+            SELECT o.next_attempt_at FROM webhook_outbox o
+            WHERE o.endpoint_id = e.id ORDER BY o.id LIMIT 1
+        ) head
         WHERE e.disabled_at IS NULL AND e.id <> ALL($1::bigint[])
-          AND (SELECT o.next_attempt_at FROM webhook_outbox o
-               WHERE o.endpoint_id = e.id ORDER BY o.id LIMIT 1) <= now()
-        ORDER BY e.id LIMIT $2
+          AND head.next_attempt_at <= now()
+        ORDER BY head.next_attempt_at, e.id LIMIT $2
         """,
         list(busy),
         limit,

@@ -61,6 +61,10 @@ def split_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of a webhook URL, or Refused naming what is wrong."""
     if len(url) > MAX_URL:
         raise Refused(f"the URL is longer than {MAX_URL} characters")
+    # httpx cannot send these (InvalidURL before any attempt); urlsplit drops
+    # a tab or newline silently, so the URL shown would not be the one used.
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise Refused("the URL has a space or control character (percent-encode it)")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -156,7 +160,7 @@ async def post(
         return Reply(0, f"refused: {error}")
     except TimeoutError:
         return Reply(0, f"no answer within {timeout:g}s")
-    except httpx.HTTPError as error:
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
         return Reply(0, f"{type(error).__name__}: {error}"[:300])
     status = response.status_code
     if 200 <= status < 300:

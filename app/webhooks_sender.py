@@ -132,6 +132,11 @@ class Sender:
             head = await db_webhooks.lock_head(conn, endpoint)
             if head is None:
                 return False
+            if _age(head) > self._settings.webhook_max_age:
+                # Waited behind a failing one until too old: dropped unsent, or a
+                # receiver that never answers would take WEBHOOK_TIMEOUT for each.
+                await self._give_up(conn, head, "not sent: older than WEBHOOK_MAX_AGE")
+                return True
             body = head.payload.encode()
             headers = signed_headers(head.secret, webhook_id(head), head.payload, time.time())
             assert self._client is not None
@@ -163,15 +168,24 @@ class Sender:
             return
         attempts = head.attempts + 1
         delay = retry_delay(attempts, settings.webhook_retry_first, settings.webhook_retry_max)
-        age = datetime.datetime.now(datetime.UTC) - head.created_at
-        if age.total_seconds() + delay > settings.webhook_max_age:
-            await db_webhooks.failed(conn, head, f"gave up: {reply.error}", None)
-            metrics.WEBHOOK_DROPPED.inc()
-            log.warning(
-                "[webhooks] endpoint %d: event dropped after %d attempts (%s)",
-                head.endpoint_id,
-                attempts,
-                reply.error,
-            )
+        if _age(head) + delay > settings.webhook_max_age:
+            await self._give_up(conn, head, reply.error, attempts)
         else:
             await db_webhooks.failed(conn, head, reply.error, delay)
+
+    async def _give_up(
+        self, conn: db.Connection, head: db_webhooks.Head, why: str, attempts: int = 0
+    ) -> None:
+        await db_webhooks.failed(conn, head, f"gave up: {why}", None)
+        metrics.WEBHOOK_DROPPED.inc()
+        log.warning(
+            "[webhooks] endpoint %d: event dropped after %d attempts (%s)",
+            head.endpoint_id,
+            attempts,
+            why,
+        )
+
+
+def _age(head: db_webhooks.Head) -> float:
+    """Seconds since the event was written (with its mail)."""
+    return (datetime.datetime.now(datetime.UTC) - head.created_at).total_seconds()

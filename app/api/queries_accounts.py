@@ -9,6 +9,7 @@ from typing import TypeAlias
 
 import asyncpg
 
+from .. import db_webhooks
 from . import queries_mail
 from .queries import Record
 
@@ -84,7 +85,9 @@ async def revoke_tokens(pool: Executor, address: str) -> bool:
 
 
 async def remove_account(pool: Executor, address: str) -> bool:
-    """Delete the account of `address` (its mail stays; the command line's `remove`)."""
+    """Delete the account of `address` and its webhooks (its mail stays; the
+    command line's `remove`)."""
+    await db_webhooks.remove_all_own(pool, address)
     return bool(await pool.fetch(announced("DELETE FROM accounts WHERE address = $1"), address))
 
 
@@ -95,8 +98,10 @@ async def all_accounts(pool: Executor) -> list[Record]:
 
 
 async def delete_account(pool: asyncpg.Pool, account_id: uuid.UUID, address: str) -> None:
-    """Delete the account and its mail in one transaction: an address whose
-    account is gone is open to anyone again, so its mail must not stay."""
+    """Delete the account, its mail and its webhooks in one transaction: an
+    address whose account is gone is open to anyone again, so neither its mail
+    nor a way to the next owner's must stay."""
     async with pool.acquire() as conn, conn.transaction():
         await queries_mail.remove_mail(conn, address, None)
+        await db_webhooks.remove_all_own(conn, address)
         await conn.execute(announced("DELETE FROM accounts WHERE id = $1"), account_id)

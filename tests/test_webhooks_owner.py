@@ -1,0 +1,66 @@
+"""A webhook belongs to the account that made it: once that account is
+deleted (DELETE /accounts/{id}: "the address is open again", or the
+operator's `accounts remove`), its webhooks go too, so whoever takes the
+address next neither sees them nor has its mail pushed to their receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from .api_helpers import ApiServer, account, mail, send, wait_messages
+from .helpers import app_command, install_schema, query
+from .webhook_helpers import FAST
+from .webhook_receiver import Receiver
+
+ADDRESS = "reused@example.com"
+
+
+@pytest.fixture
+def hooked(database_url: str, tmp_path) -> Iterator[tuple[httpx.Client, Receiver, str]]:
+    """The API, an account of ADDRESS with a webhook to a receiver:
+    (client, receiver, the account's id)."""
+    install_schema(database_url, ("example.com",))
+    api = ApiServer(database_url, str(tmp_path / "data"), **FAST)
+    receiver = Receiver()
+    client = httpx.Client(timeout=30)
+    try:
+        api.start()
+        client.base_url = httpx.URL(api.url)
+        account_id, token = account(client, ADDRESS)
+        client.headers["Authorization"] = f"Bearer {token}"
+        made = client.post("/webhooks", json={"url": receiver.url})
+        assert made.status_code == 201, made.text
+        receiver.secret = made.json()["secret"]
+        yield client, receiver, account_id
+    finally:
+        client.close()
+        receiver.stop()
+        if api.process is not None and api.process.poll() is None:
+            api.kill()
+
+
+def test_deleted_account_takes_its_webhooks(make_server, database_url, hooked):
+    client, old_owners, account_id = hooked
+    server = make_server(**FAST)
+    assert client.delete(f"/accounts/{account_id}").status_code == 204
+    assert query(database_url, "SELECT id FROM webhook_endpoints") == []
+
+    # Someone else takes the address: none of the old owner's webhooks.
+    _, token = account(client, ADDRESS, "another-pass")
+    client.headers["Authorization"] = f"Bearer {token}"
+    assert client.get("/webhooks").json() == []
+    server.wait_for_log(r"\[webhooks\] subscribed: not every address, 0 addresses")
+    send(server.port, [ADDRESS], mail(ADDRESS, "the new owner's code"))
+    wait_messages(client, 1)
+    assert old_owners.received == []
+
+
+def test_accounts_remove_takes_its_webhooks(database_url, hooked):
+    """`accounts remove` (how the operator gives a private_email address to its
+    owner) drops the webhooks the stranger's account made for it."""
+    removed = app_command("accounts", "remove", ADDRESS, DATABASE_URL=database_url)
+    assert removed.returncode == 0, removed.stderr
+    assert query(database_url, "SELECT id FROM webhook_endpoints") == []
