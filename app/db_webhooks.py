@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .db import Connection, Pool
+from .db import Connection, Pool, folded
 
 MESSAGE_RECEIVED = "message.received"
 EVENTS = (MESSAGE_RECEIVED,)
@@ -114,13 +114,22 @@ async def subscribed(conn: Connection) -> list[str | None]:
 
 # The writer's statement, run in the transaction that stores the mail: one
 # event per (message row, endpoint that wants it), in the batch's order.
+# An account's own endpoint gets nothing for an address the website lists in
+# private_email (its token can no longer read it: app/api/access.py), unless
+# the operator made that account. $4: each row's address spellings
+# (policy.address_spellings), joined by newlines.
 INSERT_OUTBOX = f"""
 INSERT INTO webhook_outbox (endpoint_id, email_id, event_type, payload)
 SELECT e.id, r.email_id, '{MESSAGE_RECEIVED}', r.payload
-FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS r(email_id, address, payload, n)
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+    AS r(email_id, address, payload, spellings, n)
 JOIN webhook_endpoints e
   ON e.disabled_at IS NULL AND '{MESSAGE_RECEIVED}' = ANY(e.events)
  AND (e.address IS NULL OR e.address = r.address)
+WHERE e.created_by <> 'api'
+   OR NOT EXISTS (SELECT FROM private_email p
+                  WHERE {folded("p.email")} = ANY(string_to_array(r.spellings, chr(10))))
+   OR EXISTS (SELECT FROM accounts a WHERE a.address = r.address AND a.by_operator)
 ORDER BY r.n, e.id
 ON CONFLICT (endpoint_id, email_id) DO NOTHING
 """

@@ -24,6 +24,7 @@ from typing import Any
 from . import codes, db, db_batch, db_dedup, db_errors
 from .db_webhooks import INSERT_OUTBOX, MESSAGE_RECEIVED
 from .model import Prepared
+from .policy import address_spellings
 
 log = logging.getLogger("app.webhooks")
 
@@ -122,7 +123,8 @@ class Outbox:
                     ids.append(row_id)
                     owners.append(owner)
                     bodies.append(payload(prepared, row_id, owner, found))
-        return (INSERT_OUTBOX, [ids, owners, bodies]) if ids else None
+        spellings = ["\n".join(address_spellings([owner])) for owner in owners]
+        return (INSERT_OUTBOX, [ids, owners, bodies, spellings]) if ids else None
 
     async def insert_batch(
         self,

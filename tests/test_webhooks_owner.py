@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from .api_helpers import ApiServer, account, mail, send, wait_messages
-from .helpers import app_command, install_schema, query
-from .webhook_helpers import FAST
+from .helpers import app_command, eventually, install_schema, query
+from .webhook_helpers import FAST, add_hook, outbox
 from .webhook_receiver import Receiver
 
 ADDRESS = "reused@example.com"
@@ -64,3 +64,56 @@ def test_accounts_remove_takes_its_webhooks(database_url, hooked):
     removed = app_command("accounts", "remove", ADDRESS, DATABASE_URL=database_url)
     assert removed.returncode == 0, removed.stderr
     assert query(database_url, "SELECT id FROM webhook_endpoints") == []
+
+
+def test_a_listed_private_address_stops_a_strangers_webhook(make_server, database_url, hooked):
+    """The website lists the address in private_email: the stranger's token can
+    no longer read it (401), and its webhook made before no longer gets the
+    mail (found by review: it got every message); the operator's endpoint for
+    the address still does."""
+    client, strangers, _ = hooked
+    operators = Receiver()
+    try:
+        _, operators.secret = add_hook(database_url, operators.url, "--address", ADDRESS)
+        query(database_url, "INSERT INTO private_email (email) VALUES (' Reused@Example.com')")
+        eventually(lambda: client.get("/webhooks").status_code == 401)
+        server = make_server(**FAST)
+        server.wait_for_log(r"\[webhooks\] subscribed")
+        send(server.port, [ADDRESS], mail(ADDRESS, "the website user's reset"))
+        eventually(lambda: operators.received)
+        assert operators.received[0].payload["data"]["subject"] == "the website user's reset"
+        eventually(lambda: outbox(database_url) == [])  # nothing else is on its way
+        assert strangers.received == []
+    finally:
+        operators.stop()
+
+
+def test_an_operator_made_account_keeps_its_webhook_on_a_private_address(
+    make_server, database_url, tmp_path
+):
+    """The owner the operator gave the address to (`accounts add`) may read it,
+    and its own webhook gets the mail."""
+    install_schema(database_url, ("example.com",))
+    query(database_url, "INSERT INTO private_email (email) VALUES ($1)", ADDRESS)
+    made = app_command("accounts", "add", ADDRESS, stdin="owner-pass\n", DATABASE_URL=database_url)
+    assert made.returncode == 0, made.stderr
+    api = ApiServer(database_url, str(tmp_path / "data"), **FAST)
+    receiver = Receiver()
+    try:
+        api.start()
+        with httpx.Client(base_url=api.url, timeout=30) as client:
+            token = client.post("/token", json={"address": ADDRESS, "password": "owner-pass"})
+            assert token.status_code == 200, token.text
+            client.headers["Authorization"] = f"Bearer {token.json()['token']}"
+            hook = client.post("/webhooks", json={"url": receiver.url})
+            assert hook.status_code == 201, hook.text
+            receiver.secret = hook.json()["secret"]
+        server = make_server(**FAST)
+        server.wait_for_log(r"\[webhooks\] subscribed")
+        send(server.port, [ADDRESS], mail(ADDRESS, "for the owner"))
+        eventually(lambda: receiver.received)
+        assert receiver.received[0].valid
+    finally:
+        receiver.stop()
+        if api.process is not None and api.process.poll() is None:
+            api.kill()
