@@ -58,8 +58,9 @@ def test_statement_only_for_subscribed_rows():
     outbox.update(["b@example.com"])
     statement = outbox.statement(batch)
     assert statement is not None
-    ids, owners, bodies = statement[1]
+    ids, owners, bodies, spellings = statement[1]
     assert owners == ["b@example.com"] and ids == [batch[0].envelope.row_ids[1]]
+    assert spellings == ["b@example.com"]
     body = json.loads(bodies[0])
     assert body["type"] == "message.received"
     assert body["data"]["id"] == str(ids[0]) and body["data"]["address"] == "b@example.com"
