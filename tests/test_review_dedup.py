@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
 
-from .test_dedup import message, rows
+from .helpers import script
+from .test_dedup import message, rows, send
 
 
 class Dialogue:
@@ -26,6 +28,7 @@ class Dialogue:
         self.sock.sendall(data)
 
     def close(self) -> None:
+        self.replies.close()
         self.sock.close()
 
 
@@ -56,3 +59,52 @@ def test_pipelined_second_send_of_the_same_bytes_is_stored(make_server, database
     assert client.reply()[:3] == b"221"
     client.close()
     assert rows(database_url) == ["one", "one"]
+
+
+def open_after_250(port: int, raw: bytes) -> Dialogue:
+    """A session whose message got its 250 and that has said nothing since."""
+    client = Dialogue(port)
+    for line in (b"EHLO client.test\r\n", *ENVELOPE.splitlines(keepends=True)):
+        client.write(line)
+        assert client.reply()[:3] in (b"250", b"354")
+    client.write(stuffed(raw))
+    assert client.reply()[:3] == b"250"
+    return client
+
+
+# A confirmation's mark takes a second (a busy database), so each host still
+# holds the key it confirmed when it comes to its claims.
+SLOW_CONFIRM = """
+CREATE FUNCTION slow_confirm() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(1);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_confirm BEFORE UPDATE ON mail_dedup FOR EACH ROW
+    WHEN (NEW.confirmed AND NOT OLD.confirmed) EXECUTE FUNCTION slow_confirm();
+"""
+
+
+def test_crossed_confirmations_and_claims_on_two_hosts_do_not_deadlock(make_server, database_url):
+    """Host 1 marks M1 confirmed and claims a new send of M2's bytes while host
+    2 marks M2 confirmed and claims a new send of M1's bytes: each transaction
+    locks its confirmed key, then waits for the other's."""
+    hosts = [make_server(), make_server()]
+    raws = [message(uuid.uuid4().hex, "m1"), message(uuid.uuid4().hex, "m2")]
+    sessions = [open_after_250(h.port, raw) for h, raw in zip(hosts, raws, strict=True)]
+    script(database_url, SLOW_CONFIRM)
+
+    def go_on(n: int) -> None:
+        sessions[n].write(b"QUIT\r\n")  # it saw its 250: confirmed
+        assert sessions[n].reply()[:3] == b"221"
+        sessions[n].close()
+        send(hosts[n].port, raws[1 - n], quit=True)  # the other's bytes, a new message
+
+    threads = [threading.Thread(target=go_on, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert rows(database_url) == ["m1", "m1", "m2", "m2"]
+    for host in hosts:
+        assert "deadlock" not in host.log
