@@ -108,3 +108,16 @@ def test_crossed_confirmations_and_claims_on_two_hosts_do_not_deadlock(make_serv
     assert rows(database_url) == ["m1", "m1", "m2", "m2"]
     for host in hosts:
         assert "deadlock" not in host.log
+
+
+def test_confirmation_just_before_a_stop_is_kept(make_server, database_url):
+    """A client saw its 250 (QUIT), and the host is stopped (SIGTERM) at once:
+    the drain writes what it owes, that confirmation included, so the same
+    bytes sent again later are a new message."""
+    server = make_server()
+    raw = message(uuid.uuid4().hex)
+    send(server.port, raw, quit=True)
+    server.stop()
+    again = make_server()
+    send(again.port, raw, quit=True)
+    assert rows(database_url) == ["one", "one"]
