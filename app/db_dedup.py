@@ -263,10 +263,18 @@ async def claim(
     return out, list(revoke)
 
 
+PRUNE = """
+DELETE FROM mail_dedup WHERE key IN (
+    SELECT key FROM mail_dedup WHERE seen_at < now() - make_interval(secs => $1)
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
 async def prune(pool: asyncpg.Pool, window: float) -> int:
-    """Delete keys older than the window (any host may; they never conflict)."""
+    """Delete keys older than the window (any host may). A key a batch holds
+    (taking it over) is skipped, not waited for: the prune deletes in its
+    scan's order, the claims lock in key order, and waiting could deadlock."""
     async with pool.acquire() as conn:
-        status = await conn.execute(
-            "DELETE FROM mail_dedup WHERE seen_at < now() - make_interval(secs => $1)", window
-        )
+        status = await conn.execute(PRUNE, window)
     return int(status.split()[-1])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import uuid
 
-from .helpers import script
-from .test_dedup import message, rows, send
+import asyncpg
+
+from app import db_dedup, db_schema
+
+from .helpers import query, script
+from .test_dedup import SLEEPING, message, rows, send
 
 
 class Dialogue:
@@ -121,3 +126,66 @@ def test_confirmation_just_before_a_stop_is_kept(make_server, database_url):
     again = make_server()
     send(again.port, raw, quit=True)
     assert rows(database_url) == ["one", "one"]
+
+
+# The takeover of the first expired key takes a second (a busy database).
+SLOW_TAKEOVER = """
+CREATE FUNCTION slow_takeover() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.key = '\\x%s'::bytea THEN PERFORM pg_sleep(1); END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_takeover BEFORE UPDATE ON mail_dedup FOR EACH ROW
+    EXECUTE FUNCTION slow_takeover();
+"""
+
+
+async def install(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await db_schema.install_schema(conn)
+    finally:
+        await conn.close()
+
+
+def test_prune_beside_a_takeover_of_expired_keys_does_not_deadlock(database_url):
+    """A batch takes over two keys past the window (in key order) while the
+    prune deletes expired keys (in its scan's order, the second first)."""
+    asyncio.run(install(database_url))
+    first, second = b"\x01" * 32, b"\x02" * 32
+    for key in (second, first):  # the second is met first by the prune's scan
+        query(
+            database_url,
+            "INSERT INTO mail_dedup (key, raw_id, seen_at)"
+            " VALUES ($1, $2, now() - interval '2 hours')",
+            key,
+            uuid.uuid4(),
+        )
+    script(database_url, SLOW_TAKEOVER % first.hex())
+
+    async def both() -> tuple[object, object]:
+        conn = await asyncpg.connect(database_url)
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+        try:
+            message = uuid.uuid4()
+            claim = asyncio.create_task(
+                conn.fetch(db_dedup.CLAIM, [first, second], [message, message], 3600)
+            )
+            for _ in range(3000):  # up to 30 s, until it holds the first key
+                if await pool.fetch(SLEEPING):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the takeover never held the first key")
+            results = await asyncio.gather(
+                claim, db_dedup.prune(pool, 3600), return_exceptions=True
+            )
+            return results[0], results[1]
+        finally:
+            await conn.close()
+            await pool.close()
+
+    claimed, pruned = asyncio.run(both())
+    assert not isinstance(pruned, Exception), pruned
+    assert not isinstance(claimed, Exception), claimed
+    assert {r["key"] for r in claimed} == {first, second}  # type: ignore[attr-defined]
