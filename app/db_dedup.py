@@ -25,7 +25,9 @@ IDLE_PROBE by an empty write): a copy of a confirmed message is a new message, s
 takes the key over. A copy in the same batch as a confirmed one is kept too.
 A session cut right after our 250 leaves the key unconfirmed: the resend, to
 any host, is dropped. A command pipelined behind the message's end (already
-buffered when the 250 went out) confirms nothing.
+buffered when the 250 went out) confirms nothing; what the client sends once
+those are read does (with PIPELINING, the next message's content after our
+354).
 
 A revoked message (its sender was told 451 while its write committed:
 app/store.py) gives back its keys, so the resend is stored; unless a resend
