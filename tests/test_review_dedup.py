@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import socket
 import threading
 import uuid
@@ -14,6 +15,7 @@ from app import db_dedup, db_schema
 
 from .helpers import eventually, query, script
 from .test_dedup import SLEEPING, message, raw_count, rows, send, send_cut
+from .test_tls import client_context, make_certificate
 
 
 class Dialogue:
@@ -219,3 +221,21 @@ def test_instant_first_copy_written_after_its_confirmed_resend_is_dropped(
         assert rows(database_url) == ["one"]
     finally:
         silent.close()
+
+
+def test_same_bytes_twice_on_one_starttls_session_are_two_messages(
+    make_server, database_url, tmp_path
+):
+    """Under TLS the bytes a session reads are counted too (they confirm)."""
+    cert, key = make_certificate(tmp_path, "mx.test")
+    server = make_server(tls_cert=cert, tls_key=key)
+    raw = message(uuid.uuid4().hex)
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.starttls(context=client_context())
+        client.ehlo("client.test")
+        for _ in range(2):  # the second MAIL says the client saw the first 250
+            assert client.mail("a@sender.test")[0] == 250
+            assert client.rcpt("box@example.com")[0] == 250
+            assert client.data(raw)[0] == 250
+    assert rows(database_url) == ["one", "one"]
