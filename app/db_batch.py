@@ -211,6 +211,7 @@ async def insert_batch(
     """
     async with pool.acquire() as conn:
         try:
+            await db_dedup.mark_confirmed(conn, seen.keys)
             dedup = bool(revoke or seen.keys) or (dedup_window > 0 and db_dedup.claims(batch))
             if dedup or beside is not None:
                 # Not `async with`: its rollback on a lost connection raises an

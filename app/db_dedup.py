@@ -19,13 +19,15 @@ copy wins. A key older than the window is taken over; `prune` deletes them.
 Only a copy of an unconfirmed message is a resend: an MTA resends when it
 did not see our 250, and a client that sent its next command on the session
 after our 250 saw it (app/session.py). Such a message's keys are gathered in
-memory (`Confirmations`) and marked `confirmed` (migration 046) at the start
-of the writer's next transaction, before its claims (or within IDLE_PROBE by
-an empty write): a copy of a confirmed message is a new message, stored, and
+memory (`Confirmations`) and marked `confirmed` (migration 046) just before
+the writer's next transaction, committed before its claims (or within
+IDLE_PROBE by an empty write): a copy of a confirmed message is a new message, stored, and
 takes the key over. A copy in the same batch as a confirmed one is kept too.
 A session cut right after our 250 leaves the key unconfirmed: the resend, to
 any host, is dropped. A command pipelined behind the message's end (already
-buffered when the 250 went out) confirms nothing.
+buffered when the 250 went out) confirms nothing; what the client sends once
+those are read does (with PIPELINING, the next message's content after our
+354).
 
 A revoked message (its sender was told 451 while its write committed:
 app/store.py) gives back its keys, so the resend is stored; unless a resend
@@ -222,6 +224,16 @@ SELECT raw_id FROM stays
 """
 
 
+async def mark_confirmed(conn: asyncpg.Connection, keys: Sequence[bytes]) -> None:
+    """Mark `keys` confirmed, committed on its own before the batch's
+    transaction: in it, a mark held its key while the claims waited for
+    another host's, which could hold that host's mark and wait for ours (a
+    deadlock; the mark rolled back made the other host drop a new message as
+    a resend)."""
+    if keys:
+        await conn.execute(CONFIRM, list(keys))
+
+
 async def claim(
     conn: asyncpg.Connection,
     batch: Sequence[Prepared],
@@ -229,12 +241,11 @@ async def claim(
     window: float,
     seen: Seen = NOTHING_SEEN,
 ) -> tuple[list[Prepared], list[uuid.UUID]]:
-    """In the batch's transaction: the rows of `batch` to insert and the
-    messages to revoke, after marking the keys `seen` confirmed, giving back
-    revoked messages' keys and claiming keys."""
+    """In the batch's transaction (after `mark_confirmed`): the rows of
+    `batch` to insert and the messages to revoke, after giving back revoked
+    messages' keys and claiming keys (those of messages `seen` confirmed in
+    the batch are new ones)."""
     confirmed = seen.messages
-    if seen.keys:
-        await conn.execute(CONFIRM, list(seen.keys))
     if revoke:
         stays = {r["raw_id"] for r in await conn.fetch(GIVE_BACK, list(revoke))}
         if stays:
@@ -254,10 +265,18 @@ async def claim(
     return out, list(revoke)
 
 
+PRUNE = """
+DELETE FROM mail_dedup WHERE key IN (
+    SELECT key FROM mail_dedup WHERE seen_at < now() - make_interval(secs => $1)
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
 async def prune(pool: asyncpg.Pool, window: float) -> int:
-    """Delete keys older than the window (any host may; they never conflict)."""
+    """Delete keys older than the window (any host may). A key a batch holds
+    (taking it over) is skipped, not waited for: the prune deletes in its
+    scan's order, the claims lock in key order, and waiting could deadlock."""
     async with pool.acquire() as conn:
-        status = await conn.execute(
-            "DELETE FROM mail_dedup WHERE seen_at < now() - make_interval(secs => $1)", window
-        )
+        status = await conn.execute(PRUNE, window)
     return int(status.split()[-1])

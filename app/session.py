@@ -94,10 +94,12 @@ class Session(SMTP):
         self._in_rcpt = False  # a RCPT command is being answered
         self._deadline: asyncio.TimerHandle | None = None
         # Resend detection (app/db_dedup.py): the message a 250 to DATA is for
-        # (set by the handler), then, once that 250 is out, until the client's
-        # next command confirms the client saw it.
+        # (set by the handler), then, once that 250 is out, until a command the
+        # client sent after it saw it confirms it; and the bytes received since
+        # that 250 was written (those buffered before were sent before).
         self.answered: Confirmation | None = None
         self._unconfirmed: Confirmation | None = None
+        self._received_since_250 = 0
         # Inbound defence: the client's reputation lookups (started once its
         # address is known) and what this transaction's checks found.
         self.reputation: asyncio.Future[Result] | None = None
@@ -275,12 +277,24 @@ class Session(SMTP):
 
     # Replies -----------------------------------------------------------------
 
+    def data_received(self, data: bytes) -> None:
+        self._received_since_250 += len(data)
+        super().data_received(data)
+
+    def _confirm_if_seen(self) -> None:
+        """Confirm the last 250 to DATA once a byte the client sent after it
+        was read: a command, or a message's content sent after our 354 (which
+        followed the 250). Bytes already buffered when it went out (pipelined
+        behind the message's end) confirm nothing."""
+        buffered = len(self._reader._buffer)  # type: ignore[attr-defined]
+        if self._unconfirmed is not None and self._received_since_250 > buffered:
+            self.event_handler.confirmed(self._unconfirmed)
+            self._unconfirmed = None
+
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = status.encode("utf-8")
-        if self._unconfirmed is not None:  # a reply to the command after a 250
-            self.event_handler.confirmed(self._unconfirmed)
-            self._unconfirmed = None
+        self._confirm_if_seen()  # a reply to a command sent after a 250
         status = replies.with_enhanced_code(status)
         if status[:3] in LIMIT_CODES:
             # A limit was hit (aiosmtpd's command budgets included); policy
@@ -368,19 +382,22 @@ class Session(SMTP):
             self._set_post_data_state()
             await self.push(refusal)
             return
+        # A pipelined 250 is confirmed by this content, before this message is
+        # queued (it may be a new message with the same bytes).
+        self._confirm_if_seen()
         # A bytearray (the stubs say bytes): handle_DATA prepends the trace in place.
         self.envelope.content = self.envelope.original_content = content  # type: ignore[assignment]
         status = await self._call_handler_hook("DATA")
         # The reply before the transaction ends: a draining service waits for
         # sessions in a transaction, so a 250 it owes is written before it closes.
+        # Counted from here: push writes before it can yield to the reader.
+        self._received_since_250 = 0
         await self.push(status)
         self._set_post_data_state()
         answered, self.answered = self.answered, None
         if status.startswith("250"):
             self._errors = 0  # mail delivered: the client is not just failing
-            # A command already buffered was sent before the client saw the 250.
-            if not self._reader._buffer:  # type: ignore[attr-defined]
-                self._unconfirmed = answered
+            self._unconfirmed = answered
         if self._connections.closing:
             self.say_goodbye()
 

@@ -85,7 +85,7 @@ class BatchWriter:
         self._high_water = max(1, queue_size * 8 // 10)
         self._room = asyncio.Event()
         self._room.set()
-        self._idle = asyncio.Event()  # nothing waiting or in flight
+        self._idle = asyncio.Event()  # nothing waiting or in flight, no confirmation owed
         self._idle.set()
         self._last_commit = time.monotonic()
         self._last_batch_len = 1
@@ -141,6 +141,8 @@ class BatchWriter:
         """A client saw the 250 of a message: mark it in the next write."""
         self.confirmations.add(confirmation)
         self._arrived.set()  # an idle writer marks it within IDLE_PROBE
+        if not self.outage:  # a drain writes it (lost in an outage: not waited for)
+            self._idle.clear()
 
     def _enqueue(self, item: Item) -> None:
         self._waiting.append(item)
@@ -227,7 +229,7 @@ class BatchWriter:
             self._refusals.nothing_to_test()
         if len(self._waiting) < self._high_water:
             self._room.set()
-        if not (self._waiting or leftover):
+        if not (self._waiting or leftover or self.confirmations):
             self._idle.set()
         metrics.QUEUE_DEPTH.set(len(self._waiting))
 
