@@ -106,10 +106,13 @@ def claims(batch: Sequence[Prepared]) -> dict[bytes, uuid.UUID]:
 def kept(
     batch: Sequence[Prepared], won: set[bytes], confirmed: Set[uuid.UUID] = frozenset()
 ) -> tuple[list[Prepared], int]:
-    """`batch` without the rows whose key it did not win, or that copy an
-    unconfirmed message before them (a message left with no row goes whole);
-    and how many rows were dropped."""
+    """`batch` without the rows that copy an unconfirmed message before them
+    (a message left with no row goes whole), and how many rows were dropped.
+    A key the batch did not win is an unconfirmed earlier message's: its
+    first message in the batch copies that one; a later one after a
+    confirmed one is new all the same."""
     rows_kept = holders(batch, confirmed)[1]
+    first = claims(batch)
     out: list[Prepared] = []
     dropped = 0
     for prepared in batch:
@@ -119,7 +122,8 @@ def kept(
             for row_id, recipient, key in zip(
                 envelope.row_ids, envelope.recipients, keys(envelope), strict=True
             )
-            if key is None or (key in won and (envelope.id, key) in rows_kept)
+            if key is None
+            or ((envelope.id, key) in rows_kept and (key in won or first[key] != envelope.id))
         ]
         dropped += len(envelope.recipients) - len(rows)
         if len(rows) == len(envelope.recipients):

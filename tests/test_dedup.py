@@ -289,3 +289,8 @@ def test_copies_in_one_batch_keep_the_first_and_rows_go_one_by_one():
     assert sorted(wanted.values()) == sorted([first.envelope.id] + [copy.envelope.id] * 2)
     kept, dropped = db_dedup.kept([first, copy], set(wanted), confirmed)
     assert (kept, dropped) == ([first, copy], 0)
+    # Another host holds them all, unconfirmed: the first is a copy, but the
+    # second's b@ row came after the first's 250 was seen: new (found by
+    # review: it went too); its c@ row is the first claim of its key: a copy.
+    kept, dropped = db_dedup.kept([first, copy], set(), confirmed)
+    assert [p.envelope.recipients for p in kept] == [("b@example.com",)] and dropped == 3
