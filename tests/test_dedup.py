@@ -145,15 +145,20 @@ def test_keys_past_the_window_are_taken_over_and_pruned(make_server, database_ur
     eventually(lambda: not query(database_url, "SELECT 1 FROM mail_dedup"), timeout=30)
 
 
+def send_twice(client: smtplib.SMTP, raw: bytes) -> None:
+    """The same bytes twice on one session: the second MAIL says the client saw the first 250."""
+    for _ in range(2):
+        assert client.mail("a@sender.test")[0] == 250
+        assert client.rcpt("box@example.com")[0] == 250
+        assert client.data(raw)[0] == 250
+
+
 def test_same_bytes_twice_on_one_session_are_two_messages(make_server, database_url):
     server = make_server()
     raw = message(uuid.uuid4().hex)
     with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
         client.ehlo("client.test")
-        for _ in range(2):  # the second MAIL says the client saw the first 250
-            assert client.mail("a@sender.test")[0] == 250
-            assert client.rcpt("box@example.com")[0] == 250
-            assert client.data(raw)[0] == 250
+        send_twice(client, raw)
     assert rows(database_url) == ["one", "one"]
 
 

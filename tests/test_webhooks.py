@@ -15,6 +15,7 @@ import httpx
 
 from .api_helpers import mail, send
 from .helpers import eventually, free_port, query, script
+from .test_review_poison_rows import REFUSE_ONCE
 from .webhook_helpers import FAST, add_hook, email_ids, endpoint, hooks_list, outbox
 from .webhook_receiver import Receiver
 
@@ -174,18 +175,6 @@ def test_broken_outbox_never_costs_mail(make_server, database_url):
         assert outbox(database_url) == [] and receiver.received == []
     finally:
         receiver.stop()
-
-
-# The mail's own row refused once (a passing refusal), then taken.
-REFUSE_ONCE = """
-CREATE SEQUENCE refusals;
-CREATE FUNCTION refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF nextval('refusals') = 1 THEN RAISE EXCEPTION 'not this time'; END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_once BEFORE INSERT ON emails FOR EACH ROW EXECUTE FUNCTION refuse_once();
-"""
 
 
 def test_a_refusal_of_the_mail_is_not_blamed_on_the_outbox(make_server, database_url):
