@@ -303,12 +303,7 @@ async def refused_beside(pool: asyncpg.Pool, message: Prepared, twin: Prepared) 
             async with conn.transaction():
                 await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred ones too
                 await conn.execute(INSERT_BATCH, *batch_args([twin], ()))
-                try:
-                    async with conn.transaction():  # a savepoint
-                        await conn.execute(INSERT_BATCH, *batch_args([message], ()))
-                except Exception as error:
-                    if classify(error) != REFUSED:
-                        raise
-                    refused = True
+                args = batch_args([message], ())
+                refused = await _in_savepoint(conn, INSERT_BATCH, args) is not None
                 raise _RolledBack
     return refused
