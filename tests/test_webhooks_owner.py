@@ -23,7 +23,8 @@ def hooked(database_url: str, tmp_path) -> Iterator[tuple[httpx.Client, Receiver
     """The API, an account of ADDRESS with a webhook to a receiver:
     (client, receiver, the account's id)."""
     install_schema(database_url, ("example.com",))
-    api = ApiServer(database_url, str(tmp_path / "data"), **FAST)
+    # The listing is seen within PRIVATE_REFRESH (30 s by default: the wait's own bound).
+    api = ApiServer(database_url, str(tmp_path / "data"), **FAST, private_refresh="0.5")
     receiver = Receiver()
     client = httpx.Client(timeout=30)
     try:
